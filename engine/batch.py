@@ -1,0 +1,98 @@
+"""The raw batch formats both books speak: a numpy command array in, an int64 event array out.
+
+Strings (accounts, order ids, instruments) never reach a book: the edge (``engine.api``)
+interns them as dense integer handles, and checks what a row says on its own (missing or
+unknown fields, quantity and price syntax) once, writing the verdict into ``check``. A book
+then makes every check that needs state, in the spec's order.
+
+Command fields (``COMMAND_DTYPE``):
+
+============  =======================================================================
+ts            exchange local time, microseconds since 1970-01-01 (``NO_TIME`` if unparsable)
+action        ``Action`` code
+check         ``Reason`` found at the edge (0, MALFORMED, INVALID_QTY or INVALID_PRICE)
+side          ``Side`` code (NEW)
+type          ``OrderType`` code (NEW)
+tif           ``TimeInForce`` code (NEW)
+stp           ``Stp`` code (NEW)
+instrument    instrument index (NEW)
+account       account handle (``NO_REF`` if missing)
+order         order handle (``NO_REF`` if missing)
+price         limit price in fen (``NO_PRICE`` for MARKET)
+qty           tonnes
+============  =======================================================================
+
+Each event is one row of ``EVENT_WIDTH`` int64 columns; the column constants below name
+them, and ``engine.events`` decodes rows into typed Structs. Per kind:
+
+- ACCEPTED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE (NO_PRICE for MARKET), QTY,
+  AUX1 = order type, AUX2 = tif.
+- REJECTED: ORDER, ACCOUNT, INSTRUMENT, REASON, AUX1 = action.
+- TRADE: TRADE_ID, INSTRUMENT, SEGMENT, PRICE, QTY, ORDER/ACCOUNT = buyer,
+  ORDER2/ACCOUNT2 = seller, SIDE = aggressor side, AUX1/AUX2 = buyer's/seller's open
+  quantity after the trade.
+- CANCELLED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE, QTY = quantity removed,
+  REASON, AUX1 = the order's filled quantity.
+- EXPIRED: as CANCELLED, without a reason; TS is 15:00 of the day that ended.
+- AMENDED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE = new price, QTY = new open
+  quantity, AUX1 = 1 if time priority was kept, AUX2 = open quantity before.
+- DAY_CLOSED: INSTRUMENT, ORDER = day number, PRICE = closing price, AUX1 = prior close,
+  QTY = LISTED volume, AUX2 = BLOCK volume, ACCOUNT = LISTED turnover (fen),
+  ACCOUNT2 = BLOCK turnover (fen); TS is 15:00 of that day.
+
+CMD is the index of the command, within the batch, that produced the event (for expiry and
+DAY_CLOSED, the command whose time ended the day). Unused columns are 0.
+"""
+
+import numpy as np
+
+COMMAND_DTYPE = np.dtype(
+    [
+        ("ts", np.int64),
+        ("order", np.int64),
+        ("price", np.int64),
+        ("qty", np.int64),
+        ("account", np.int32),
+        ("instrument", np.int16),
+        ("action", np.int8),
+        ("check", np.int8),
+        ("side", np.int8),
+        ("type", np.int8),
+        ("tif", np.int8),
+        ("stp", np.int8),
+    ],
+    align=True,
+)
+
+# event columns
+KIND = 0
+CMD = 1
+TS = 2
+INSTRUMENT = 3
+SEGMENT = 4
+ORDER = 5
+ACCOUNT = 6
+SIDE = 7
+PRICE = 8
+QTY = 9
+REASON = 10
+TRADE_ID = 11
+ORDER2 = 12
+ACCOUNT2 = 13
+AUX1 = 14
+AUX2 = 15
+EVENT_WIDTH = 16
+
+EVENT_COLUMNS = (
+    "kind", "cmd", "ts", "instrument", "segment", "order", "account", "side",
+    "price", "qty", "reason", "trade_id", "order2", "account2", "aux1", "aux2",
+)
+
+
+def empty_commands(n: int) -> np.ndarray:
+    """A zeroed command array of ``n`` rows (``NO_REF`` order/account, ``NO_PRICE``)."""
+    cmds = np.zeros(n, dtype=COMMAND_DTYPE)
+    cmds["order"] = -1
+    cmds["account"] = -1
+    cmds["price"] = -1
+    return cmds

@@ -1,0 +1,106 @@
+"""The engine's vocabulary as integer codes, shared by both books, the wire and the journal.
+
+Every value is explicit and is never reordered or reused: the codes are written into command
+and event arrays, journals and wire frames. Numba reads ``IntEnum`` members as integer
+constants, so the jitted kernels import these same names (see ``tests/engine/test_codes.py``).
+
+>>> Side.BUY, int(Side.SELL)
+(<Side.BUY: 1>, 2)
+>>> Reason.PRICE_OUTSIDE_BAND.name
+'PRICE_OUTSIDE_BAND'
+"""
+
+from enum import IntEnum
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class TimeInForce(IntEnum):
+    DAY = 1
+    IOC = 2
+    FOK = 3
+
+
+class Stp(IntEnum):
+    """Self-trade prevention mode (spec §4); CANCEL_NEWEST is the default."""
+
+    CANCEL_NEWEST = 1
+    CANCEL_OLDEST = 2
+    CANCEL_BOTH = 3
+
+
+class Segment(IntEnum):
+    """Trading mode an order belongs to, fixed at entry by its quantity (spec §2)."""
+
+    LISTED = 0
+    BLOCK = 1
+
+
+class Action(IntEnum):
+    """Command action. TICK only moves the clock (used to end a day or by a timer)."""
+
+    NEW = 1
+    CANCEL = 2
+    AMEND = 3
+    TICK = 4
+    UNKNOWN = 9  # the row named an action we do not know: rejected MALFORMED
+
+
+class Reason(IntEnum):
+    """Why a command was rejected or an order cancelled (spec §7). 0 means none."""
+
+    NONE = 0
+    # rejects, in the spec's order of checks for NEW
+    MALFORMED = 1
+    INVALID_QTY = 2
+    INVALID_PRICE = 3
+    DUPLICATE_ORDER_ID = 4
+    MARKET_CLOSED = 5
+    UNKNOWN_ORDER = 6
+    PRICE_OUTSIDE_BAND = 7
+    # cancellations of accepted orders
+    USER = 20
+    IOC_REMAINDER = 21
+    NO_LIQUIDITY = 22
+    FOK_NOT_FILLABLE = 23
+    SELF_TRADE = 24
+
+
+class OrderStatus(IntEnum):
+    """Where an accepted order stands. RESTING is open in the book."""
+
+    NONE = 0  # never accepted
+    RESTING = 1
+    FILLED = 2
+    CANCELLED = 3
+    EXPIRED = 4
+
+
+class EventKind(IntEnum):
+    """What an event row reports. Field meanings per kind: ``engine.events``."""
+
+    ACCEPTED = 1  # a NEW passed every check and entered matching
+    REJECTED = 2  # a command failed a check and changed nothing
+    TRADE = 3  # two orders traded
+    CANCELLED = 4  # an order's open quantity was removed (reason says why)
+    EXPIRED = 5  # an order still resting at 15:00 expired
+    AMENDED = 6  # an AMEND was applied to a resting order
+    DAY_CLOSED = 7  # a trading day ended: its closing price and totals
+
+
+#: Sentinel for "no price" (MARKET orders, empty sides). Never a valid price.
+NO_PRICE = -1
+#: Sentinel for "no time": the row's time did not parse.
+NO_TIME = -(2**62)
+#: A price too large to be in any band, used for prices that do not fit in int64.
+HUGE_PRICE = 2**62
+#: A handle that names nothing (an empty order_id or account).
+NO_REF = -1

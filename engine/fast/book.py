@@ -1,0 +1,278 @@
+"""The fast book: owns the preallocated arrays and makes one jitted call per batch.
+
+Same interface as ``engine.reference.book.ReferenceBook`` (``submit_batch``, ``best_bid``,
+``best_ask``, ``depth``, ``resting_orders``, ``order_state``, ``open_day``, ``globals``,
+``band``, ``check_invariants``). Capacities grow on demand: the kernel stops before a command
+it has no room for, this wrapper grows the array and calls again, so a batch of any size and
+any book depth is handled; small initial capacities (tests use them) exercise that path.
+
+>>> from engine.tradingdays import TradingCalendar
+>>> book = FastBook([6000], TradingCalendar.from_dates(["2024-03-04"]), slot_capacity=4)
+>>> book.best_bid(0, 0) is None
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import batch as B
+from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
+from ..errors import BookIntegrityError, EngineConfigError
+from ..rules import DAY_US, band_limits
+from ..tradingdays import TradingCalendar
+from . import kernels as K
+from . import state as S
+
+
+class FastBook:
+    """Price-time continuous double auction in Numba over preallocated arrays."""
+
+    name = "numba"
+
+    def __init__(self, prior_closes, calendar: TradingCalendar, slot_capacity: int = 1 << 16,
+                 order_capacity: int = 1 << 16, event_capacity: int = 1 << 16):
+        prior_closes = [int(p) for p in prior_closes]
+        if not prior_closes or any(p < 1 for p in prior_closes):
+            raise EngineConfigError("every instrument needs a prior close of at least 1 fen")
+        n = len(prior_closes)
+        self.calendar = calendar
+        self._cal = calendar.table(calendar.last_day)
+        self.glob = np.zeros(S.GL_FIELDS, dtype=np.int64)
+        self.glob[S.GL_CLOCK] = NO_TIME
+        self.glob[S.GL_LAST_DAY] = -1
+        self.glob[S.GL_NEXT_TRADE_ID] = 1
+        self.glob[S.GL_FREE_HEAD] = 0
+        self.glob[S.GL_FREE_COUNT] = max(1, slot_capacity)
+        self.glob[S.GL_CAL_FIRST_DAY] = calendar.first_day
+        self.slots = S.new_slots(max(1, slot_capacity))
+        self.refs = S.new_refs(max(1, order_capacity))
+        width = max(band_limits(p, Segment.BLOCK)[1] - band_limits(p, Segment.BLOCK)[0] + 1
+                    for p in prior_closes)
+        self.levels = S.new_levels(2 * n, width)
+        self.books = S.new_books(2 * n)
+        self.days = np.zeros((n, S.DY_FIELDS), dtype=np.int64)
+        self.days[:, S.DY_PRIOR_CLOSE] = prior_closes
+        self.events = S.new_events(max(64, event_capacity))
+
+    # ------------------------------------------------------------------ commands
+
+    def submit_batch(self, cmds: np.ndarray) -> np.ndarray:
+        """Process a ``COMMAND_DTYPE`` array in one jitted call; return its events."""
+        if cmds.dtype != B.COMMAND_DTYPE:
+            raise EngineConfigError(f"commands must be {B.COMMAND_DTYPE}, not {cmds.dtype}")
+        if len(cmds) == 0:
+            return self.events[:0].copy()
+        self._reserve(cmds)
+        glob = self.glob
+        glob[S.GL_EVENTS] = 0
+        start = 0
+        while True:
+            status = K._run_batch(cmds, start, self._cal, glob, self.slots, self.refs,
+                                  self.levels, self.books, self.days, self.events)
+            if status == S.DONE:
+                break
+            start = int(glob[S.GL_NEXT_CMD])
+            if status == S.NEED_EVENTS:
+                self._grow_events()
+            elif status == S.NEED_SLOTS:
+                self.slots = S.grow_slots(self.slots, glob, self.slots.shape[1] * 2)
+            elif status == S.NEED_LEVELS:
+                # the day being closed still needs its orders where they are: copy them over
+                width = int(glob[S.GL_NEED])
+                levels = S.new_levels(self.books.shape[0], width + width // 4)
+                levels[:, :, : self.levels.shape[2]] = self.levels
+                self.levels = levels
+        return self.events[: glob[S.GL_EVENTS]].copy()
+
+    def _reserve(self, cmds: np.ndarray) -> None:
+        """Grow the per-order arrays and the calendar table to cover this batch."""
+        top = int(cmds["order"].max()) + 1
+        if top > self.refs.shape[1]:
+            self.refs = S.grow_refs(self.refs, max(top, self.refs.shape[1] * 2))
+        if self.calendar.weekdays_beyond:
+            last_day = int(cmds["ts"].max()) // DAY_US
+            if last_day - self.calendar.first_day >= len(self._cal):
+                self._cal = self.calendar.table(last_day + 366)
+
+    def _grow_events(self) -> None:
+        need = int(self.glob[S.GL_RESTING]) + self.days.shape[0] + 8
+        size = self.events.shape[0]
+        while size - int(self.glob[S.GL_EVENTS]) < need:
+            size *= 2
+        out = S.new_events(size)
+        out[: self.events.shape[0]] = self.events
+        self.events = out
+
+    # ------------------------------------------------------------------ queries
+
+    def _book(self, instrument: int, segment: int) -> int:
+        return instrument * 2 + segment
+
+    def best_bid(self, instrument: int, segment: int):
+        """(price, open quantity at that level) of the best bid, or None."""
+        return self._best(instrument, segment, Side.BUY)
+
+    def best_ask(self, instrument: int, segment: int):
+        """(price, open quantity at that level) of the best ask, or None."""
+        return self._best(instrument, segment, Side.SELL)
+
+    def _best(self, instrument, segment, side):
+        b = self._book(instrument, segment)
+        li = int(self.books[b, S.BK_BEST_BID if side == Side.BUY else S.BK_BEST_ASK])
+        if li == S.NIL:
+            return None
+        bs = b * 2 + side - 1
+        return int(self.books[b, S.BK_BASE]) + li, int(self.levels[bs, S.LV_QTY, li])
+
+    def _levels_in_priority(self, b: int, side: int):
+        bs = b * 2 + side - 1
+        width = int(self.books[b, S.BK_WIDTH])
+        count = self.levels[bs, S.LV_COUNT, :width]
+        occupied = np.flatnonzero(count)
+        if side == Side.BUY:
+            occupied = occupied[::-1]
+        base = int(self.books[b, S.BK_BASE])
+        for li in occupied:
+            yield base + int(li), bs, int(li)
+
+    def depth(self, instrument: int, segment: int, side: int, levels: int = 5):
+        """[(price, open quantity, order count)] of the best ``levels`` levels of ``side``."""
+        out = []
+        for price, bs, li in self._levels_in_priority(self._book(instrument, segment), side):
+            if len(out) == levels:
+                break
+            out.append((price, int(self.levels[bs, S.LV_QTY, li]),
+                        int(self.levels[bs, S.LV_COUNT, li])))
+        return out
+
+    def resting_orders(self):
+        """Every resting order as (instrument, segment, side, price, order, account, open, seq),
+        book by book, bids then asks, in priority order."""
+        slots = self.slots
+        for b in range(self.books.shape[0]):
+            for side in (Side.BUY, Side.SELL):
+                for price, bs, li in self._levels_in_priority(b, side):
+                    s = int(self.levels[bs, S.LV_HEAD, li])
+                    while s != S.NIL:
+                        yield (b // 2, b % 2, int(side), price, int(slots[S.SL_REF, s]),
+                               int(slots[S.SL_ACCOUNT, s]), int(slots[S.SL_OPEN, s]),
+                               int(slots[S.SL_SEQ, s]))
+                        s = int(slots[S.SL_NEXT, s])
+
+    def order_state(self, ref: int):
+        """(status, reason, qty, filled, open) of an order handle; status NONE if never
+        accepted."""
+        if not 0 <= ref < self.refs.shape[1]:
+            return (OrderStatus.NONE, Reason.NONE, 0, 0, 0)
+        r = self.refs[:, ref]
+        s = int(r[S.RF_SLOT])
+        open_qty = int(self.slots[S.SL_OPEN, s]) if s != S.NIL else 0
+        return (OrderStatus(int(r[S.RF_STATUS])), Reason(int(r[S.RF_REASON])),
+                int(r[S.RF_QTY]), int(r[S.RF_FILLED]), open_qty)
+
+    def open_day(self):
+        """The day in progress: (day, [(prior_close, close, listed_volume, block_volume,
+        listed_turnover, block_turnover)] per instrument, is_open); None before any day."""
+        last_day = int(self.glob[S.GL_LAST_DAY])
+        if last_day < 0:
+            return None
+        figures = []
+        for i in range(self.days.shape[0]):
+            d = [int(x) for x in self.days[i]]
+            close = int(K._closing_price(self.days, i))
+            figures.append((d[S.DY_PRIOR_CLOSE], close, d[S.DY_LISTED_VOLUME],
+                            d[S.DY_BLOCK_VOLUME], d[S.DY_LISTED_TURNOVER],
+                            d[S.DY_BLOCK_TURNOVER]))
+        return last_day, figures, bool(self.glob[S.GL_DAY_OPEN])
+
+    def globals(self):
+        """(clock, next trade id, commands processed)."""
+        g = self.glob
+        return int(g[S.GL_CLOCK]), int(g[S.GL_NEXT_TRADE_ID]), int(g[S.GL_DONE])
+
+    def band(self, instrument: int, segment: int) -> tuple[int, int]:
+        b = self._book(instrument, segment)
+        return int(self.books[b, S.BK_LOWER]), int(self.books[b, S.BK_UPPER])
+
+    # ------------------------------------------------------------------ invariants
+
+    def check_invariants(self) -> None:
+        """Raise ``BookIntegrityError`` if any structural invariant fails: levels, FIFO links,
+        best pointers, the free list, counts, and every order's quantities."""
+        slots, refs, levels, books, glob = self.slots, self.refs, self.levels, self.books, self.glob
+        seq = int(glob[S.GL_DONE])
+
+        def fail(msg):
+            raise BookIntegrityError(msg, seq)
+
+        in_book = np.zeros(slots.shape[1], dtype=bool)
+        total = 0
+        for b in range(books.shape[0]):
+            base, width = int(books[b, S.BK_BASE]), int(books[b, S.BK_WIDTH])
+            lower, upper = int(books[b, S.BK_LOWER]), int(books[b, S.BK_UPPER])
+            book_count = 0
+            best = {}
+            for side in (Side.BUY, Side.SELL):
+                bs = b * 2 + side - 1
+                occupied = np.flatnonzero(levels[bs, S.LV_COUNT, :width])
+                expected = S.NIL if len(occupied) == 0 else int(
+                    occupied[-1] if side == Side.BUY else occupied[0])
+                got = int(books[b, S.BK_BEST_BID if side == Side.BUY else S.BK_BEST_ASK])
+                if got != expected:
+                    fail(f"book {b} side {side}: best level {got}, expected {expected}")
+                best[side] = expected
+                for li in range(width):
+                    s, prev, qty, count = int(levels[bs, S.LV_HEAD, li]), S.NIL, 0, 0
+                    while s != S.NIL:
+                        if in_book[s]:
+                            fail(f"slot {s} linked twice")
+                        in_book[s] = True
+                        if int(slots[S.SL_PREV, s]) != prev:
+                            fail(f"slot {s}: broken back link")
+                        price = int(slots[S.SL_PRICE, s])
+                        if price != base + li or not lower <= price <= upper:
+                            fail(f"slot {s}: price {price} at level {base + li}, band "
+                                 f"{lower}..{upper}")
+                        if int(slots[S.SL_OPEN, s]) <= 0 or int(slots[S.SL_SIDE, s]) != side:
+                            fail(f"slot {s}: bad open quantity or side")
+                        ref = int(slots[S.SL_REF, s])
+                        if int(refs[S.RF_SLOT, ref]) != s:
+                            fail(f"order {ref} does not point at its slot {s}")
+                        qty += int(slots[S.SL_OPEN, s])
+                        count += 1
+                        prev, s = s, int(slots[S.SL_NEXT, s])
+                    if int(levels[bs, S.LV_TAIL, li]) != prev:
+                        fail(f"book {b} level {li}: tail is not the last order")
+                    if qty != int(levels[bs, S.LV_QTY, li]) or count != int(
+                            levels[bs, S.LV_COUNT, li]):
+                        fail(f"book {b} level {li}: totals disagree with its orders")
+                    book_count += count
+            if best[Side.BUY] != S.NIL and best[Side.SELL] != S.NIL and \
+                    best[Side.BUY] >= best[Side.SELL]:
+                fail(f"book {b} crossed")
+            if book_count != int(books[b, S.BK_RESTING]):
+                fail(f"book {b}: resting count disagrees")
+            total += book_count
+        if total != int(glob[S.GL_RESTING]):
+            fail("total resting count disagrees")
+        free, s = 0, int(glob[S.GL_FREE_HEAD])
+        while s != S.NIL:
+            if in_book[s]:
+                fail(f"slot {s} is both free and in a book")
+            free += 1
+            s = int(slots[S.SL_NEXT, s])
+            if free > slots.shape[1]:
+                fail("free list loops")
+        if free != int(glob[S.GL_FREE_COUNT]) or free + total != slots.shape[1]:
+            fail("slots leaked: free + resting != capacity")
+        status = refs[S.RF_STATUS]
+        accepted = status != OrderStatus.NONE
+        open_qty = np.zeros(refs.shape[1], dtype=np.int64)
+        resting = refs[S.RF_SLOT] != S.NIL
+        open_qty[resting] = slots[S.SL_OPEN, refs[S.RF_SLOT, resting]]
+        if np.any((status == OrderStatus.RESTING) != resting):
+            fail("an order's status disagrees with the book")
+        balance = refs[S.RF_FILLED] + open_qty + refs[S.RF_CANCELLED] - refs[S.RF_QTY]
+        if np.any(balance[accepted] != 0):
+            fail("an order's filled + open + cancelled != its quantity")

@@ -1,0 +1,707 @@
+"""Numba JIT-compiled matching kernels: the spec's rules over the arrays of ``state``.
+
+Only ``_``-named ``@njit`` functions live here, over int64 arrays: no objects, no allocation
+in the matching path (the day close sorts expiring orders, once a day). ``_run_batch`` is the
+single entry point; ``engine.fast.book`` owns the arrays and calls it once per batch. The
+logic mirrors ``engine.reference.book`` step for step, under the same helper names, so each
+function can be read beside its plain twin.
+"""
+
+import numpy as np
+from numba import njit
+
+from .. import batch as B
+from ..codes import (
+    NO_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp,
+    TimeInForce,
+)
+from ..rules import (
+    AM_CLOSE_US, AM_OPEN_US, BLOCK_BAND_PCT, BLOCK_MIN_QTY, DAY_CLOSE_US, DAY_US,
+    LISTED_BAND_PCT, LISTED_MAX_QTY, MARKET_DEPTH_LEVELS, MAX_QTY, MIN_QTY, PM_OPEN_US,
+)
+from .state import (
+    BK_BASE, BK_BEST_ASK, BK_BEST_BID, BK_LOWER, BK_RESTING, BK_UPPER, BK_WIDTH, DONE,
+    DY_BLOCK_TURNOVER, DY_BLOCK_VOLUME, DY_LISTED_TURNOVER, DY_LISTED_VOLUME, DY_PRIOR_CLOSE,
+    GL_CAL_FIRST_DAY, GL_CLOCK, GL_DAY_OPEN, GL_DONE, GL_EVENTS, GL_FREE_COUNT, GL_FREE_HEAD,
+    GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ, GL_NEXT_TRADE_ID, GL_RESTING, LV_COUNT,
+    LV_HEAD, LV_QTY, LV_TAIL, NEED_EVENTS, NEED_LEVELS, NEED_SLOTS, NIL, RF_CANCELLED,
+    RF_FILLED, RF_QTY, RF_REASON, RF_SLOT, RF_STATUS, RF_USED, SL_ACCOUNT, SL_BOOK, SL_NEXT,
+    SL_OPEN, SL_PREV, SL_PRICE, SL_REF, SL_SEQ, SL_SIDE, SL_STP,
+)
+
+# IntEnum members read as int constants inside jitted code (frozen at compile time)
+_NEW, _CANCEL, _AMEND, _TICK = int(Action.NEW), int(Action.CANCEL), int(Action.AMEND), int(
+    Action.TICK)
+_BUY, _SELL = int(Side.BUY), int(Side.SELL)
+_MARKET = int(OrderType.MARKET)
+_DAY, _FOK = int(TimeInForce.DAY), int(TimeInForce.FOK)
+_OLDEST, _BOTH = int(Stp.CANCEL_OLDEST), int(Stp.CANCEL_BOTH)
+_LISTED, _BLOCK = int(Segment.LISTED), int(Segment.BLOCK)
+_K_ACCEPTED, _K_REJECTED, _K_TRADE = (
+    int(EventKind.ACCEPTED), int(EventKind.REJECTED), int(EventKind.TRADE))
+_K_CANCELLED, _K_EXPIRED, _K_AMENDED, _K_DAY = (
+    int(EventKind.CANCELLED), int(EventKind.EXPIRED), int(EventKind.AMENDED),
+    int(EventKind.DAY_CLOSED))
+_R_MALFORMED, _R_INVALID_QTY, _R_DUPLICATE = (
+    int(Reason.MALFORMED), int(Reason.INVALID_QTY), int(Reason.DUPLICATE_ORDER_ID))
+_R_CLOSED, _R_UNKNOWN, _R_BAND = (
+    int(Reason.MARKET_CLOSED), int(Reason.UNKNOWN_ORDER), int(Reason.PRICE_OUTSIDE_BAND))
+_R_USER, _R_IOC, _R_NO_LIQ, _R_FOK, _R_SELF = (
+    int(Reason.USER), int(Reason.IOC_REMAINDER), int(Reason.NO_LIQUIDITY),
+    int(Reason.FOK_NOT_FILLABLE), int(Reason.SELF_TRADE))
+_S_RESTING, _S_FILLED, _S_CANCELLED, _S_EXPIRED = (
+    int(OrderStatus.RESTING), int(OrderStatus.FILLED), int(OrderStatus.CANCELLED),
+    int(OrderStatus.EXPIRED))
+
+
+# ---------------------------------------------------------------------------- rules
+
+@njit(cache=True)
+def _band_limits(prior_close, segment):
+    pct = LISTED_BAND_PCT if segment == _LISTED else BLOCK_BAND_PCT
+    return ((100 - pct) * prior_close + 50) // 100, ((100 + pct) * prior_close + 50) // 100
+
+
+@njit(cache=True)
+def _in_session(segment, time_of_day):
+    if PM_OPEN_US <= time_of_day < DAY_CLOSE_US:
+        return True
+    return segment == _LISTED and AM_OPEN_US <= time_of_day < AM_CLOSE_US
+
+
+@njit(cache=True)
+def _qty_fits_segment(qty, segment):
+    if segment == _LISTED:
+        return MIN_QTY <= qty <= LISTED_MAX_QTY
+    return BLOCK_MIN_QTY <= qty <= MAX_QTY
+
+
+@njit(cache=True)
+def _closing_price(days, instrument):
+    volume = days[instrument, DY_LISTED_VOLUME]
+    if volume == 0:
+        return days[instrument, DY_PRIOR_CLOSE]
+    return (days[instrument, DY_LISTED_TURNOVER] + volume // 2) // volume
+
+
+@njit(cache=True)
+def _is_trading_day(cal, glob, day):
+    i = day - glob[GL_CAL_FIRST_DAY]
+    return 0 <= i < cal.shape[0] and cal[i] != 0
+
+
+@njit(cache=True)
+def _session_open(glob, segment, ts):
+    # NEW/AMEND allowed: a trading day in progress (the clock is in it), in segment hours
+    return glob[GL_DAY_OPEN] == 1 and _in_session(segment, ts % DAY_US)
+
+
+# ---------------------------------------------------------------------------- events
+
+@njit(cache=True)
+def _row(events, glob, kind, cmd, ts):
+    r = glob[GL_EVENTS]
+    glob[GL_EVENTS] = r + 1
+    for k in range(B.EVENT_WIDTH):
+        events[r, k] = 0
+    events[r, B.KIND] = kind
+    events[r, B.CMD] = cmd
+    events[r, B.TS] = ts
+    return r
+
+
+@njit(cache=True)
+def _emit_slot(events, glob, kind, cmd, ts, slots, s, qty, reason, filled):
+    # an event about a resting order, read from its slot
+    r = _row(events, glob, kind, cmd, ts)
+    book = slots[SL_BOOK, s]
+    events[r, B.ORDER] = slots[SL_REF, s]
+    events[r, B.ACCOUNT] = slots[SL_ACCOUNT, s]
+    events[r, B.INSTRUMENT] = book // 2
+    events[r, B.SEGMENT] = book % 2
+    events[r, B.SIDE] = slots[SL_SIDE, s]
+    events[r, B.PRICE] = slots[SL_PRICE, s]
+    events[r, B.QTY] = qty
+    events[r, B.REASON] = reason
+    events[r, B.AUX1] = filled
+    return r
+
+
+@njit(cache=True)
+def _reject(events, glob, i, cmds, reason):
+    c = cmds[i]
+    r = _row(events, glob, _K_REJECTED, i, c["ts"])
+    events[r, B.ORDER] = c["order"]
+    events[r, B.ACCOUNT] = c["account"]
+    events[r, B.INSTRUMENT] = c["instrument"]
+    events[r, B.REASON] = reason
+    events[r, B.AUX1] = c["action"]
+
+
+# ---------------------------------------------------------------------------- book upkeep
+
+@njit(cache=True)
+def _rest(slots, levels, books, glob, s):
+    """Append slot ``s`` (price, side, book set) at the back of its level."""
+    b = slots[SL_BOOK, s]
+    side = slots[SL_SIDE, s]
+    bs = b * 2 + side - 1
+    li = slots[SL_PRICE, s] - books[b, BK_BASE]
+    tail = levels[bs, LV_TAIL, li]
+    slots[SL_PREV, s] = tail
+    slots[SL_NEXT, s] = NIL
+    if tail == NIL:
+        levels[bs, LV_HEAD, li] = s
+    else:
+        slots[SL_NEXT, tail] = s
+    levels[bs, LV_TAIL, li] = s
+    levels[bs, LV_QTY, li] += slots[SL_OPEN, s]
+    levels[bs, LV_COUNT, li] += 1
+    if side == _BUY:
+        if books[b, BK_BEST_BID] == NIL or li > books[b, BK_BEST_BID]:
+            books[b, BK_BEST_BID] = li
+    else:
+        if books[b, BK_BEST_ASK] == NIL or li < books[b, BK_BEST_ASK]:
+            books[b, BK_BEST_ASK] = li
+    books[b, BK_RESTING] += 1
+    glob[GL_RESTING] += 1
+
+
+@njit(cache=True)
+def _unlink(slots, levels, books, glob, s):
+    """Take slot ``s`` out of its level, moving the best level on if that one empties."""
+    b = slots[SL_BOOK, s]
+    side = slots[SL_SIDE, s]
+    bs = b * 2 + side - 1
+    li = slots[SL_PRICE, s] - books[b, BK_BASE]
+    prev = slots[SL_PREV, s]
+    nxt = slots[SL_NEXT, s]
+    if prev == NIL:
+        levels[bs, LV_HEAD, li] = nxt
+    else:
+        slots[SL_NEXT, prev] = nxt
+    if nxt == NIL:
+        levels[bs, LV_TAIL, li] = prev
+    else:
+        slots[SL_PREV, nxt] = prev
+    levels[bs, LV_QTY, li] -= slots[SL_OPEN, s]
+    levels[bs, LV_COUNT, li] -= 1
+    if levels[bs, LV_COUNT, li] == 0:
+        if side == _BUY:
+            if books[b, BK_BEST_BID] == li:
+                j = li - 1
+                while j >= 0 and levels[bs, LV_COUNT, j] == 0:
+                    j -= 1
+                books[b, BK_BEST_BID] = j  # -1 == NIL when the side is empty
+        else:
+            if books[b, BK_BEST_ASK] == li:
+                j = li + 1
+                width = books[b, BK_WIDTH]
+                while j < width and levels[bs, LV_COUNT, j] == 0:
+                    j += 1
+                books[b, BK_BEST_ASK] = j if j < width else NIL
+    books[b, BK_RESTING] -= 1
+    glob[GL_RESTING] -= 1
+
+
+@njit(cache=True)
+def _free(slots, refs, glob, s):
+    refs[RF_SLOT, slots[SL_REF, s]] = NIL
+    slots[SL_NEXT, s] = glob[GL_FREE_HEAD]
+    glob[GL_FREE_HEAD] = s
+    glob[GL_FREE_COUNT] += 1
+
+
+@njit(cache=True)
+def _remove(slots, refs, levels, books, glob, s):
+    _unlink(slots, levels, books, glob, s)
+    _free(slots, refs, glob, s)
+
+
+@njit(cache=True)
+def _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, reason):
+    ref = slots[SL_REF, s]
+    open_qty = slots[SL_OPEN, s]
+    _emit_slot(events, glob, _K_CANCELLED, i, ts, slots, s, open_qty, reason, refs[RF_FILLED, ref])
+    refs[RF_CANCELLED, ref] += open_qty
+    refs[RF_STATUS, ref] = _S_CANCELLED
+    refs[RF_REASON, ref] = reason
+    _remove(slots, refs, levels, books, glob, s)
+
+
+# ---------------------------------------------------------------------------- matching
+
+@njit(cache=True)
+def _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
+    """Spec §4: fillable from other accounts' orders alone, walking as matching would."""
+    if side == _BUY:
+        obs = b * 2 + 1
+        li = books[b, BK_BEST_ASK]
+    else:
+        obs = b * 2
+        li = books[b, BK_BEST_BID]
+    if li == NIL:
+        return False
+    base = books[b, BK_BASE]
+    width = books[b, BK_WIDTH]
+    available = 0
+    while 0 <= li < width:
+        level_price = base + li
+        if (side == _BUY and level_price > price) or (side == _SELL and level_price < price):
+            return False
+        s = levels[obs, LV_HEAD, li]
+        while s != NIL:
+            if slots[SL_ACCOUNT, s] == account:
+                if stp != _OLDEST:
+                    return False
+            else:
+                available += slots[SL_OPEN, s]
+                if available >= qty:
+                    return True
+            s = slots[SL_NEXT, s]
+        li = li + 1 if side == _BUY else li - 1
+    return False
+
+
+@njit(cache=True)
+def _match(events, glob, i, ts, slots, refs, levels, books, days,
+           ref, b, side, price, is_market, account, stp, open_qty):
+    """Trade an incoming order against the opposite side of book ``b`` (spec §4).
+
+    Returns (open quantity left, 1 if self-trade prevention stopped it else 0).
+    """
+    opposite_bs = b * 2 + (1 if side == _BUY else 0)
+    instrument = b // 2
+    listed = b % 2 == _LISTED
+    base = books[b, BK_BASE]
+    levels_entered = 0
+    while open_qty > 0:
+        li = books[b, BK_BEST_ASK] if side == _BUY else books[b, BK_BEST_BID]
+        if li == NIL:
+            break
+        level_price = base + li
+        if not is_market:
+            if side == _BUY and level_price > price:
+                break
+            if side == _SELL and level_price < price:
+                break
+        # MARKET: at most the five best levels as they stood on arrival (spec §3)
+        levels_entered += 1
+        if is_market and levels_entered > MARKET_DEPTH_LEVELS:
+            break
+        s = levels[opposite_bs, LV_HEAD, li]
+        while s != NIL and open_qty > 0:
+            nxt = slots[SL_NEXT, s]
+            if slots[SL_ACCOUNT, s] == account:
+                if stp == _OLDEST:
+                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
+                    s = nxt
+                    continue
+                if stp == _BOTH:
+                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
+                return open_qty, 1
+            resting_ref = slots[SL_REF, s]
+            resting_open = slots[SL_OPEN, s]
+            qty = open_qty if open_qty < resting_open else resting_open
+            open_qty -= qty
+            refs[RF_FILLED, ref] += qty
+            refs[RF_FILLED, resting_ref] += qty
+            slots[SL_OPEN, s] = resting_open - qty
+            levels[opposite_bs, LV_QTY, li] -= qty
+            if listed:
+                days[instrument, DY_LISTED_VOLUME] += qty
+                days[instrument, DY_LISTED_TURNOVER] += level_price * qty
+            else:
+                days[instrument, DY_BLOCK_VOLUME] += qty
+                days[instrument, DY_BLOCK_TURNOVER] += level_price * qty
+            r = _row(events, glob, _K_TRADE, i, ts)
+            events[r, B.TRADE_ID] = glob[GL_NEXT_TRADE_ID]
+            glob[GL_NEXT_TRADE_ID] += 1
+            events[r, B.INSTRUMENT] = instrument
+            events[r, B.SEGMENT] = b % 2
+            events[r, B.PRICE] = level_price
+            events[r, B.QTY] = qty
+            events[r, B.SIDE] = side
+            if side == _BUY:
+                events[r, B.ORDER] = ref
+                events[r, B.ACCOUNT] = account
+                events[r, B.AUX1] = open_qty
+                events[r, B.ORDER2] = resting_ref
+                events[r, B.ACCOUNT2] = slots[SL_ACCOUNT, s]
+                events[r, B.AUX2] = resting_open - qty
+            else:
+                events[r, B.ORDER] = resting_ref
+                events[r, B.ACCOUNT] = slots[SL_ACCOUNT, s]
+                events[r, B.AUX1] = resting_open - qty
+                events[r, B.ORDER2] = ref
+                events[r, B.ACCOUNT2] = account
+                events[r, B.AUX2] = open_qty
+            if resting_open == qty:
+                refs[RF_STATUS, resting_ref] = _S_FILLED
+                _remove(slots, refs, levels, books, glob, s)
+            s = nxt
+    return open_qty, 0
+
+
+@njit(cache=True)
+def _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason):
+    r = _row(events, glob, _K_CANCELLED, i, ts)
+    events[r, B.ORDER] = ref
+    events[r, B.ACCOUNT] = account
+    events[r, B.INSTRUMENT] = b // 2
+    events[r, B.SEGMENT] = b % 2
+    events[r, B.SIDE] = side
+    events[r, B.PRICE] = price
+    events[r, B.QTY] = open_qty
+    events[r, B.REASON] = reason
+    events[r, B.AUX1] = refs[RF_FILLED, ref]
+    refs[RF_CANCELLED, ref] += open_qty
+    refs[RF_STATUS, ref] = _S_CANCELLED
+    refs[RF_REASON, ref] = reason
+
+
+@njit(cache=True)
+def _place(glob, slots, refs, ref, b, side, price, account, stp, open_qty, seq):
+    """Fill a free slot for an order about to rest (not yet linked into its level)."""
+    s = glob[GL_FREE_HEAD]
+    glob[GL_FREE_HEAD] = slots[SL_NEXT, s]
+    glob[GL_FREE_COUNT] -= 1
+    slots[SL_REF, s] = ref
+    slots[SL_PRICE, s] = price
+    slots[SL_OPEN, s] = open_qty
+    slots[SL_ACCOUNT, s] = account
+    slots[SL_BOOK, s] = b
+    slots[SL_SIDE, s] = side
+    slots[SL_STP, s] = stp
+    slots[SL_SEQ, s] = seq
+    refs[RF_SLOT, ref] = s
+    return s
+
+
+# ---------------------------------------------------------------------------- commands
+
+@njit(cache=True)
+def _new(cmds, i, events, glob, slots, refs, levels, books, days):
+    c = cmds[i]
+    ts = c["ts"]
+    ref = c["order"]
+    account = c["account"]
+    instrument = c["instrument"]
+    check = c["check"]
+    if check == 0 and (ref < 0 or ref >= refs.shape[1] or account < 0
+                       or instrument < 0 or instrument >= days.shape[0]):
+        check = _R_MALFORMED
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
+        return
+    if refs[RF_USED, ref] != 0:
+        _reject(events, glob, i, cmds, _R_DUPLICATE)
+        return
+    qty = c["qty"]
+    segment = _LISTED if qty <= LISTED_MAX_QTY else _BLOCK
+    if not _session_open(glob, segment, ts):
+        _reject(events, glob, i, cmds, _R_CLOSED)
+        return
+    b = instrument * 2 + segment
+    is_market = c["type"] == _MARKET
+    price = NO_PRICE if is_market else c["price"]
+    if not is_market and not (books[b, BK_LOWER] <= price <= books[b, BK_UPPER]):
+        _reject(events, glob, i, cmds, _R_BAND)
+        return
+
+    side = np.int64(c["side"])
+    stp = np.int64(c["stp"])
+    tif = np.int64(c["tif"])
+    seq = glob[GL_NEXT_SEQ]
+    glob[GL_NEXT_SEQ] = seq + 1
+    refs[RF_STATUS, ref] = _S_RESTING
+    refs[RF_QTY, ref] = qty
+    r = _row(events, glob, _K_ACCEPTED, i, ts)
+    events[r, B.ORDER] = ref
+    events[r, B.ACCOUNT] = account
+    events[r, B.INSTRUMENT] = instrument
+    events[r, B.SEGMENT] = segment
+    events[r, B.SIDE] = side
+    events[r, B.PRICE] = price
+    events[r, B.QTY] = qty
+    events[r, B.AUX1] = c["type"]
+    events[r, B.AUX2] = tif
+    if tif == _FOK and not _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
+        _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, qty, _R_FOK)
+        return
+    open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
+                               ref, b, side, price, is_market, account, stp, qty)
+    if open_qty == 0:
+        refs[RF_STATUS, ref] = _S_FILLED
+        return
+    if stopped == 1:
+        reason = _R_SELF
+    elif is_market:
+        reason = _R_NO_LIQ if open_qty == qty else _R_IOC
+    elif tif == _DAY:
+        s = _place(glob, slots, refs, ref, b, side, price, account, stp, open_qty, seq)
+        _rest(slots, levels, books, glob, s)
+        return
+    else:
+        reason = _R_IOC
+    _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason)
+
+
+@njit(cache=True)
+def _own_resting_slot(refs, slots, ref, account):
+    # spec §5: not resting now, or another account's: UNKNOWN_ORDER alike
+    if ref < 0 or ref >= refs.shape[1]:
+        return NIL
+    s = refs[RF_SLOT, ref]
+    if s == NIL or slots[SL_ACCOUNT, s] != account:
+        return NIL
+    return s
+
+
+@njit(cache=True)
+def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books):
+    c = cmds[i]
+    check = c["check"]
+    if check == 0 and c["account"] < 0:
+        check = _R_MALFORMED
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
+        return
+    if not _is_trading_day(cal, glob, c["ts"] // DAY_US):
+        _reject(events, glob, i, cmds, _R_CLOSED)
+        return
+    s = _own_resting_slot(refs, slots, c["order"], c["account"])
+    if s == NIL:
+        _reject(events, glob, i, cmds, _R_UNKNOWN)
+        return
+    _cancel_resting(events, glob, i, c["ts"], slots, refs, levels, books, s, _R_USER)
+
+
+@njit(cache=True)
+def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
+    c = cmds[i]
+    ts = c["ts"]
+    check = c["check"]
+    if check == 0 and c["account"] < 0:
+        check = _R_MALFORMED
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
+        return
+    if not _is_trading_day(cal, glob, ts // DAY_US):
+        _reject(events, glob, i, cmds, _R_CLOSED)
+        return
+    s = _own_resting_slot(refs, slots, c["order"], c["account"])
+    if s == NIL:
+        _reject(events, glob, i, cmds, _R_UNKNOWN)
+        return
+    b = slots[SL_BOOK, s]
+    segment = b % 2
+    if not _session_open(glob, segment, ts):
+        _reject(events, glob, i, cmds, _R_CLOSED)
+        return
+    new_qty = c["qty"]
+    new_price = c["price"]
+    if not _qty_fits_segment(new_qty, segment):
+        _reject(events, glob, i, cmds, _R_INVALID_QTY)
+        return
+    if not (books[b, BK_LOWER] <= new_price <= books[b, BK_UPPER]):
+        _reject(events, glob, i, cmds, _R_BAND)
+        return
+
+    ref = slots[SL_REF, s]
+    old_open = slots[SL_OPEN, s]
+    if new_price == slots[SL_PRICE, s] and new_qty <= old_open:
+        # same price, same or smaller quantity: reduced in place, priority kept (spec §5)
+        bs = b * 2 + slots[SL_SIDE, s] - 1
+        levels[bs, LV_QTY, new_price - books[b, BK_BASE]] -= old_open - new_qty
+        slots[SL_OPEN, s] = new_qty
+        refs[RF_QTY, ref] -= old_open - new_qty
+        r = _emit_slot(events, glob, _K_AMENDED, i, ts, slots, s, new_qty, 0, 1)
+        events[r, B.AUX2] = old_open
+        return
+    # any other change loses priority: out, and in again as a DAY limit order
+    side = slots[SL_SIDE, s]
+    account = slots[SL_ACCOUNT, s]
+    stp = slots[SL_STP, s]
+    _unlink(slots, levels, books, glob, s)
+    slots[SL_PRICE, s] = new_price
+    slots[SL_OPEN, s] = new_qty
+    refs[RF_QTY, ref] += new_qty - old_open
+    r = _emit_slot(events, glob, _K_AMENDED, i, ts, slots, s, new_qty, 0, 0)
+    events[r, B.AUX2] = old_open
+    # the slot stays claimed for the order while it matches: release it only if it won't rest
+    open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
+                               ref, b, side, new_price, False, account, stp, new_qty)
+    if open_qty == 0:
+        refs[RF_STATUS, ref] = _S_FILLED
+        _free(slots, refs, glob, s)
+    elif stopped == 1:
+        _free(slots, refs, glob, s)
+        _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, new_price, open_qty,
+                         _R_SELF)
+    else:
+        slots[SL_OPEN, s] = open_qty
+        _rest(slots, levels, books, glob, s)
+
+
+# ---------------------------------------------------------------------------- days
+
+@njit(cache=True)
+def _open_day(glob, books, levels, days, day):
+    glob[GL_LAST_DAY] = day
+    glob[GL_DAY_OPEN] = 1
+    for instrument in range(days.shape[0]):
+        prior_close = _closing_price(days, instrument)  # the last day the engine ran
+        days[instrument, DY_PRIOR_CLOSE] = prior_close
+        days[instrument, DY_LISTED_VOLUME] = 0
+        days[instrument, DY_LISTED_TURNOVER] = 0
+        days[instrument, DY_BLOCK_VOLUME] = 0
+        days[instrument, DY_BLOCK_TURNOVER] = 0
+        for segment in range(2):
+            b = instrument * 2 + segment
+            lower, upper = _band_limits(prior_close, segment)
+            books[b, BK_LOWER] = lower
+            books[b, BK_UPPER] = upper
+            books[b, BK_BASE] = lower
+            books[b, BK_WIDTH] = upper - lower + 1
+            books[b, BK_BEST_BID] = NIL
+            books[b, BK_BEST_ASK] = NIL
+            for bs in range(b * 2, b * 2 + 2):
+                for li in range(upper - lower + 1):
+                    levels[bs, LV_HEAD, li] = NIL
+                    levels[bs, LV_TAIL, li] = NIL
+                    levels[bs, LV_QTY, li] = 0
+                    levels[bs, LV_COUNT, li] = 0
+
+
+@njit(cache=True)
+def _close_day(glob, i, events, slots, refs, levels, books, days):
+    # spec §6: at 15:00 every resting order expires, reported in order of arrival
+    end_ts = glob[GL_LAST_DAY] * DAY_US + DAY_CLOSE_US
+    n = glob[GL_RESTING]
+    if n > 0:
+        expiring = np.empty(n, dtype=np.int64)
+        seqs = np.empty(n, dtype=np.int64)
+        k = 0
+        for b in range(books.shape[0]):
+            if books[b, BK_RESTING] == 0:
+                continue
+            for bs in range(b * 2, b * 2 + 2):
+                for li in range(books[b, BK_WIDTH]):
+                    s = levels[bs, LV_HEAD, li]
+                    while s != NIL:
+                        expiring[k] = s
+                        seqs[k] = slots[SL_SEQ, s]
+                        k += 1
+                        s = slots[SL_NEXT, s]
+        order = np.argsort(seqs)
+        for j in range(n):
+            s = expiring[order[j]]
+            ref = slots[SL_REF, s]
+            open_qty = slots[SL_OPEN, s]
+            _emit_slot(events, glob, _K_EXPIRED, i, end_ts, slots, s, open_qty, 0,
+                       refs[RF_FILLED, ref])
+            refs[RF_CANCELLED, ref] += open_qty
+            refs[RF_STATUS, ref] = _S_EXPIRED
+            _free(slots, refs, glob, s)
+        # every book is empty now: clear the ladders at once rather than level by level
+        for b in range(books.shape[0]):
+            if books[b, BK_RESTING] == 0:
+                continue
+            for bs in range(b * 2, b * 2 + 2):
+                for li in range(books[b, BK_WIDTH]):
+                    levels[bs, LV_HEAD, li] = NIL
+                    levels[bs, LV_TAIL, li] = NIL
+                    levels[bs, LV_QTY, li] = 0
+                    levels[bs, LV_COUNT, li] = 0
+            books[b, BK_BEST_BID] = NIL
+            books[b, BK_BEST_ASK] = NIL
+            books[b, BK_RESTING] = 0
+        glob[GL_RESTING] = 0
+    for instrument in range(days.shape[0]):
+        r = _row(events, glob, _K_DAY, i, end_ts)
+        events[r, B.INSTRUMENT] = instrument
+        events[r, B.ORDER] = glob[GL_LAST_DAY]
+        events[r, B.PRICE] = _closing_price(days, instrument)
+        events[r, B.AUX1] = days[instrument, DY_PRIOR_CLOSE]
+        events[r, B.QTY] = days[instrument, DY_LISTED_VOLUME]
+        events[r, B.AUX2] = days[instrument, DY_BLOCK_VOLUME]
+        events[r, B.ACCOUNT] = days[instrument, DY_LISTED_TURNOVER]
+        events[r, B.ACCOUNT2] = days[instrument, DY_BLOCK_TURNOVER]
+    glob[GL_DAY_OPEN] = 0
+
+
+@njit(cache=True)
+def _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days):
+    day = ts // DAY_US
+    time_of_day = ts % DAY_US
+    if glob[GL_DAY_OPEN] == 1 and (day > glob[GL_LAST_DAY] or time_of_day >= DAY_CLOSE_US):
+        _close_day(glob, i, events, slots, refs, levels, books, days)
+    if day > glob[GL_LAST_DAY] and _is_trading_day(cal, glob, day):
+        _open_day(glob, books, levels, days, day)
+        if time_of_day >= DAY_CLOSE_US:
+            _close_day(glob, i, events, slots, refs, levels, books, days)
+    glob[GL_CLOCK] = ts
+
+
+@njit(cache=True)
+def _ladder_width_needed(glob, cal, days, ts):
+    """Ladder width the day that ``ts`` would open needs, or 0 if it opens none."""
+    if ts == NO_TIME or ts < glob[GL_CLOCK]:
+        return 0
+    day = ts // DAY_US
+    if day <= glob[GL_LAST_DAY] or not _is_trading_day(cal, glob, day):
+        return 0
+    width = 0
+    for instrument in range(days.shape[0]):
+        lower, upper = _band_limits(_closing_price(days, instrument), _BLOCK)
+        if upper - lower + 1 > width:
+            width = upper - lower + 1
+    return width
+
+
+# ---------------------------------------------------------------------------- entry point
+
+@njit(cache=True)
+def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events):
+    """Process ``cmds[start:]``; return DONE, or a NEED_* code with GL_NEXT_CMD set to the
+    command not yet processed (nothing of it has happened), for the wrapper to grow an array
+    and call again. Events are appended from row ``glob[GL_EVENTS]``.
+    """
+    n_instruments = days.shape[0]
+    for i in range(start, cmds.shape[0]):
+        # room for the worst case of one command: one row per resting order (each traded,
+        # cancelled by STP or expired at most once), the day-end rows and a few of its own
+        if events.shape[0] - glob[GL_EVENTS] < glob[GL_RESTING] + n_instruments + 8:
+            glob[GL_NEXT_CMD] = i
+            return NEED_EVENTS
+        action = cmds[i]["action"]
+        if action == _NEW and glob[GL_FREE_COUNT] == 0:
+            glob[GL_NEXT_CMD] = i
+            return NEED_SLOTS
+        ts = cmds[i]["ts"]
+        if ts > glob[GL_CLOCK] and ts // DAY_US > glob[GL_LAST_DAY]:
+            width = _ladder_width_needed(glob, cal, days, ts)
+            if width > levels.shape[2]:
+                glob[GL_NEXT_CMD] = i
+                glob[GL_NEED] = width
+                return NEED_LEVELS
+        ref = cmds[i]["order"]
+        if ts == NO_TIME or ts < glob[GL_CLOCK]:
+            _reject(events, glob, i, cmds, _R_MALFORMED)
+        else:
+            _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days)
+            if action == _NEW:
+                _new(cmds, i, events, glob, slots, refs, levels, books, days)
+            elif action == _CANCEL:
+                _cancel(cmds, i, events, glob, cal, slots, refs, levels, books)
+            elif action == _AMEND:
+                _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days)
+            elif action != _TICK:
+                _reject(events, glob, i, cmds, _R_MALFORMED)
+        # spec §3: an order_id is used by any NEW row, whatever that row's outcome
+        if action == _NEW and 0 <= ref < refs.shape[1]:
+            refs[RF_USED, ref] = 1
+        glob[GL_DONE] += 1
+    glob[GL_NEXT_CMD] = cmds.shape[0]
+    return DONE

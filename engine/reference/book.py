@@ -1,0 +1,589 @@
+"""The reference book: the engine specification as plain Python, the oracle for the fast book.
+
+Written for clarity, not speed: each price level is a FIFO ``deque`` in a ``SortedDict``
+keyed by price, orders are objects, and every step cites the section of
+``shared/docs/engine-spec.md`` it follows. It speaks the same raw batch format as the Numba
+book (``engine.batch``), so the two can be fed the same commands and their event arrays
+compared byte for byte.
+
+>>> import numpy as np
+>>> from engine.batch import empty_commands
+>>> from engine.codes import Action, Side, OrderType, TimeInForce, Stp
+>>> from engine.tradingdays import TradingCalendar, parse_time
+>>> book = ReferenceBook([6000], TradingCalendar.from_dates(["2024-03-04"]))
+>>> cmds = empty_commands(2)
+>>> cmds["ts"] = parse_time("2024-03-04T10:00:00")
+>>> cmds["action"] = Action.NEW
+>>> cmds["type"], cmds["tif"], cmds["stp"] = OrderType.LIMIT, TimeInForce.DAY, Stp.CANCEL_NEWEST
+>>> cmds["side"] = [Side.SELL, Side.BUY]
+>>> cmds["account"], cmds["order"] = [0, 1], [0, 1]
+>>> cmds["price"], cmds["qty"] = [6000, 6010], [500, 200]
+>>> events = book.submit_batch(cmds)
+>>> [int(k) for k in events[:, 0]]  # ACCEPTED, ACCEPTED, TRADE
+[1, 1, 3]
+>>> book.best_ask(0, 0)
+(6000, 300)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from sortedcontainers import SortedDict
+
+from .. import batch as B
+from ..codes import (
+    NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment,
+    Side, Stp, TimeInForce,
+)
+from ..errors import BookIntegrityError, EngineConfigError
+from ..rules import (
+    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, band_limits, closing_price, in_session,
+    qty_fits_segment, segment_for_qty,
+)
+from ..tradingdays import TradingCalendar
+
+_INT64_MAX = 2**63 - 1
+
+
+class Order:
+    """One accepted order. ``qty`` = filled + open + cancelled at all times."""
+
+    __slots__ = (
+        "ref", "account", "instrument", "segment", "side", "price", "qty", "open", "filled",
+        "cancelled", "status", "reason", "stp", "seq",
+    )
+
+    def __init__(self, ref, account, instrument, segment, side, price, qty, stp, seq):
+        self.ref = ref
+        self.account = account
+        self.instrument = instrument
+        self.segment = segment
+        self.side = side
+        self.price = price  # NO_PRICE for MARKET
+        self.qty = qty
+        self.open = qty
+        self.filled = 0
+        self.cancelled = 0
+        self.status = OrderStatus.RESTING
+        self.reason = Reason.NONE
+        self.stp = stp
+        self.seq = seq  # arrival order of acceptance: expiry reports in this order
+
+
+class SegmentBook:
+    """One instrument's book in one segment: bids and asks, each price -> FIFO of orders."""
+
+    def __init__(self):
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+        self.band_lower = 0
+        self.band_upper = 0
+
+    def side(self, side: int) -> SortedDict:
+        return self.bids if side == Side.BUY else self.asks
+
+    def best(self, side: int):
+        """(price, FIFO) of the best level of ``side``, or None when it is empty."""
+        levels = self.side(side)
+        if not levels:
+            return None
+        return levels.peekitem(-1 if side == Side.BUY else 0)
+
+    def levels_in_priority(self, side: int):
+        levels = self.side(side)
+        prices = reversed(levels) if side == Side.BUY else iter(levels)
+        for price in prices:
+            yield price, levels[price]
+
+
+class InstrumentDay:
+    """An instrument's running figures for the trading day in progress (spec §6)."""
+
+    def __init__(self, prior_close: int):
+        self.prior_close = prior_close
+        self.listed_volume = 0
+        self.listed_turnover = 0
+        self.block_volume = 0
+        self.block_turnover = 0
+
+    @property
+    def close(self) -> int:
+        return closing_price(self.listed_turnover, self.listed_volume, self.prior_close)
+
+
+class ReferenceBook:
+    """Price-time continuous double auction for several instruments, both segments.
+
+    Commands: ``submit_batch(cmds)`` (a ``COMMAND_DTYPE`` array) returns the events as an int64
+    array of ``EVENT_WIDTH`` columns. Queries: ``best_bid``, ``best_ask``, ``depth``,
+    ``resting_orders``, ``order_state``, ``open_day``. Checks: ``check_invariants``.
+    """
+
+    name = "reference"
+
+    def __init__(self, prior_closes, calendar: TradingCalendar):
+        prior_closes = [int(p) for p in prior_closes]
+        if not prior_closes or any(p < 1 for p in prior_closes):
+            raise EngineConfigError("every instrument needs a prior close of at least 1 fen")
+        self.calendar = calendar
+        self.days = [InstrumentDay(p) for p in prior_closes]
+        self.books = [[SegmentBook(), SegmentBook()] for _ in prior_closes]
+        self.clock = NO_TIME
+        self.last_day = -1  # the last trading day the clock entered
+        self.day_open = False
+        self.next_trade_id = 1
+        self.next_seq = 0
+        self.commands_done = 0
+        self.used_order_ids: set[int] = set()
+        self.orders: dict[int, Order] = {}  # every accepted order
+        self.resting: dict[int, Order] = {}  # orders open in a book now
+        self._events: list[list[int]] = []
+        self._cmd = 0
+        self._ts = 0
+
+    # ------------------------------------------------------------------ commands
+
+    def submit_batch(self, cmds: np.ndarray) -> np.ndarray:
+        """Process commands in order; return their events (``EVENT_WIDTH`` int64 columns)."""
+        self._events = []
+        for i in range(len(cmds)):
+            self._process(i, cmds[i])
+            self.commands_done += 1
+        out = np.array(self._events, dtype=np.int64).reshape(-1, B.EVENT_WIDTH)
+        self._events = []
+        return out
+
+    def _process(self, i: int, c) -> None:
+        self._cmd = i
+        action, ref, ts = int(c["action"]), int(c["order"]), int(c["ts"])
+        self._ts = ts
+        # §6: a time that does not parse, or is earlier than the clock, is MALFORMED and does
+        # not move the clock; any other time moves it before every other check.
+        if ts == NO_TIME or ts < self.clock:
+            self._reject(c, Reason.MALFORMED)
+        else:
+            self._advance_clock(ts)
+            if action == Action.NEW:
+                self._new(c)
+            elif action == Action.CANCEL:
+                self._cancel(c)
+            elif action == Action.AMEND:
+                self._amend(c)
+            elif action != Action.TICK:
+                self._reject(c, Reason.MALFORMED)
+        # §3: an order_id is used by any NEW row, whatever that row's outcome.
+        if action == Action.NEW and ref != NO_REF:
+            self.used_order_ids.add(ref)
+
+    def _new(self, c) -> None:
+        # §7 order of checks for NEW: MALFORMED, INVALID_QTY, INVALID_PRICE (found at the
+        # edge, in c["check"]), DUPLICATE_ORDER_ID, MARKET_CLOSED, PRICE_OUTSIDE_BAND.
+        ref = int(c["order"])
+        check = int(c["check"])
+        if check == Reason.NONE and (
+            ref == NO_REF or int(c["account"]) == NO_REF
+            or not 0 <= int(c["instrument"]) < len(self.books)
+        ):
+            check = Reason.MALFORMED
+        if check != Reason.NONE:
+            return self._reject(c, check)
+        if ref in self.used_order_ids:
+            return self._reject(c, Reason.DUPLICATE_ORDER_ID)
+        qty = int(c["qty"])
+        segment = segment_for_qty(qty)
+        if not self._session_open(segment):
+            return self._reject(c, Reason.MARKET_CLOSED)
+        instrument = int(c["instrument"])
+        book = self.books[instrument][segment]
+        is_market = int(c["type"]) == OrderType.MARKET
+        price = NO_PRICE if is_market else int(c["price"])
+        if not is_market and not book.band_lower <= price <= book.band_upper:
+            return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
+
+        order = Order(
+            ref, int(c["account"]), instrument, segment, int(c["side"]), price, qty,
+            int(c["stp"]), self.next_seq,
+        )
+        self.next_seq += 1
+        self.orders[ref] = order
+        self._emit(
+            EventKind.ACCEPTED, order, price=price, qty=qty, aux1=int(c["type"]),
+            aux2=int(c["tif"]),
+        )
+        tif = int(c["tif"])
+        # §3 FOK: all or nothing; if it cannot fill, the book is left exactly as it was.
+        if tif == TimeInForce.FOK and not self._fok_fillable(order):
+            return self._cancel_order(order, Reason.FOK_NOT_FILLABLE)
+        stopped_by_stp = self._match(order, is_market)
+        if order.open == 0:
+            return
+        if stopped_by_stp:
+            self._cancel_order(order, Reason.SELF_TRADE)
+        elif is_market:
+            reason = Reason.NO_LIQUIDITY if order.filled == 0 else Reason.IOC_REMAINDER
+            self._cancel_order(order, reason)
+        elif tif == TimeInForce.DAY:
+            self._rest(order)
+        else:
+            self._cancel_order(order, Reason.IOC_REMAINDER)
+
+    def _cancel(self, c) -> None:
+        # §7 order of checks for CANCEL: MALFORMED, MARKET_CLOSED (non-trading day only),
+        # UNKNOWN_ORDER. §5: cancels are accepted at any time of a trading day.
+        check = int(c["check"])
+        if check == Reason.NONE and int(c["account"]) == NO_REF:
+            check = Reason.MALFORMED
+        if check != Reason.NONE:
+            return self._reject(c, check)
+        if not self.calendar.is_trading_day(self._ts // DAY_US):
+            return self._reject(c, Reason.MARKET_CLOSED)
+        order = self._own_resting_order(c)
+        if order is None:
+            return self._reject(c, Reason.UNKNOWN_ORDER)
+        self._remove(order)
+        self._cancel_order(order, Reason.USER)
+
+    def _amend(self, c) -> None:
+        # §7 order of checks for AMEND: MALFORMED, INVALID_QTY, INVALID_PRICE (edge),
+        # MARKET_CLOSED (non-trading day), UNKNOWN_ORDER, MARKET_CLOSED (segment hours),
+        # INVALID_QTY (segment range), PRICE_OUTSIDE_BAND.
+        check = int(c["check"])
+        if check == Reason.NONE and int(c["account"]) == NO_REF:
+            check = Reason.MALFORMED
+        if check != Reason.NONE:
+            return self._reject(c, check)
+        if not self.calendar.is_trading_day(self._ts // DAY_US):
+            return self._reject(c, Reason.MARKET_CLOSED)
+        order = self._own_resting_order(c)
+        if order is None:
+            return self._reject(c, Reason.UNKNOWN_ORDER)
+        if not self._session_open(order.segment):
+            return self._reject(c, Reason.MARKET_CLOSED)
+        new_qty, new_price = int(c["qty"]), int(c["price"])
+        if not qty_fits_segment(new_qty, order.segment):
+            return self._reject(c, Reason.INVALID_QTY)
+        book = self.books[order.instrument][order.segment]
+        if not book.band_lower <= new_price <= book.band_upper:
+            return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
+
+        old_open = order.open
+        if new_price == order.price and new_qty <= old_open:
+            # §5: same price, same or smaller quantity: reduced in place, priority kept.
+            order.qty -= old_open - new_qty
+            order.open = new_qty
+            return self._emit(
+                EventKind.AMENDED, order, price=new_price, qty=new_qty, aux1=1, aux2=old_open
+            )
+        # §5: any other change loses time priority: out, and in again as a DAY limit order.
+        self._remove(order)
+        order.qty += new_qty - old_open
+        order.open = new_qty
+        order.price = new_price
+        self._emit(EventKind.AMENDED, order, price=new_price, qty=new_qty, aux1=0, aux2=old_open)
+        if self._match(order, False):
+            self._cancel_order(order, Reason.SELF_TRADE)
+        elif order.open > 0:
+            self._rest(order)
+
+    def _own_resting_order(self, c) -> Order | None:
+        # §5: an order not resting now, or another account's, is UNKNOWN_ORDER alike.
+        order = self.resting.get(int(c["order"]))
+        if order is None or order.account != int(c["account"]):
+            return None
+        return order
+
+    # ------------------------------------------------------------------ matching (§4)
+
+    def _crosses(self, order: Order, level_price: int, is_market: bool) -> bool:
+        if is_market:
+            return True
+        if order.side == Side.BUY:
+            return level_price <= order.price
+        return level_price >= order.price
+
+    def _match(self, order: Order, is_market: bool) -> bool:
+        """Trade ``order`` against the opposite side; True if STP stopped it (§4)."""
+        book = self.books[order.instrument][order.segment]
+        opposite = Side.SELL if order.side == Side.BUY else Side.BUY
+        levels_entered = 0
+        while order.open > 0:
+            best = book.best(opposite)
+            if best is None:
+                break
+            level_price, fifo = best
+            if not self._crosses(order, level_price, is_market):
+                break
+            # §3: a MARKET order reaches at most the five best levels as they stood on arrival;
+            # a level emptied by CANCEL_OLDEST still counts as one.
+            levels_entered += 1
+            if is_market and levels_entered > MARKET_DEPTH_LEVELS:
+                break
+            while fifo and order.open > 0:
+                resting = fifo[0]
+                if resting.account == order.account:
+                    if order.stp == Stp.CANCEL_OLDEST:
+                        self._remove(resting)
+                        self._cancel_order(resting, Reason.SELF_TRADE)
+                        continue
+                    if order.stp == Stp.CANCEL_BOTH:
+                        self._remove(resting)
+                        self._cancel_order(resting, Reason.SELF_TRADE)
+                    return True
+                self._trade(order, resting, level_price)
+        return False
+
+    def _fok_fillable(self, order: Order) -> bool:
+        """§4: fillable from other accounts' orders alone, walking as matching would."""
+        book = self.books[order.instrument][order.segment]
+        opposite = Side.SELL if order.side == Side.BUY else Side.BUY
+        available = 0
+        for level_price, fifo in book.levels_in_priority(opposite):
+            if not self._crosses(order, level_price, False):
+                return False
+            for resting in fifo:
+                if resting.account == order.account:
+                    if order.stp == Stp.CANCEL_OLDEST:
+                        continue
+                    return False
+                available += resting.open
+                if available >= order.qty:
+                    return True
+        return False
+
+    def _trade(self, incoming: Order, resting: Order, price: int) -> None:
+        # §4: the resting order's price, the smaller open quantity.
+        qty = min(incoming.open, resting.open)
+        for order in (incoming, resting):
+            order.open -= qty
+            order.filled += qty
+            if order.open == 0:
+                order.status = OrderStatus.FILLED
+        if resting.open == 0:
+            self._remove(resting)
+        day = self.days[incoming.instrument]
+        if incoming.segment == Segment.LISTED:
+            day.listed_volume += qty
+            day.listed_turnover += price * qty
+        else:
+            day.block_volume += qty
+            day.block_turnover += price * qty
+        assert max(day.listed_turnover, day.block_turnover) <= _INT64_MAX, "turnover overflow"
+        buy, sell = (incoming, resting) if incoming.side == Side.BUY else (resting, incoming)
+        row = self._row(EventKind.TRADE)
+        row[B.TRADE_ID] = self.next_trade_id
+        row[B.INSTRUMENT] = incoming.instrument
+        row[B.SEGMENT] = incoming.segment
+        row[B.PRICE] = price
+        row[B.QTY] = qty
+        row[B.ORDER], row[B.ACCOUNT], row[B.AUX1] = buy.ref, buy.account, buy.open
+        row[B.ORDER2], row[B.ACCOUNT2], row[B.AUX2] = sell.ref, sell.account, sell.open
+        row[B.SIDE] = incoming.side
+        self.next_trade_id += 1
+
+    # ------------------------------------------------------------------ book upkeep
+
+    def _rest(self, order: Order) -> None:
+        levels = self.books[order.instrument][order.segment].side(order.side)
+        levels.setdefault(order.price, deque()).append(order)
+        self.resting[order.ref] = order
+
+    def _remove(self, order: Order) -> None:
+        levels = self.books[order.instrument][order.segment].side(order.side)
+        fifo = levels[order.price]
+        fifo.remove(order)
+        if not fifo:
+            del levels[order.price]
+        del self.resting[order.ref]
+
+    def _cancel_order(self, order: Order, reason: Reason) -> None:
+        """Mark ``order``'s open quantity cancelled (it is already out of the book)."""
+        self._emit(EventKind.CANCELLED, order, price=order.price, qty=order.open, reason=reason,
+                   aux1=order.filled)
+        order.cancelled += order.open
+        order.open = 0
+        order.status = OrderStatus.CANCELLED
+        order.reason = reason
+
+    # ------------------------------------------------------------------ days (§6)
+
+    def _session_open(self, segment: int) -> bool:
+        """NEW/AMEND allowed now: a trading day in progress, inside the segment's hours."""
+        return self.day_open and in_session(segment, self._ts % DAY_US)
+
+    def _advance_clock(self, ts: int) -> None:
+        day, time_of_day = divmod(ts, DAY_US)
+        if self.day_open and (day > self.last_day or time_of_day >= DAY_CLOSE_US):
+            self._close_day()
+        if day > self.last_day and self.calendar.is_trading_day(day):
+            self._open_day(day)
+            if time_of_day >= DAY_CLOSE_US:
+                self._close_day()
+        self.clock = ts
+
+    def _open_day(self, day: int) -> None:
+        self.last_day = day
+        self.day_open = True
+        for instrument, figures in enumerate(self.days):
+            prior_close = figures.close  # the close of the last day the engine ran (§6)
+            self.days[instrument] = InstrumentDay(prior_close)
+            for segment in (Segment.LISTED, Segment.BLOCK):
+                book = self.books[instrument][segment]
+                book.band_lower, book.band_upper = band_limits(prior_close, segment)
+
+    def _close_day(self) -> None:
+        # §6: at 15:00 every resting order expires, reported in order of arrival.
+        end_ts = self.last_day * DAY_US + DAY_CLOSE_US
+        for order in sorted(self.resting.values(), key=lambda o: o.seq):
+            self._remove(order)
+            row = self._emit(EventKind.EXPIRED, order, price=order.price, qty=order.open,
+                             aux1=order.filled)
+            row[B.TS] = end_ts
+            order.cancelled += order.open
+            order.open = 0
+            order.status = OrderStatus.EXPIRED
+        for instrument, figures in enumerate(self.days):
+            row = self._row(EventKind.DAY_CLOSED)
+            row[B.TS] = end_ts
+            row[B.INSTRUMENT] = instrument
+            row[B.ORDER] = self.last_day
+            row[B.PRICE] = figures.close
+            row[B.AUX1] = figures.prior_close
+            row[B.QTY] = figures.listed_volume
+            row[B.AUX2] = figures.block_volume
+            row[B.ACCOUNT] = figures.listed_turnover
+            row[B.ACCOUNT2] = figures.block_turnover
+            # the closed day's figures stay until the next day opens: its close is the
+            # next prior close, and open_day() reports them while no day is in progress
+        self.day_open = False
+
+    # ------------------------------------------------------------------ events
+
+    def _row(self, kind: EventKind) -> list[int]:
+        row = [0] * B.EVENT_WIDTH
+        row[B.KIND] = kind
+        row[B.CMD] = self._cmd
+        row[B.TS] = self._ts
+        self._events.append(row)
+        return row
+
+    def _emit(self, kind, order: Order, price=0, qty=0, reason=0, aux1=0, aux2=0) -> list[int]:
+        row = self._row(kind)
+        row[B.ORDER] = order.ref
+        row[B.ACCOUNT] = order.account
+        row[B.INSTRUMENT] = order.instrument
+        row[B.SEGMENT] = order.segment
+        row[B.SIDE] = order.side
+        row[B.PRICE] = price
+        row[B.QTY] = qty
+        row[B.REASON] = reason
+        row[B.AUX1] = aux1
+        row[B.AUX2] = aux2
+        return row
+
+    def _reject(self, c, reason: Reason) -> None:
+        row = self._row(EventKind.REJECTED)
+        row[B.ORDER] = int(c["order"])
+        row[B.ACCOUNT] = int(c["account"])
+        row[B.INSTRUMENT] = int(c["instrument"])
+        row[B.REASON] = reason
+        row[B.AUX1] = int(c["action"])
+
+    # ------------------------------------------------------------------ queries
+
+    def best_bid(self, instrument: int, segment: int):
+        """(price, open quantity at that level) of the best bid, or None."""
+        return self._best(instrument, segment, Side.BUY)
+
+    def best_ask(self, instrument: int, segment: int):
+        """(price, open quantity at that level) of the best ask, or None."""
+        return self._best(instrument, segment, Side.SELL)
+
+    def _best(self, instrument, segment, side):
+        best = self.books[instrument][segment].best(side)
+        if best is None:
+            return None
+        price, fifo = best
+        return price, sum(o.open for o in fifo)
+
+    def depth(self, instrument: int, segment: int, side: int, levels: int = 5):
+        """[(price, open quantity, order count)] of the best ``levels`` levels of ``side``."""
+        out = []
+        for price, fifo in self.books[instrument][segment].levels_in_priority(side):
+            if len(out) == levels:
+                break
+            out.append((price, sum(o.open for o in fifo), len(fifo)))
+        return out
+
+    def resting_orders(self):
+        """Every resting order as (instrument, segment, side, price, order, account, open, seq),
+        book by book, bids then asks, in priority order."""
+        for instrument, books in enumerate(self.books):
+            for segment, book in enumerate(books):
+                for side in (Side.BUY, Side.SELL):
+                    for price, fifo in book.levels_in_priority(side):
+                        for o in fifo:
+                            yield (instrument, segment, int(side), price, o.ref, o.account,
+                                   o.open, o.seq)
+
+    def order_state(self, ref: int):
+        """(status, reason, qty, filled, open) of an order handle; status NONE if never
+        accepted."""
+        o = self.orders.get(ref)
+        if o is None:
+            return (OrderStatus.NONE, Reason.NONE, 0, 0, 0)
+        return (OrderStatus(o.status), Reason(o.reason), o.qty, o.filled, o.open)
+
+    def open_day(self):
+        """The day in progress: (day, [(prior_close, close, listed_volume, block_volume,
+        listed_turnover, block_turnover)] per instrument, is_open); None before any day."""
+        if self.last_day < 0:
+            return None
+        figures = [
+            (d.prior_close, d.close, d.listed_volume, d.block_volume, d.listed_turnover,
+             d.block_turnover)
+            for d in self.days
+        ]
+        return self.last_day, figures, self.day_open
+
+    def globals(self):
+        """(clock, next trade id, commands processed)."""
+        return self.clock, self.next_trade_id, self.commands_done
+
+    def band(self, instrument: int, segment: int) -> tuple[int, int]:
+        book = self.books[instrument][segment]
+        return book.band_lower, book.band_upper
+
+    # ------------------------------------------------------------------ invariants
+
+    def check_invariants(self) -> None:
+        """Raise ``BookIntegrityError`` if any structural invariant fails."""
+        seen = 0
+        for instrument, books in enumerate(self.books):
+            for segment, book in enumerate(books):
+                bid, ask = book.best(Side.BUY), book.best(Side.SELL)
+                if bid and ask and bid[0] >= ask[0]:
+                    self._fail(f"book {instrument}/{segment} crossed: {bid[0]} >= {ask[0]}")
+                for side in (Side.BUY, Side.SELL):
+                    for price, fifo in book.levels_in_priority(side):
+                        if not fifo:
+                            self._fail(f"empty level {price} left in book")
+                        if not book.band_lower <= price <= book.band_upper:
+                            self._fail(f"resting price {price} outside band")
+                        for o in fifo:
+                            seen += 1
+                            if o.open <= 0 or o.price != price or o.side != side:
+                                self._fail(f"resting order {o.ref} inconsistent")
+                            if self.resting.get(o.ref) is not o:
+                                self._fail(f"resting order {o.ref} missing from index")
+        if seen != len(self.resting):
+            self._fail("resting index holds orders that are not in a book")
+        for o in self.orders.values():
+            if o.filled + o.open + o.cancelled != o.qty or min(o.filled, o.open, o.cancelled) < 0:
+                self._fail(f"order {o.ref}: filled+open+cancelled != qty")
+            if (o.status == OrderStatus.RESTING) != (o.ref in self.resting):
+                self._fail(f"order {o.ref}: status {o.status} disagrees with the book")
+
+    def _fail(self, message: str):
+        raise BookIntegrityError(message, self.commands_done)
