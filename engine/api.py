@@ -1,0 +1,292 @@
+"""``Engine``: the matching engine for people who embed it (simulators, the gateway, tests).
+
+It owns one book (Numba or reference), names instruments, accounts and order ids, checks
+what a command says on its own once (the edge), and turns the book's event rows back into
+``engine.messages`` Structs.
+
+>>> from engine import Engine, NewOrder, Side, parse_time
+>>> eng = Engine({"CEA": 6000})                       # prior close 60.00 CNY/t, in fen
+>>> t = parse_time("2024-03-04T10:00:00")
+>>> _ = eng.submit(NewOrder(t, "A001", "s1", Side.SELL, qty=500, price=6000))
+>>> events = eng.submit(NewOrder(t, "A002", "b1", Side.BUY, qty=200, price=6010))
+>>> [type(e).__name__ for e in events]
+['OrderAccepted', 'TradeExecuted']
+>>> events[1].price, events[1].qty
+(6000, 200)
+>>> eng.best_ask()
+(6000, 300)
+>>> [type(e).__name__ for e in eng.end_day()]
+['OrderExpired', 'DayClosed']
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from . import batch as B
+from .book import Book, make_book, state_hash
+from .codes import (
+    HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
+    Segment, Side, Stp, TimeInForce,
+)
+from .errors import EngineConfigError
+from .messages import (
+    AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
+    OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
+    TradeExecuted,
+)
+from .rules import DAY_CLOSE_US, DAY_US, MAX_QTY, MIN_QTY
+from .tradingdays import TradingCalendar, date_of_day
+
+_SIDES = {int(v) for v in Side}
+_TYPES = {int(v) for v in OrderType}
+_TIFS = {int(v) for v in TimeInForce}
+_STPS = {int(v) for v in Stp}
+_ACTION_NAMES = {NewOrder: "NEW", CancelOrder: "CANCEL", AmendOrder: "AMEND", ClockTick: "TICK"}
+
+
+class Names:
+    """Dense integer handles for strings, in order of first appearance.
+
+    >>> n = Names()
+    >>> n.handle("o1"), n.handle("o2"), n.handle("o1"), n.find("o9"), n.name(1)
+    (0, 1, 0, -1, 'o2')
+    """
+
+    def __init__(self):
+        self._handles: dict[str, int] = {}
+        self._names: list[str] = []
+
+    def handle(self, name: str) -> int:
+        h = self._handles.get(name)
+        if h is None:
+            h = self._handles[name] = len(self._names)
+            self._names.append(name)
+        return h
+
+    def find(self, name: str) -> int:
+        return self._handles.get(name, NO_REF)
+
+    def name(self, handle: int) -> str:
+        return self._names[handle] if 0 <= handle < len(self._names) else ""
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class Engine:
+    """A matching engine over one or more instruments, each with LISTED and BLOCK books.
+
+    Commands: ``submit``, ``submit_many``, ``end_day``, ``submit_batch`` (raw arrays).
+    Queries: ``best_bid``, ``best_ask``, ``depth``, ``order``, ``band``, ``day``.
+    Checks: ``state_hash``, ``check_invariants``.
+
+    ``instruments`` maps each instrument's name to its first prior close in fen.
+    ``impl`` is ``"numba"`` (default) or ``"reference"``; ``calendar`` defaults to XSHG.
+    """
+
+    def __init__(self, instruments: Mapping[str, int], *, impl: str = "numba",
+                 calendar: TradingCalendar | None = None, **capacity):
+        if not instruments:
+            raise EngineConfigError("an engine needs at least one instrument")
+        self.instruments = list(instruments)
+        self._instrument_index = {name: i for i, name in enumerate(self.instruments)}
+        self.calendar = calendar or TradingCalendar.xshg()
+        self.book: Book = make_book(impl, list(instruments.values()), self.calendar, **capacity)
+        self.orders = Names()
+        self.accounts = Names()
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, command: Command) -> list[Event]:
+        """Process one command; return the events it caused, in order."""
+        return self.submit_many((command,))
+
+    def submit_many(self, commands: Iterable[Command]) -> list[Event]:
+        """Process commands in order as one batch (one jitted call); return their events."""
+        commands = list(commands)
+        raw = self.book.submit_batch(self.encode(commands))
+        actions = [_ACTION_NAMES.get(type(c), "?") for c in commands]
+        return self.decode(raw, actions)
+
+    def submit_batch(self, cmds: np.ndarray) -> np.ndarray:
+        """Process a raw ``engine.batch.COMMAND_DTYPE`` array; return raw event rows.
+
+        Handles in the array must come from ``self.orders`` / ``self.accounts``.
+        """
+        return self.book.submit_batch(cmds)
+
+    def end_day(self) -> list[Event]:
+        """Move the clock to 15:00 of the day in progress: orders expire, the day closes."""
+        clock, _, _ = self.book.globals()
+        if clock == NO_TIME:
+            return []
+        close = (clock // DAY_US) * DAY_US + DAY_CLOSE_US
+        return self.submit(ClockTick(max(clock, close)))
+
+    # ------------------------------------------------------------------ the edge
+
+    def encode(self, commands: list[Command]) -> np.ndarray:
+        """Commands as a raw array, with what each says on its own checked (spec §7)."""
+        cmds = B.empty_commands(len(commands))
+        for i, c in enumerate(commands):
+            self._encode_one(cmds, i, c)
+        return cmds
+
+    def _encode_one(self, cmds: np.ndarray, i: int, c) -> None:
+        row = cmds[i]
+        ts = getattr(c, "ts_us", None)
+        row["ts"] = ts if isinstance(ts, int) and NO_TIME < ts < 2**62 else NO_TIME
+        if isinstance(c, ClockTick):
+            row["action"] = Action.TICK
+            return
+        if not isinstance(c, (NewOrder, CancelOrder, AmendOrder)):
+            row["action"] = Action.UNKNOWN
+            row["check"] = Reason.MALFORMED
+            return
+        check = Reason.NONE
+        if not c.account or not c.order_id:
+            check = Reason.MALFORMED
+        if c.account:
+            row["account"] = self.accounts.handle(c.account)
+        if isinstance(c, NewOrder):
+            row["action"] = Action.NEW
+            if c.order_id:
+                row["order"] = self.orders.handle(c.order_id)
+            instrument = self._instrument_index.get(c.instrument or self.instruments[0])
+            if (instrument is None or int(c.side) not in _SIDES or int(c.type) not in _TYPES
+                    or int(c.tif) not in _TIFS or int(c.stp) not in _STPS
+                    or (c.type == OrderType.MARKET and c.tif != TimeInForce.IOC)):
+                check = check or Reason.MALFORMED
+            row["instrument"] = instrument or 0
+            row["side"], row["type"], row["tif"], row["stp"] = c.side, c.type, c.tif, c.stp
+            check = check or _qty_check(c.qty)
+            if c.type == OrderType.MARKET:
+                check = check or (Reason.INVALID_PRICE if c.price is not None else Reason.NONE)
+            else:
+                check = check or _price_check(c.price)
+        else:
+            row["action"] = Action.CANCEL if isinstance(c, CancelOrder) else Action.AMEND
+            row["order"] = self.orders.find(c.order_id)
+            if isinstance(c, AmendOrder):
+                check = check or _qty_check(c.qty) or _price_check(c.price)
+        if check == Reason.NONE and isinstance(c, (NewOrder, AmendOrder)):
+            row["qty"] = c.qty
+            if c.price is not None:
+                row["price"] = min(c.price, HUGE_PRICE)
+        row["check"] = check
+
+    def decode(self, raw: np.ndarray, actions: list[str] | None = None) -> list[Event]:
+        """Event rows as Structs. ``actions`` names each command's action for rejects."""
+        out: list[Event] = []
+        orders, accounts, instruments = self.orders.name, self.accounts.name, self.instruments
+        for row in raw.tolist():
+            kind = row[B.KIND]
+            ts = row[B.TS]
+            if kind == EventKind.TRADE:
+                out.append(TradeExecuted(
+                    ts, row[B.TRADE_ID], instruments[row[B.INSTRUMENT]], Segment(row[B.SEGMENT]),
+                    row[B.PRICE], row[B.QTY], orders(row[B.ORDER]), orders(row[B.ORDER2]),
+                    accounts(row[B.ACCOUNT]), accounts(row[B.ACCOUNT2]), Side(row[B.SIDE]),
+                    row[B.AUX1], row[B.AUX2]))
+                continue
+            if kind == EventKind.REJECTED:
+                action = actions[row[B.CMD]] if actions else Action(row[B.AUX1]).name
+                out.append(OrderRejected(ts, row[B.CMD], action, orders(row[B.ORDER]),
+                                         accounts(row[B.ACCOUNT]), Reason(row[B.REASON])))
+                continue
+            if kind == EventKind.DAY_CLOSED:
+                out.append(DayClosed(
+                    ts, date_of_day(row[B.ORDER]).isoformat(), instruments[row[B.INSTRUMENT]],
+                    row[B.AUX1], row[B.PRICE], row[B.QTY], row[B.AUX2], row[B.ACCOUNT],
+                    row[B.ACCOUNT2]))
+                continue
+            order_id, account = orders(row[B.ORDER]), accounts(row[B.ACCOUNT])
+            instrument, segment, side = (instruments[row[B.INSTRUMENT]], Segment(row[B.SEGMENT]),
+                                         Side(row[B.SIDE]))
+            price = row[B.PRICE]
+            if kind == EventKind.ACCEPTED:
+                out.append(OrderAccepted(
+                    ts, order_id, account, instrument, segment, side, OrderType(row[B.AUX1]),
+                    TimeInForce(row[B.AUX2]), None if price == NO_PRICE else price, row[B.QTY]))
+            elif kind == EventKind.CANCELLED:
+                out.append(OrderCancelled(
+                    ts, order_id, account, instrument, segment, side,
+                    None if price == NO_PRICE else price, row[B.QTY], Reason(row[B.REASON]),
+                    row[B.AUX1]))
+            elif kind == EventKind.EXPIRED:
+                out.append(OrderExpired(ts, order_id, account, instrument, segment, side, price,
+                                        row[B.QTY], row[B.AUX1]))
+            elif kind == EventKind.AMENDED:
+                out.append(OrderAmended(ts, order_id, account, instrument, segment, side, price,
+                                        row[B.QTY], bool(row[B.AUX1]), row[B.AUX2]))
+        return out
+
+    # ------------------------------------------------------------------ queries
+
+    def _index(self, instrument: str) -> int:
+        name = instrument or self.instruments[0]
+        try:
+            return self._instrument_index[name]
+        except KeyError:
+            raise EngineConfigError(f"unknown instrument {name!r}") from None
+
+    def best_bid(self, instrument: str = "", segment: Segment = Segment.LISTED):
+        """(price in fen, open tonnes at that price) of the best bid, or None."""
+        return self.book.best_bid(self._index(instrument), segment)
+
+    def best_ask(self, instrument: str = "", segment: Segment = Segment.LISTED):
+        """(price in fen, open tonnes at that price) of the best ask, or None."""
+        return self.book.best_ask(self._index(instrument), segment)
+
+    def depth(self, instrument: str = "", segment: Segment = Segment.LISTED,
+              side: Side = Side.BUY, levels: int = 5) -> list[BookLevel]:
+        """The best ``levels`` price levels of one side, best first."""
+        return [BookLevel(*lv) for lv in self.book.depth(self._index(instrument), segment, side,
+                                                          levels)]
+
+    def band(self, instrument: str = "", segment: Segment = Segment.LISTED) -> tuple[int, int]:
+        """Today's accepted limit prices (lower, upper) in fen, inclusive."""
+        return self.book.band(self._index(instrument), segment)
+
+    def order(self, order_id: str) -> OrderState | None:
+        """Where an order stands now, or None if no order with that id was ever accepted."""
+        status, reason, qty, filled, open_qty = self.book.order_state(self.orders.find(order_id))
+        if status == OrderStatus.NONE:
+            return None
+        return OrderState(order_id, OrderStatus(status).name,
+                          Reason(reason).name if reason else "", qty, filled, open_qty)
+
+    def day(self) -> list[DayClosed] | None:
+        """The current (or last) trading day's figures so far, one per instrument."""
+        day = self.book.open_day()
+        if day is None:
+            return None
+        number, figures, _ = day
+        ts = number * DAY_US + DAY_CLOSE_US
+        return [DayClosed(ts, date_of_day(number).isoformat(), name, *fig)
+                for name, fig in zip(self.instruments, figures)]
+
+    def day_in_progress(self) -> bool:
+        day = self.book.open_day()
+        return day is not None and day[2]
+
+    def state_hash(self) -> str:
+        return state_hash(self.book, len(self.orders))
+
+    def check_invariants(self) -> None:
+        self.book.check_invariants()
+
+
+def _qty_check(qty) -> Reason:
+    if not isinstance(qty, int) or isinstance(qty, bool) or not MIN_QTY <= qty <= MAX_QTY:
+        return Reason.INVALID_QTY
+    return Reason.NONE
+
+
+def _price_check(price) -> Reason:
+    if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
+        return Reason.INVALID_PRICE
+    return Reason.NONE

@@ -1,0 +1,193 @@
+"""Commands and events at the engine's edge, as msgspec Structs: the schema is the types.
+
+Commands are imperative (``NewOrder``, ``CancelOrder``, ``AmendOrder``, ``ClockTick``);
+events are past-tense facts (``OrderAccepted``, ``OrderRejected``, ``TradeExecuted``,
+``OrderCancelled``, ``OrderExpired``, ``OrderAmended``, ``DayClosed``). Every Struct is tagged
+by its class name (field ``kind``), so a list of mixed messages encodes and decodes as one union. Units:
+prices in fen, quantities in tonnes, times in microseconds of exchange local time
+(``engine.tradingdays.parse_time`` turns ISO text into one).
+
+>>> import msgspec
+>>> cmd = NewOrder(ts_us=1709544600000000, account="A001", order_id="o1", side=Side.BUY,
+...                qty=500, price=6010)
+>>> msgspec.json.decode(msgspec.json.encode(cmd), type=Command) == cmd
+True
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from .codes import OrderType, Reason, Segment, Side, Stp, TimeInForce
+
+
+class NewOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Enter an order. ``price`` in fen for LIMIT, None for MARKET (spec §3)."""
+
+    ts_us: int
+    account: str
+    order_id: str
+    side: Side
+    qty: int
+    price: int | None = None
+    type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.DAY
+    stp: Stp = Stp.CANCEL_NEWEST
+    instrument: str = ""  # empty: the engine's first instrument
+
+
+class CancelOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Remove a resting order's open quantity."""
+
+    ts_us: int
+    account: str
+    order_id: str
+
+
+class AmendOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Give a resting order a new limit price and open quantity (spec §5)."""
+
+    ts_us: int
+    account: str
+    order_id: str
+    price: int
+    qty: int
+
+
+class ClockTick(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Move the clock only (ends the day when it reaches 15:00)."""
+
+    ts_us: int
+
+
+Command = Union[NewOrder, CancelOrder, AmendOrder, ClockTick]
+
+
+class OrderAccepted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    ts_us: int
+    order_id: str
+    account: str
+    instrument: str
+    segment: Segment
+    side: Side
+    type: OrderType
+    tif: TimeInForce
+    price: int | None
+    qty: int
+
+
+class OrderRejected(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """A command failed a check and changed nothing. ``index``: its position in the batch."""
+
+    ts_us: int
+    index: int
+    action: str
+    order_id: str
+    account: str
+    reason: Reason
+
+
+class TradeExecuted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Two orders traded at the resting order's price. ``*_open``: open quantity after."""
+
+    ts_us: int
+    trade_id: int
+    instrument: str
+    segment: Segment
+    price: int
+    qty: int
+    buy_order_id: str
+    sell_order_id: str
+    buy_account: str
+    sell_account: str
+    aggressor: Side
+    buy_open: int
+    sell_open: int
+
+
+class OrderCancelled(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """An order's open quantity ``qty`` was removed; ``filled``: what it had traded."""
+
+    ts_us: int
+    order_id: str
+    account: str
+    instrument: str
+    segment: Segment
+    side: Side
+    price: int | None
+    qty: int
+    reason: Reason
+    filled: int
+
+
+class OrderExpired(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """An order still resting at 15:00 expired with ``qty`` open."""
+
+    ts_us: int
+    order_id: str
+    account: str
+    instrument: str
+    segment: Segment
+    side: Side
+    price: int
+    qty: int
+    filled: int
+
+
+class OrderAmended(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """An amend took effect: new ``price`` and open ``qty``; ``priority_kept`` per spec §5."""
+
+    ts_us: int
+    order_id: str
+    account: str
+    instrument: str
+    segment: Segment
+    side: Side
+    price: int
+    qty: int
+    priority_kept: bool
+    previous_open: int
+
+
+class DayClosed(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """A trading day ended: its closing price (LISTED VWAP, half up) and totals.
+
+    Turnover in fen; ``date`` ISO; ``ts_us`` is 15:00 of that day.
+    """
+
+    ts_us: int
+    date: str
+    instrument: str
+    prior_close: int
+    close: int
+    listed_volume: int
+    block_volume: int
+    listed_turnover: int
+    block_turnover: int
+
+
+Event = Union[
+    OrderAccepted, OrderRejected, TradeExecuted, OrderCancelled, OrderExpired, OrderAmended,
+    DayClosed,
+]
+
+
+class OrderState(msgspec.Struct, frozen=True):
+    """Where an order stands now (``engine.api.Engine.order``)."""
+
+    order_id: str
+    status: str
+    reason: str
+    qty: int
+    filled: int
+    open: int
+
+
+class BookLevel(msgspec.Struct, frozen=True, array_like=True):
+    """One price level of depth: price in fen, open tonnes, number of orders."""
+
+    price: int
+    qty: int
+    orders: int

@@ -1,0 +1,296 @@
+"""The order file of spec §8: CSV rows in, the engine run over them, four result files out.
+
+``read_order_file`` parses and checks each row once (the edge): a row's text becomes a raw
+command whose ``check`` holds any reject the row earns on its own (MALFORMED, INVALID_QTY,
+INVALID_PRICE). ``run_match`` feeds the commands to either book in one batch and
+``write_results`` writes ``trades.csv``, ``orders.csv``, ``rejects.csv`` and ``days.csv``.
+
+An optional eleventh column ``instrument`` names the instrument of each NEW row (several
+allowance vintages in one file); without it every row trades the one instrument given.
+
+>>> fen = parse_price("60.105"), parse_price("60.100"), parse_price("0.00"), parse_price("6e1")
+>>> fen
+(None, 6010, 0, None)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import batch as B
+from .api import Names
+from .book import make_book
+from .codes import (
+    HUGE_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side,
+    Stp, TimeInForce,
+)
+from .errors import EngineConfigError
+from .rules import MAX_QTY, MIN_QTY
+from .tradingdays import TradingCalendar, date_of_day, format_time, parse_time
+
+HEADER = ["time", "account", "action", "order_id", "side", "type", "tif", "price", "qty", "stp"]
+
+_QTY_RE = re.compile(r"^[0-9]+$", re.ASCII)
+_PRICE_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))?$", re.ASCII)
+_ACTIONS = {"NEW": Action.NEW, "CANCEL": Action.CANCEL, "AMEND": Action.AMEND}
+_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
+_TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
+_TIFS = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
+_STPS = {"": Stp.CANCEL_NEWEST, "CANCEL_NEWEST": Stp.CANCEL_NEWEST,
+         "CANCEL_OLDEST": Stp.CANCEL_OLDEST, "CANCEL_BOTH": Stp.CANCEL_BOTH}
+
+
+class OrderFileError(Exception):
+    """The order file cannot be read at all (missing, not CSV, wrong header)."""
+
+
+def parse_price(text: str) -> int | None:
+    """Fen for a price text matching ``^[0-9]+(\\.[0-9]+)?$`` in whole fen, else None.
+
+    Zero parses (as 0); the caller rejects it. Prices too large for any band become
+    ``HUGE_PRICE`` so they fail the band check, not the syntax check.
+    """
+    m = _PRICE_RE.match(text)
+    if m is None:
+        return None
+    whole, frac = m.group(1), m.group(2) or ""
+    if frac[2:].strip("0"):
+        return None  # finer than a fen: 60.105
+    fen = int(whole) * 100 + int(frac[:2].ljust(2, "0"))
+    return min(fen, HUGE_PRICE)
+
+
+def parse_qty(text: str) -> int | None:
+    """Tonnes for a quantity text in 1 .. 100,000,000 matching ``^[0-9]+$``, else None."""
+    if _QTY_RE.match(text) is None:
+        return None
+    qty = int(text)
+    return qty if MIN_QTY <= qty <= MAX_QTY else None
+
+
+@dataclass
+class OrderFile:
+    """An order file parsed for the engine: the raw commands and what names they use."""
+
+    commands: np.ndarray
+    actions: list[str]  # each row's action, exactly as written
+    order_ids: list[str]  # each row's order_id, exactly as written
+    orders: Names = field(default_factory=Names)
+    accounts: Names = field(default_factory=Names)
+    instruments: list[str] = field(default_factory=list)
+    has_instrument_column: bool = False
+
+
+def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFile:
+    """Parse an order file. Raises ``OrderFileError`` if it cannot be read as one."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise OrderFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise OrderFileError(f"{path}: is a directory, not an order file") from None
+    except OSError as e:
+        raise OrderFileError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise OrderFileError(f"{path}: not a UTF-8 CSV file") from None
+    if "\x00" in text:
+        raise OrderFileError(f"{path}: not a CSV file (binary content)")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as e:
+        raise OrderFileError(f"{path}: not a valid CSV file: {e}") from None
+    if not rows:
+        raise OrderFileError(f"{path}: empty file, expected the header {','.join(HEADER)}")
+    header = [h.strip() for h in rows[0]]
+    with_instrument = header == HEADER + ["instrument"]
+    if header != HEADER and not with_instrument:
+        raise OrderFileError(
+            f"{path}: wrong header {','.join(rows[0])!r}, expected {','.join(HEADER)}"
+            " (optionally followed by ,instrument)")
+    body = [r for r in rows[1:] if r]  # blank lines are not rows
+    return parse_rows(body, instruments, with_instrument)
+
+
+def parse_rows(rows: list[list[str]], instruments: list[str],
+               with_instrument: bool = False) -> OrderFile:
+    """Turn data rows (lists of field texts, header order) into an ``OrderFile``."""
+    width = len(HEADER) + (1 if with_instrument else 0)
+    cmds = B.empty_commands(len(rows))
+    out = OrderFile(cmds, [], [], instruments=list(instruments),
+                    has_instrument_column=with_instrument)
+    index = {name: i for i, name in enumerate(instruments)}
+    for i, fields in enumerate(rows):
+        too_long = len(fields) > width
+        fields = (fields + [""] * width)[:width]
+        out.actions.append(fields[2])
+        out.order_ids.append(fields[3])
+        _parse_row(cmds[i], fields, out, index, with_instrument, too_long)
+    return out
+
+
+def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
+               with_instrument: bool, too_long: bool) -> None:
+    time_text, account, action_text, order_id, side, otype, tif, price, qty, stp = f[:10]
+    ts = parse_time(time_text)
+    row["ts"] = NO_TIME if ts is None else ts
+    action = _ACTIONS.get(action_text, Action.UNKNOWN)
+    row["action"] = action
+    if account:
+        row["account"] = out.accounts.handle(account)
+    if action == Action.NEW and order_id:
+        row["order"] = out.orders.handle(order_id)
+    elif order_id:
+        row["order"] = out.orders.find(order_id)
+
+    malformed = too_long or action == Action.UNKNOWN or not account or not order_id
+    if action == Action.NEW:
+        instrument = index.get(f[10]) if with_instrument else 0
+        malformed = (malformed or instrument is None or side not in _SIDES
+                     or otype not in _TYPES or tif not in _TIFS or not qty or stp not in _STPS
+                     or (otype == "MARKET" and tif != "IOC"))
+        row["instrument"] = instrument or 0
+        row["side"] = _SIDES.get(side, 0)
+        row["type"] = _TYPES.get(otype, 0)
+        row["tif"] = _TIFS.get(tif, 0)
+        row["stp"] = _STPS.get(stp, 0)
+    elif action == Action.AMEND:
+        malformed = malformed or not qty
+    if malformed:
+        row["check"] = Reason.MALFORMED
+        return
+    if action == Action.CANCEL:
+        return
+    # NEW and AMEND: INVALID_QTY, then INVALID_PRICE (spec §7)
+    q = parse_qty(qty)
+    if q is None:
+        row["check"] = Reason.INVALID_QTY
+        return
+    row["qty"] = q
+    if action == Action.NEW and otype == "MARKET":
+        if price != "":
+            row["check"] = Reason.INVALID_PRICE
+        return
+    p = parse_price(price)
+    if not p:  # missing, malformed, finer than a fen, or zero
+        row["check"] = Reason.INVALID_PRICE
+        return
+    row["price"] = p
+
+
+@dataclass
+class MatchResult:
+    """Everything ``cea match`` writes, as rows of text fields (header first)."""
+
+    trades: list[list[str]]
+    orders: list[list[str]]
+    rejects: list[list[str]]
+    days: list[list[str]]
+
+
+def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba",
+              calendar: TradingCalendar | None = None, check_invariants: bool = False
+              ) -> MatchResult:
+    """Run one book over the whole file in one batch and build the four result tables."""
+    calendar = calendar or TradingCalendar.xshg()
+    n = len(order_file.commands)
+    book = make_book(impl, prior_closes, calendar, order_capacity=max(16, len(order_file.orders)),
+                     event_capacity=max(1024, 4 * n))
+    events = book.submit_batch(order_file.commands)
+    if check_invariants:
+        book.check_invariants()
+    return _results(order_file, book, events)
+
+
+def _money(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
+    multi = f.has_instrument_column
+    extra = ["instrument"] if multi else []
+    orders, accounts, instruments = f.orders.name, f.accounts.name, f.instruments
+    trades = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
+               "buy_account", "sell_account", "aggressor"] + extra]
+    order_rows = [["order_id", "account", "segment", "side", "status", "reason", "filled_qty",
+                   "open_qty"] + extra]
+    rejects = [["line", "action", "order_id", "reason"]]
+    days = [["date", "prior_close", "close", "listed_volume", "block_volume", "listed_turnover",
+             "block_turnover"] + extra]
+    accepted = []
+    for row in events.tolist():
+        kind = row[B.KIND]
+        tail = [instruments[row[B.INSTRUMENT]]] if multi else []
+        if kind == EventKind.TRADE:
+            trades.append([
+                str(row[B.TRADE_ID]), format_time(row[B.TS]), Segment(row[B.SEGMENT]).name,
+                _money(row[B.PRICE]), str(row[B.QTY]), orders(row[B.ORDER]),
+                orders(row[B.ORDER2]), accounts(row[B.ACCOUNT]), accounts(row[B.ACCOUNT2]),
+                Side(row[B.SIDE]).name] + tail)
+        elif kind == EventKind.ACCEPTED:
+            accepted.append((row[B.ORDER], row[B.ACCOUNT], row[B.SEGMENT], row[B.SIDE], tail))
+        elif kind == EventKind.REJECTED:
+            i = row[B.CMD]
+            rejects.append([str(i + 1), f.actions[i], f.order_ids[i], Reason(row[B.REASON]).name])
+        elif kind == EventKind.DAY_CLOSED:
+            days.append(_day_row(row[B.ORDER], row[B.AUX1], row[B.PRICE], row[B.QTY],
+                                 row[B.AUX2], row[B.ACCOUNT], row[B.ACCOUNT2]) + tail)
+    for ref, account, segment, side, tail in accepted:
+        status, reason, _, filled, open_qty = book.order_state(ref)
+        order_rows.append([
+            orders(ref), accounts(account), Segment(segment).name, Side(side).name,
+            OrderStatus(status).name, Reason(reason).name if status == OrderStatus.CANCELLED
+            else "", str(filled), str(open_qty)] + tail)
+    day = book.open_day()
+    if day is not None and day[2]:  # the input ended inside a trading day (spec §6)
+        number, figures, _ = day
+        for name, fig in zip(instruments, figures):
+            days.append(_day_row(number, *fig) + ([name] if multi else []))
+    return MatchResult(trades, order_rows, rejects, days)
+
+
+def _day_row(day, prior_close, close, listed_volume, block_volume, listed_turnover,
+             block_turnover) -> list[str]:
+    return [date_of_day(day).isoformat(), _money(prior_close), _money(close), str(listed_volume),
+            str(block_volume), _money(listed_turnover), _money(block_turnover)]
+
+
+def write_results(result: MatchResult, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the four CSV files into ``out_dir`` (created if needed); return their paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OrderFileError(f"{out_dir}: cannot create output directory: {e.strerror}") from None
+    paths = []
+    for name, rows in (("trades", result.trades), ("orders", result.orders),
+                       ("rejects", result.rejects), ("days", result.days)):
+        path = out / f"{name}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, lineterminator="\n").writerows(rows)
+        paths.append(path)
+    return paths
+
+
+def parse_prior_close(text: str) -> int:
+    """Fen for a ``--prior-close`` value such as ``60.00``; raises ``EngineConfigError``."""
+    fen = parse_price(text.strip())
+    if not fen or fen >= HUGE_PRICE:
+        raise EngineConfigError(f"prior close {text!r} is not a positive price in CNY with at "
+                                "most two decimals (e.g. 60.00)")
+    return fen
+
+
+__all__ = [
+    "HEADER", "MatchResult", "OrderFile", "OrderFileError", "parse_price", "parse_prior_close",
+    "parse_qty", "parse_rows", "read_order_file", "run_match", "write_results",
+]
