@@ -107,7 +107,7 @@ class Engine:
     def submit_many(self, commands: Iterable[Command]) -> list[Event]:
         """Process commands in order as one batch (one jitted call); return their events."""
         commands = list(commands)
-        raw = self.book.submit_batch(self.encode(commands))
+        raw = self.book.submit_batch(self.encode(commands), copy=False)  # decoded at once
         actions = [_ACTION_NAMES.get(type(c), "?") for c in commands]
         return self.decode(raw, actions)
 

@@ -19,7 +19,7 @@ import numpy as np
 from .. import batch as B
 from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
 from ..errors import BookIntegrityError, EngineConfigError
-from ..rules import DAY_US, band_limits
+from ..rules import band_limits
 from ..tradingdays import TradingCalendar
 from . import kernels as K
 from . import state as S
@@ -45,6 +45,7 @@ class FastBook:
         self.glob[S.GL_FREE_HEAD] = 0
         self.glob[S.GL_FREE_COUNT] = max(1, slot_capacity)
         self.glob[S.GL_CAL_FIRST_DAY] = calendar.first_day
+        self.glob[S.GL_CAL_WEEKDAYS] = int(calendar.weekdays_beyond)
         self.slots = S.new_slots(max(1, slot_capacity))
         self.refs = S.new_refs(max(1, order_capacity))
         width = max(band_limits(p, Segment.BLOCK)[1] - band_limits(p, Segment.BLOCK)[0] + 1
@@ -57,13 +58,14 @@ class FastBook:
 
     # ------------------------------------------------------------------ commands
 
-    def submit_batch(self, cmds: np.ndarray) -> np.ndarray:
-        """Process a ``COMMAND_DTYPE`` array in one jitted call; return its events."""
-        if cmds.dtype != B.COMMAND_DTYPE:
+    def submit_batch(self, cmds: np.ndarray, copy: bool = True) -> np.ndarray:
+        """Process a ``COMMAND_DTYPE`` array in one jitted call; return its events.
+
+        With ``copy=False`` the events are a view of the book's own buffer, valid until the
+        next call: for callers that consume them at once (it saves copying each row).
+        """
+        if cmds.dtype is not B.COMMAND_DTYPE and cmds.dtype != B.COMMAND_DTYPE:
             raise EngineConfigError(f"commands must be {B.COMMAND_DTYPE}, not {cmds.dtype}")
-        if len(cmds) == 0:
-            return self.events[:0].copy()
-        self._reserve(cmds)
         glob = self.glob
         glob[S.GL_EVENTS] = 0
         start = 0
@@ -73,27 +75,22 @@ class FastBook:
             if status == S.DONE:
                 break
             start = int(glob[S.GL_NEXT_CMD])
+            need = int(glob[S.GL_NEED])
             if status == S.NEED_EVENTS:
                 self._grow_events()
             elif status == S.NEED_SLOTS:
                 self.slots = S.grow_slots(self.slots, glob, self.slots.shape[1] * 2)
+            elif status == S.NEED_ORDERS:
+                self.refs = S.grow_refs(self.refs, max(need + 1, self.refs.shape[1] * 2))
+            elif status == S.NEED_CALENDAR:
+                self._cal = self.calendar.table(need + 366)
             elif status == S.NEED_LEVELS:
                 # the day being closed still needs its orders where they are: copy them over
-                width = int(glob[S.GL_NEED])
-                levels = S.new_levels(self.books.shape[0], width + width // 4)
+                levels = S.new_levels(self.books.shape[0], need + need // 4)
                 levels[:, :, : self.levels.shape[2]] = self.levels
                 self.levels = levels
-        return self.events[: glob[S.GL_EVENTS]].copy()
-
-    def _reserve(self, cmds: np.ndarray) -> None:
-        """Grow the per-order arrays and the calendar table to cover this batch."""
-        top = int(cmds["order"].max()) + 1
-        if top > self.refs.shape[1]:
-            self.refs = S.grow_refs(self.refs, max(top, self.refs.shape[1] * 2))
-        if self.calendar.weekdays_beyond:
-            last_day = int(cmds["ts"].max()) // DAY_US
-            if last_day - self.calendar.first_day >= len(self._cal):
-                self._cal = self.calendar.table(last_day + 366)
+        events = self.events[: glob[S.GL_EVENTS]]
+        return events.copy() if copy else events
 
     def _grow_events(self) -> None:
         need = int(self.glob[S.GL_RESTING]) + self.days.shape[0] + 8

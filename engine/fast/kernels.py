@@ -23,8 +23,8 @@ from .state import (
     BK_BASE, BK_BEST_ASK, BK_BEST_BID, BK_LOWER, BK_RESTING, BK_UPPER, BK_WIDTH, DONE,
     DY_BLOCK_TURNOVER, DY_BLOCK_VOLUME, DY_LISTED_TURNOVER, DY_LISTED_VOLUME, DY_PRIOR_CLOSE,
     GL_CAL_FIRST_DAY, GL_CLOCK, GL_DAY_OPEN, GL_DONE, GL_EVENTS, GL_FREE_COUNT, GL_FREE_HEAD,
-    GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ, GL_NEXT_TRADE_ID, GL_RESTING, LV_COUNT,
-    LV_HEAD, LV_QTY, LV_TAIL, NEED_EVENTS, NEED_LEVELS, NEED_SLOTS, NIL, RF_CANCELLED,
+    GL_CAL_WEEKDAYS, GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ, GL_NEXT_TRADE_ID, GL_RESTING, LV_COUNT,
+    LV_HEAD, LV_QTY, LV_TAIL, NEED_CALENDAR, NEED_EVENTS, NEED_LEVELS, NEED_ORDERS, NEED_SLOTS, NIL, RF_CANCELLED,
     RF_FILLED, RF_QTY, RF_REASON, RF_SLOT, RF_STATUS, RF_USED, SL_ACCOUNT, SL_BOOK, SL_NEXT,
     SL_AUX, SL_OPEN, SL_PREV, SL_PRICE, SL_REF, SL_SEQ, SL_SIDE, SL_STP,
 )
@@ -714,14 +714,24 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
         if action == _NEW and glob[GL_FREE_COUNT] == 0:
             glob[GL_NEXT_CMD] = i
             return NEED_SLOTS
+        ref = cmds[i]["order"]
+        if ref >= refs.shape[1]:
+            glob[GL_NEXT_CMD] = i
+            glob[GL_NEED] = ref
+            return NEED_ORDERS
         ts = cmds[i]["ts"]
-        if ts > glob[GL_CLOCK] and ts // DAY_US > glob[GL_LAST_DAY]:
+        if ts >= glob[GL_CLOCK] and ts // DAY_US > glob[GL_LAST_DAY]:
+            # a day after the last trading day seen: rare, so its checks live here
+            day = ts // DAY_US
+            if glob[GL_CAL_WEEKDAYS] == 1 and day - glob[GL_CAL_FIRST_DAY] >= cal.shape[0]:
+                glob[GL_NEXT_CMD] = i
+                glob[GL_NEED] = day
+                return NEED_CALENDAR
             width = _ladder_width_needed(glob, cal, days, ts)
             if width > levels.shape[2]:
                 glob[GL_NEXT_CMD] = i
                 glob[GL_NEED] = width
                 return NEED_LEVELS
-        ref = cmds[i]["order"]
         if ts == NO_TIME or ts < glob[GL_CLOCK]:
             _reject(events, glob, i, cmds, _R_MALFORMED)
         else:

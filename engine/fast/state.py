@@ -90,13 +90,16 @@ GL_EVENTS = 9  # event rows written in the current call
 GL_NEXT_CMD = 10  # where the kernel stopped in the batch
 GL_NEED = 11  # what the kernel needs when it stops early (see NEED_*)
 GL_CAL_FIRST_DAY = 12
-GL_FIELDS = 13
+GL_CAL_WEEKDAYS = 13  # 1: days past the calendar table trade Monday to Friday
+GL_FIELDS = 14
 
 # kernel return codes: done, or stopped before command GL_NEXT_CMD for want of room
 DONE = 0
 NEED_EVENTS = 1
 NEED_SLOTS = 2
 NEED_LEVELS = 3  # GL_NEED holds the ladder width required
+NEED_ORDERS = 4  # GL_NEED holds the order handle that does not fit
+NEED_CALENDAR = 5  # GL_NEED holds the day the calendar table must reach
 
 
 def _zeros(shape) -> np.ndarray:

@@ -145,8 +145,10 @@ class ReferenceBook:
 
     # ------------------------------------------------------------------ commands
 
-    def submit_batch(self, cmds: np.ndarray) -> np.ndarray:
-        """Process commands in order; return their events (``EVENT_WIDTH`` int64 columns)."""
+    def submit_batch(self, cmds: np.ndarray, copy: bool = True) -> np.ndarray:
+        """Process commands in order; return their events (``EVENT_WIDTH`` int64 columns).
+
+        The array is always new (``copy`` is accepted for the fast book's interface)."""
         self._events = []
         for i in range(len(cmds)):
             self._process(i, cmds[i])
