@@ -39,6 +39,11 @@ MAX_QTY = 100_000_000
 LISTED_BAND_PCT = 10
 BLOCK_BAND_PCT = 30
 
+#: Highest prior close the engine accepts, in fen (10,000.00 CNY/t, about 100 times the
+#: market's price so far): the fast book keeps a dense ladder across the BLOCK band, 60 % of
+#: the prior close wide, and this bounds it to about 600,000 levels.
+MAX_PRIOR_CLOSE = 1_000_000
+
 #: Best price levels a MARKET order may reach (spec §3).
 MARKET_DEPTH_LEVELS = 5
 
@@ -78,6 +83,17 @@ def in_session(segment: Segment, time_of_day_us: int) -> bool:
     if PM_OPEN_US <= time_of_day_us < DAY_CLOSE_US:
         return True
     return segment == Segment.LISTED and AM_OPEN_US <= time_of_day_us < AM_CLOSE_US
+
+
+def check_prior_close(prior_close: int) -> int:
+    """``prior_close`` if it lies in 1 .. MAX_PRIOR_CLOSE fen, else ``EngineConfigError``."""
+    from .errors import EngineConfigError
+
+    if not isinstance(prior_close, int) or not 1 <= prior_close <= MAX_PRIOR_CLOSE:
+        raise EngineConfigError(
+            f"prior close {prior_close} fen is outside 1 .. {MAX_PRIOR_CLOSE} fen "
+            f"(0.01 .. {MAX_PRIOR_CLOSE // 100:,}.00 CNY/t)")
+    return prior_close
 
 
 def closing_price(turnover_fen: int, volume: int, prior_close: int) -> int:

@@ -19,10 +19,14 @@ import numpy as np
 from .. import batch as B
 from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
 from ..errors import BookIntegrityError, EngineConfigError
-from ..rules import band_limits
+from ..rules import MAX_PRIOR_CLOSE, band_limits, check_prior_close
 from ..tradingdays import TradingCalendar
 from . import kernels as K
 from . import state as S
+
+
+# closes may drift past MAX_PRIOR_CLOSE over the days; the ladder follows them up to twice it
+_MAX_LADDER = (lambda lo, hi: hi - lo + 1)(*band_limits(2 * MAX_PRIOR_CLOSE, Segment.BLOCK))
 
 
 class FastBook:
@@ -32,9 +36,9 @@ class FastBook:
 
     def __init__(self, prior_closes, calendar: TradingCalendar, slot_capacity: int = 1 << 16,
                  order_capacity: int = 1 << 16, event_capacity: int = 1 << 16):
-        prior_closes = [int(p) for p in prior_closes]
-        if not prior_closes or any(p < 1 for p in prior_closes):
-            raise EngineConfigError("every instrument needs a prior close of at least 1 fen")
+        prior_closes = [check_prior_close(int(p)) for p in prior_closes]
+        if not prior_closes:
+            raise EngineConfigError("an engine needs at least one instrument")
         n = len(prior_closes)
         self.calendar = calendar
         self._cal = calendar.table(calendar.last_day)
@@ -85,6 +89,10 @@ class FastBook:
             elif status == S.NEED_CALENDAR:
                 self._cal = self.calendar.table(need + 366)
             elif status == S.NEED_LEVELS:
+                if need > _MAX_LADDER:
+                    raise EngineConfigError(
+                        f"the prior close has risen past {2 * MAX_PRIOR_CLOSE} fen: the price "
+                        "ladder would be too wide (nothing of the pending command happened)")
                 # the day being closed still needs its orders where they are: copy them over
                 levels = S.new_levels(self.books.shape[0], need + need // 4)
                 levels[:, :, : self.levels.shape[2]] = self.levels
@@ -93,7 +101,7 @@ class FastBook:
         return events.copy() if copy else events
 
     def _grow_events(self) -> None:
-        need = int(self.glob[S.GL_RESTING]) + self.days.shape[0] + 8
+        need = int(self.glob[S.GL_RESTING]) + 2 * self.days.shape[0] + 8  # as the kernel
         size = self.events.shape[0]
         while size - int(self.glob[S.GL_EVENTS]) < need:
             size *= 2

@@ -706,8 +706,9 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
     n_instruments = days.shape[0]
     for i in range(start, cmds.shape[0]):
         # room for the worst case of one command: one row per resting order (each traded,
-        # cancelled by STP or expired at most once), the day-end rows and a few of its own
-        if events.shape[0] - glob[GL_EVENTS] < glob[GL_RESTING] + n_instruments + 8:
+        # cancelled by STP or expired at most once), the DAY_CLOSED rows of two days (the
+        # day it ends and a day it enters at 15:00 or later) and a few of its own
+        if events.shape[0] - glob[GL_EVENTS] < glob[GL_RESTING] + 2 * n_instruments + 8:
             glob[GL_NEXT_CMD] = i
             return NEED_EVENTS
         action = cmds[i]["action"]

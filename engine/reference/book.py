@@ -39,7 +39,8 @@ from ..codes import (
 )
 from ..errors import BookIntegrityError, EngineConfigError
 from ..rules import (
-    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, band_limits, closing_price, in_session,
+    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, band_limits, check_prior_close, closing_price,
+    in_session,
     qty_fits_segment, segment_for_qty,
 )
 from ..tradingdays import TradingCalendar
@@ -124,9 +125,9 @@ class ReferenceBook:
     name = "reference"
 
     def __init__(self, prior_closes, calendar: TradingCalendar):
-        prior_closes = [int(p) for p in prior_closes]
-        if not prior_closes or any(p < 1 for p in prior_closes):
-            raise EngineConfigError("every instrument needs a prior close of at least 1 fen")
+        prior_closes = [check_prior_close(int(p)) for p in prior_closes]
+        if not prior_closes:
+            raise EngineConfigError("an engine needs at least one instrument")
         self.calendar = calendar
         self.days = [InstrumentDay(p) for p in prior_closes]
         self.books = [[SegmentBook(), SegmentBook()] for _ in prior_closes]
