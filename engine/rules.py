@@ -40,8 +40,8 @@ LISTED_BAND_PCT = 10
 BLOCK_BAND_PCT = 30
 
 #: Highest prior close the engine accepts, in fen (10,000.00 CNY/t, about 100 times the
-#: market's price so far): the fast book keeps a dense ladder across the BLOCK band, 60 % of
-#: the prior close wide, and this bounds it to about 600,000 levels.
+#: market's price so far), given or reached by the closes: the fast book keeps a dense
+#: ladder across the BLOCK band, 60 % of the prior close wide, bounded so to 600,001 levels.
 MAX_PRIOR_CLOSE = 1_000_000
 
 #: Best price levels a MARKET order may reach (spec §3).

@@ -18,15 +18,11 @@ import numpy as np
 
 from .. import batch as B
 from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
-from ..errors import BookIntegrityError, EngineConfigError
+from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import MAX_PRIOR_CLOSE, band_limits, check_prior_close
 from ..tradingdays import TradingCalendar
 from . import kernels as K
 from . import state as S
-
-
-# closes may drift past MAX_PRIOR_CLOSE over the days; the ladder follows them up to twice it
-_MAX_LADDER = (lambda lo, hi: hi - lo + 1)(*band_limits(2 * MAX_PRIOR_CLOSE, Segment.BLOCK))
 
 
 class FastBook:
@@ -88,11 +84,11 @@ class FastBook:
                 self.refs = S.grow_refs(self.refs, max(need + 1, self.refs.shape[1] * 2))
             elif status == S.NEED_CALENDAR:
                 self._cal = self.calendar.table(need + 366)
+            elif status == S.PRICE_LIMIT:
+                raise PriceLimitError(
+                    f"a trading day would open with a prior close above {MAX_PRIOR_CLOSE} fen",
+                    start, self.events[: glob[S.GL_EVENTS]].copy())
             elif status == S.NEED_LEVELS:
-                if need > _MAX_LADDER:
-                    raise EngineConfigError(
-                        f"the prior close has risen past {2 * MAX_PRIOR_CLOSE} fen: the price "
-                        "ladder would be too wide (nothing of the pending command happened)")
                 # the day being closed still needs its orders where they are: copy them over
                 levels = S.new_levels(self.books.shape[0], need + need // 4)
                 levels[:, :, : self.levels.shape[2]] = self.levels

@@ -17,14 +17,14 @@ from ..codes import (
 )
 from ..rules import (
     AM_CLOSE_US, AM_OPEN_US, BLOCK_BAND_PCT, BLOCK_MIN_QTY, DAY_CLOSE_US, DAY_US,
-    LISTED_BAND_PCT, LISTED_MAX_QTY, MARKET_DEPTH_LEVELS, MAX_QTY, MIN_QTY, PM_OPEN_US,
+    LISTED_BAND_PCT, LISTED_MAX_QTY, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, MAX_QTY, MIN_QTY, PM_OPEN_US,
 )
 from .state import (
     BK_BASE, BK_BEST_ASK, BK_BEST_BID, BK_LOWER, BK_RESTING, BK_UPPER, BK_WIDTH, DONE,
     DY_BLOCK_TURNOVER, DY_BLOCK_VOLUME, DY_LISTED_TURNOVER, DY_LISTED_VOLUME, DY_PRIOR_CLOSE,
     GL_CAL_FIRST_DAY, GL_CLOCK, GL_DAY_OPEN, GL_DONE, GL_EVENTS, GL_FREE_COUNT, GL_FREE_HEAD,
     GL_CAL_WEEKDAYS, GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ, GL_NEXT_TRADE_ID, GL_RESTING, LV_COUNT,
-    LV_HEAD, LV_QTY, LV_TAIL, NEED_CALENDAR, NEED_EVENTS, NEED_LEVELS, NEED_ORDERS, NEED_SLOTS, NIL, RF_CANCELLED,
+    LV_HEAD, LV_QTY, LV_TAIL, NEED_CALENDAR, NEED_EVENTS, NEED_LEVELS, NEED_ORDERS, NEED_SLOTS, PRICE_LIMIT, NIL, RF_CANCELLED,
     RF_FILLED, RF_QTY, RF_REASON, RF_SLOT, RF_STATUS, RF_USED, SL_ACCOUNT, SL_BOOK, SL_NEXT,
     SL_AUX, SL_OPEN, SL_PREV, SL_PRICE, SL_REF, SL_SEQ, SL_SIDE, SL_STP,
 )
@@ -681,7 +681,8 @@ def _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days):
 
 @_kernel
 def _ladder_width_needed(glob, cal, days, ts):
-    """Ladder width the day that ``ts`` would open needs, or 0 if it opens none."""
+    """Ladder width the day that ``ts`` would open needs, 0 if it opens none, -1 if a prior
+    close would pass MAX_PRIOR_CLOSE."""
     if ts == NO_TIME or ts < glob[GL_CLOCK]:
         return 0
     day = ts // DAY_US
@@ -689,7 +690,10 @@ def _ladder_width_needed(glob, cal, days, ts):
         return 0
     width = 0
     for instrument in range(days.shape[0]):
-        lower, upper = _band_limits(_closing_price(days, instrument), _BLOCK)
+        prior_close = _closing_price(days, instrument)
+        if prior_close > MAX_PRIOR_CLOSE:
+            return -1
+        lower, upper = _band_limits(prior_close, _BLOCK)
         if upper - lower + 1 > width:
             width = upper - lower + 1
     return width
@@ -729,6 +733,9 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
                 glob[GL_NEED] = day
                 return NEED_CALENDAR
             width = _ladder_width_needed(glob, cal, days, ts)
+            if width < 0:
+                glob[GL_NEXT_CMD] = i
+                return PRICE_LIMIT
             if width > levels.shape[2]:
                 glob[GL_NEXT_CMD] = i
                 glob[GL_NEED] = width

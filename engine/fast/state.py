@@ -100,6 +100,7 @@ NEED_SLOTS = 2
 NEED_LEVELS = 3  # GL_NEED holds the ladder width required
 NEED_ORDERS = 4  # GL_NEED holds the order handle that does not fit
 NEED_CALENDAR = 5  # GL_NEED holds the day the calendar table must reach
+PRICE_LIMIT = 6  # the command would open a day with a prior close above MAX_PRIOR_CLOSE
 
 
 def _zeros(shape) -> np.ndarray:

@@ -37,9 +37,9 @@ from ..codes import (
     NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment,
     Side, Stp, TimeInForce,
 )
-from ..errors import BookIntegrityError, EngineConfigError
+from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import (
-    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, band_limits, check_prior_close, closing_price,
+    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, band_limits, check_prior_close, closing_price,
     in_session,
     qty_fits_segment, segment_for_qty,
 )
@@ -152,6 +152,10 @@ class ReferenceBook:
         The array is always new (``copy`` is accepted for the fast book's interface)."""
         self._events = []
         for i in range(len(cmds)):
+            if self._opens_day_past_price_limit(int(cmds[i]["ts"])):
+                raise PriceLimitError(
+                    f"a trading day would open with a prior close above {MAX_PRIOR_CLOSE} fen",
+                    i, np.array(self._events, dtype=np.int64).reshape(-1, B.EVENT_WIDTH))
             self._process(i, cmds[i])
             self.commands_done += 1
         out = np.array(self._events, dtype=np.int64).reshape(-1, B.EVENT_WIDTH)
@@ -424,6 +428,12 @@ class ReferenceBook:
             if time_of_day >= DAY_CLOSE_US:
                 self._close_day()
         self.clock = ts
+
+    def _opens_day_past_price_limit(self, ts: int) -> bool:
+        day = ts // DAY_US
+        return (ts != NO_TIME and ts >= self.clock and day > self.last_day
+                and self.calendar.is_trading_day(day)
+                and any(figures.close > MAX_PRIOR_CLOSE for figures in self.days))
 
     def _open_day(self, day: int) -> None:
         self.last_day = day
