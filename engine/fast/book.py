@@ -79,9 +79,9 @@ class FastBook:
             if status == S.NEED_EVENTS:
                 self._grow_events()
             elif status == S.NEED_SLOTS:
-                self.slots = S.grow_slots(self.slots, glob, self.slots.shape[1] * 2)
+                self.slots = S.grow_slots(self.slots, glob, self.slots.shape[0] * 2)
             elif status == S.NEED_ORDERS:
-                self.refs = S.grow_refs(self.refs, max(need + 1, self.refs.shape[1] * 2))
+                self.refs = S.grow_refs(self.refs, max(need + 1, self.refs.shape[0] * 2))
             elif status == S.NEED_CALENDAR:
                 self._cal = self.calendar.table(need + 366)
             elif status == S.PRICE_LIMIT:
@@ -156,19 +156,19 @@ class FastBook:
                 for price, bs, li in self._levels_in_priority(b, side):
                     s = int(self.levels[bs, S.LV_HEAD, li])
                     while s != S.NIL:
-                        yield (b // 2, b % 2, int(side), price, int(slots[S.SL_REF, s]),
-                               int(slots[S.SL_ACCOUNT, s]), int(slots[S.SL_OPEN, s]),
-                               int(slots[S.SL_SEQ, s]))
-                        s = int(slots[S.SL_NEXT, s])
+                        yield (b // 2, b % 2, int(side), price, int(slots[s, S.SL_REF]),
+                               int(slots[s, S.SL_ACCOUNT]), int(slots[s, S.SL_OPEN]),
+                               int(slots[s, S.SL_SEQ]))
+                        s = int(slots[s, S.SL_NEXT])
 
     def order_state(self, ref: int):
         """(status, reason, qty, filled, open) of an order handle; status NONE if never
         accepted."""
-        if not 0 <= ref < self.refs.shape[1]:
+        if not 0 <= ref < self.refs.shape[0]:
             return (OrderStatus.NONE, Reason.NONE, 0, 0, 0)
-        r = self.refs[:, ref]
+        r = self.refs[ref]
         s = int(r[S.RF_SLOT])
-        open_qty = int(self.slots[S.SL_OPEN, s]) if s != S.NIL else 0
+        open_qty = int(self.slots[s, S.SL_OPEN]) if s != S.NIL else 0
         return (OrderStatus(int(r[S.RF_STATUS])), Reason(int(r[S.RF_REASON])),
                 int(r[S.RF_QTY]), int(r[S.RF_FILLED]), open_qty)
 
@@ -207,7 +207,7 @@ class FastBook:
         def fail(msg):
             raise BookIntegrityError(msg, seq)
 
-        in_book = np.zeros(slots.shape[1], dtype=bool)
+        in_book = np.zeros(slots.shape[0], dtype=bool)
         total = 0
         for b in range(books.shape[0]):
             base, width = int(books[b, S.BK_BASE]), int(books[b, S.BK_WIDTH])
@@ -229,20 +229,20 @@ class FastBook:
                         if in_book[s]:
                             fail(f"slot {s} linked twice")
                         in_book[s] = True
-                        if int(slots[S.SL_PREV, s]) != prev:
+                        if int(slots[s, S.SL_PREV]) != prev:
                             fail(f"slot {s}: broken back link")
-                        price = int(slots[S.SL_PRICE, s])
+                        price = int(slots[s, S.SL_PRICE])
                         if price != base + li or not lower <= price <= upper:
                             fail(f"slot {s}: price {price} at level {base + li}, band "
                                  f"{lower}..{upper}")
-                        if int(slots[S.SL_OPEN, s]) <= 0 or int(slots[S.SL_SIDE, s]) != side:
+                        if int(slots[s, S.SL_OPEN]) <= 0 or int(slots[s, S.SL_SIDE]) != side:
                             fail(f"slot {s}: bad open quantity or side")
-                        ref = int(slots[S.SL_REF, s])
-                        if int(refs[S.RF_SLOT, ref]) != s:
+                        ref = int(slots[s, S.SL_REF])
+                        if int(refs[ref, S.RF_SLOT]) != s:
                             fail(f"order {ref} does not point at its slot {s}")
-                        qty += int(slots[S.SL_OPEN, s])
+                        qty += int(slots[s, S.SL_OPEN])
                         count += 1
-                        prev, s = s, int(slots[S.SL_NEXT, s])
+                        prev, s = s, int(slots[s, S.SL_NEXT])
                     if int(levels[bs, S.LV_TAIL, li]) != prev:
                         fail(f"book {b} level {li}: tail is not the last order")
                     if qty != int(levels[bs, S.LV_QTY, li]) or count != int(
@@ -262,18 +262,18 @@ class FastBook:
             if in_book[s]:
                 fail(f"slot {s} is both free and in a book")
             free += 1
-            s = int(slots[S.SL_NEXT, s])
-            if free > slots.shape[1]:
+            s = int(slots[s, S.SL_NEXT])
+            if free > slots.shape[0]:
                 fail("free list loops")
-        if free != int(glob[S.GL_FREE_COUNT]) or free + total != slots.shape[1]:
+        if free != int(glob[S.GL_FREE_COUNT]) or free + total != slots.shape[0]:
             fail("slots leaked: free + resting != capacity")
-        status = refs[S.RF_STATUS]
+        status = refs[:, S.RF_STATUS]
         accepted = status != OrderStatus.NONE
-        open_qty = np.zeros(refs.shape[1], dtype=np.int64)
-        resting = refs[S.RF_SLOT] != S.NIL
-        open_qty[resting] = slots[S.SL_OPEN, refs[S.RF_SLOT, resting]]
+        open_qty = np.zeros(refs.shape[0], dtype=np.int64)
+        resting = refs[:, S.RF_SLOT] != S.NIL
+        open_qty[resting] = slots[refs[resting, S.RF_SLOT], S.SL_OPEN]
         if np.any((status == OrderStatus.RESTING) != resting):
             fail("an order's status disagrees with the book")
-        balance = refs[S.RF_FILLED] + open_qty + refs[S.RF_CANCELLED] - refs[S.RF_QTY]
+        balance = refs[:, S.RF_FILLED] + open_qty + refs[:, S.RF_CANCELLED] - refs[:, S.RF_QTY]
         if np.any(balance[accepted] != 0):
             fail("an order's filled + open + cancelled != its quantity")

@@ -122,13 +122,13 @@ def _row(events, glob, kind, cmd, ts):
 def _emit_slot(events, glob, kind, cmd, ts, slots, s, qty, reason, filled):
     # an event about a resting order, read from its slot
     r = _row(events, glob, kind, cmd, ts)
-    book = slots[SL_BOOK, s]
-    events[r, B.ORDER] = slots[SL_REF, s]
-    events[r, B.ACCOUNT] = slots[SL_ACCOUNT, s]
+    book = slots[s, SL_BOOK]
+    events[r, B.ORDER] = slots[s, SL_REF]
+    events[r, B.ACCOUNT] = slots[s, SL_ACCOUNT]
     events[r, B.INSTRUMENT] = book // 2
     events[r, B.SEGMENT] = book % 2
-    events[r, B.SIDE] = slots[SL_SIDE, s]
-    events[r, B.PRICE] = slots[SL_PRICE, s]
+    events[r, B.SIDE] = slots[s, SL_SIDE]
+    events[r, B.PRICE] = slots[s, SL_PRICE]
     events[r, B.QTY] = qty
     events[r, B.REASON] = reason
     events[r, B.AUX1] = filled
@@ -151,19 +151,19 @@ def _reject(events, glob, i, cmds, reason):
 @_inline
 def _rest(slots, levels, books, glob, s):
     """Append slot ``s`` (price, side, book set) at the back of its level."""
-    b = slots[SL_BOOK, s]
-    side = slots[SL_SIDE, s]
+    b = slots[s, SL_BOOK]
+    side = slots[s, SL_SIDE]
     bs = b * 2 + side - 1
-    li = slots[SL_PRICE, s] - books[b, BK_BASE]
+    li = slots[s, SL_PRICE] - books[b, BK_BASE]
     tail = levels[bs, LV_TAIL, li]
-    slots[SL_PREV, s] = tail
-    slots[SL_NEXT, s] = NIL
+    slots[s, SL_PREV] = tail
+    slots[s, SL_NEXT] = NIL
     if tail == NIL:
         levels[bs, LV_HEAD, li] = s
     else:
-        slots[SL_NEXT, tail] = s
+        slots[tail, SL_NEXT] = s
     levels[bs, LV_TAIL, li] = s
-    levels[bs, LV_QTY, li] += slots[SL_OPEN, s]
+    levels[bs, LV_QTY, li] += slots[s, SL_OPEN]
     levels[bs, LV_COUNT, li] += 1
     if side == _BUY:
         if books[b, BK_BEST_BID] == NIL or li > books[b, BK_BEST_BID]:
@@ -178,21 +178,21 @@ def _rest(slots, levels, books, glob, s):
 @_inline
 def _unlink(slots, levels, books, glob, s):
     """Take slot ``s`` out of its level, moving the best level on if that one empties."""
-    b = slots[SL_BOOK, s]
-    side = slots[SL_SIDE, s]
+    b = slots[s, SL_BOOK]
+    side = slots[s, SL_SIDE]
     bs = b * 2 + side - 1
-    li = slots[SL_PRICE, s] - books[b, BK_BASE]
-    prev = slots[SL_PREV, s]
-    nxt = slots[SL_NEXT, s]
+    li = slots[s, SL_PRICE] - books[b, BK_BASE]
+    prev = slots[s, SL_PREV]
+    nxt = slots[s, SL_NEXT]
     if prev == NIL:
         levels[bs, LV_HEAD, li] = nxt
     else:
-        slots[SL_NEXT, prev] = nxt
+        slots[prev, SL_NEXT] = nxt
     if nxt == NIL:
         levels[bs, LV_TAIL, li] = prev
     else:
-        slots[SL_PREV, nxt] = prev
-    levels[bs, LV_QTY, li] -= slots[SL_OPEN, s]
+        slots[nxt, SL_PREV] = prev
+    levels[bs, LV_QTY, li] -= slots[s, SL_OPEN]
     levels[bs, LV_COUNT, li] -= 1
     if levels[bs, LV_COUNT, li] == 0:
         if side == _BUY:
@@ -214,8 +214,8 @@ def _unlink(slots, levels, books, glob, s):
 
 @_inline
 def _free(slots, refs, glob, s):
-    refs[RF_SLOT, slots[SL_REF, s]] = NIL
-    slots[SL_NEXT, s] = glob[GL_FREE_HEAD]
+    refs[slots[s, SL_REF], RF_SLOT] = NIL
+    slots[s, SL_NEXT] = glob[GL_FREE_HEAD]
     glob[GL_FREE_HEAD] = s
     glob[GL_FREE_COUNT] += 1
 
@@ -226,20 +226,20 @@ def _remove(slots, refs, levels, books, glob, s):
     _free(slots, refs, glob, s)
 
 
-@_kernel
+@_inline
 def _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, reason):
-    ref = slots[SL_REF, s]
-    open_qty = slots[SL_OPEN, s]
-    _emit_slot(events, glob, _K_CANCELLED, i, ts, slots, s, open_qty, reason, refs[RF_FILLED, ref])
-    refs[RF_CANCELLED, ref] += open_qty
-    refs[RF_STATUS, ref] = _S_CANCELLED
-    refs[RF_REASON, ref] = reason
+    ref = slots[s, SL_REF]
+    open_qty = slots[s, SL_OPEN]
+    _emit_slot(events, glob, _K_CANCELLED, i, ts, slots, s, open_qty, reason, refs[ref, RF_FILLED])
+    refs[ref, RF_CANCELLED] += open_qty
+    refs[ref, RF_STATUS] = _S_CANCELLED
+    refs[ref, RF_REASON] = reason
     _remove(slots, refs, levels, books, glob, s)
 
 
 # ---------------------------------------------------------------------------- matching
 
-@_kernel
+@_inline
 def _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
     """Spec §4: fillable from other accounts' orders alone, walking as matching would."""
     if side == _BUY:
@@ -259,19 +259,19 @@ def _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
             return False
         s = levels[obs, LV_HEAD, li]
         while s != NIL:
-            if slots[SL_ACCOUNT, s] == account:
+            if slots[s, SL_ACCOUNT] == account:
                 if stp != _OLDEST:
                     return False
             else:
-                available += slots[SL_OPEN, s]
+                available += slots[s, SL_OPEN]
                 if available >= qty:
                     return True
-            s = slots[SL_NEXT, s]
+            s = slots[s, SL_NEXT]
         li = li + 1 if side == _BUY else li - 1
     return False
 
 
-@_kernel
+@_inline
 def _match(events, glob, i, ts, slots, refs, levels, books, days,
            ref, b, side, price, is_market, account, stp, open_qty):
     """Trade an incoming order against the opposite side of book ``b`` (spec §4).
@@ -299,8 +299,8 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
             break
         s = levels[opposite_bs, LV_HEAD, li]
         while s != NIL and open_qty > 0:
-            nxt = slots[SL_NEXT, s]
-            if slots[SL_ACCOUNT, s] == account:
+            nxt = slots[s, SL_NEXT]
+            if slots[s, SL_ACCOUNT] == account:
                 if stp == _OLDEST:
                     _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
                     s = nxt
@@ -308,13 +308,13 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
                 if stp == _BOTH:
                     _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
                 return open_qty, 1
-            resting_ref = slots[SL_REF, s]
-            resting_open = slots[SL_OPEN, s]
+            resting_ref = slots[s, SL_REF]
+            resting_open = slots[s, SL_OPEN]
             qty = open_qty if open_qty < resting_open else resting_open
             open_qty -= qty
-            refs[RF_FILLED, ref] += qty
-            refs[RF_FILLED, resting_ref] += qty
-            slots[SL_OPEN, s] = resting_open - qty
+            refs[ref, RF_FILLED] += qty
+            refs[resting_ref, RF_FILLED] += qty
+            slots[s, SL_OPEN] = resting_open - qty
             levels[opposite_bs, LV_QTY, li] -= qty
             if listed:
                 days[instrument, DY_LISTED_VOLUME] += qty
@@ -335,17 +335,17 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
                 events[r, B.ACCOUNT] = account
                 events[r, B.AUX1] = open_qty
                 events[r, B.ORDER2] = resting_ref
-                events[r, B.ACCOUNT2] = slots[SL_ACCOUNT, s]
+                events[r, B.ACCOUNT2] = slots[s, SL_ACCOUNT]
                 events[r, B.AUX2] = resting_open - qty
             else:
                 events[r, B.ORDER] = resting_ref
-                events[r, B.ACCOUNT] = slots[SL_ACCOUNT, s]
+                events[r, B.ACCOUNT] = slots[s, SL_ACCOUNT]
                 events[r, B.AUX1] = resting_open - qty
                 events[r, B.ORDER2] = ref
                 events[r, B.ACCOUNT2] = account
                 events[r, B.AUX2] = open_qty
             if resting_open == qty:
-                refs[RF_STATUS, resting_ref] = _S_FILLED
+                refs[resting_ref, RF_STATUS] = _S_FILLED
                 _remove(slots, refs, levels, books, glob, s)
             s = nxt
     return open_qty, 0
@@ -362,33 +362,33 @@ def _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, op
     events[r, B.PRICE] = price
     events[r, B.QTY] = open_qty
     events[r, B.REASON] = reason
-    events[r, B.AUX1] = refs[RF_FILLED, ref]
-    refs[RF_CANCELLED, ref] += open_qty
-    refs[RF_STATUS, ref] = _S_CANCELLED
-    refs[RF_REASON, ref] = reason
+    events[r, B.AUX1] = refs[ref, RF_FILLED]
+    refs[ref, RF_CANCELLED] += open_qty
+    refs[ref, RF_STATUS] = _S_CANCELLED
+    refs[ref, RF_REASON] = reason
 
 
 @_inline
 def _place(glob, slots, refs, ref, b, side, price, account, stp, open_qty, seq):
     """Fill a free slot for an order about to rest (not yet linked into its level)."""
     s = glob[GL_FREE_HEAD]
-    glob[GL_FREE_HEAD] = slots[SL_NEXT, s]
+    glob[GL_FREE_HEAD] = slots[s, SL_NEXT]
     glob[GL_FREE_COUNT] -= 1
-    slots[SL_REF, s] = ref
-    slots[SL_PRICE, s] = price
-    slots[SL_OPEN, s] = open_qty
-    slots[SL_ACCOUNT, s] = account
-    slots[SL_BOOK, s] = b
-    slots[SL_SIDE, s] = side
-    slots[SL_STP, s] = stp
-    slots[SL_SEQ, s] = seq
-    refs[RF_SLOT, ref] = s
+    slots[s, SL_REF] = ref
+    slots[s, SL_PRICE] = price
+    slots[s, SL_OPEN] = open_qty
+    slots[s, SL_ACCOUNT] = account
+    slots[s, SL_BOOK] = b
+    slots[s, SL_SIDE] = side
+    slots[s, SL_STP] = stp
+    slots[s, SL_SEQ] = seq
+    refs[ref, RF_SLOT] = s
     return s
 
 
 # ---------------------------------------------------------------------------- commands
 
-@_kernel
+@_inline
 def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     c = cmds[i]
     ts = c["ts"]
@@ -396,13 +396,13 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     account = c["account"]
     instrument = c["instrument"]
     check = c["check"]
-    if check == 0 and (ref < 0 or ref >= refs.shape[1] or account < 0
+    if check == 0 and (ref < 0 or ref >= refs.shape[0] or account < 0
                        or instrument < 0 or instrument >= days.shape[0]):
         check = _R_MALFORMED
     if check != 0:
         _reject(events, glob, i, cmds, check)
         return
-    if refs[RF_USED, ref] != 0:
+    if refs[ref, RF_USED] != 0:
         _reject(events, glob, i, cmds, _R_DUPLICATE)
         return
     qty = c["qty"]
@@ -422,8 +422,8 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     tif = np.int64(c["tif"])
     seq = glob[GL_NEXT_SEQ]
     glob[GL_NEXT_SEQ] = seq + 1
-    refs[RF_STATUS, ref] = _S_RESTING
-    refs[RF_QTY, ref] = qty
+    refs[ref, RF_STATUS] = _S_RESTING
+    refs[ref, RF_QTY] = qty
     r = _row(events, glob, _K_ACCEPTED, i, ts)
     events[r, B.ORDER] = ref
     events[r, B.ACCOUNT] = account
@@ -440,7 +440,7 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
                                ref, b, side, price, is_market, account, stp, qty)
     if open_qty == 0:
-        refs[RF_STATUS, ref] = _S_FILLED
+        refs[ref, RF_STATUS] = _S_FILLED
         return
     if stopped == 1:
         reason = _R_SELF
@@ -458,15 +458,15 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
 @_inline
 def _own_resting_slot(refs, slots, ref, account):
     # spec §5: not resting now, or another account's: UNKNOWN_ORDER alike
-    if ref < 0 or ref >= refs.shape[1]:
+    if ref < 0 or ref >= refs.shape[0]:
         return NIL
-    s = refs[RF_SLOT, ref]
-    if s == NIL or slots[SL_ACCOUNT, s] != account:
+    s = refs[ref, RF_SLOT]
+    if s == NIL or slots[s, SL_ACCOUNT] != account:
         return NIL
     return s
 
 
-@_kernel
+@_inline
 def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books):
     c = cmds[i]
     check = c["check"]
@@ -485,7 +485,7 @@ def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books):
     _cancel_resting(events, glob, i, c["ts"], slots, refs, levels, books, s, _R_USER)
 
 
-@_kernel
+@_inline
 def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
     c = cmds[i]
     ts = c["ts"]
@@ -502,7 +502,7 @@ def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
     if s == NIL:
         _reject(events, glob, i, cmds, _R_UNKNOWN)
         return
-    b = slots[SL_BOOK, s]
+    b = slots[s, SL_BOOK]
     segment = b % 2
     if not _session_open(glob, segment, ts):
         _reject(events, glob, i, cmds, _R_CLOSED)
@@ -516,39 +516,39 @@ def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
         _reject(events, glob, i, cmds, _R_BAND)
         return
 
-    ref = slots[SL_REF, s]
-    old_open = slots[SL_OPEN, s]
-    if new_price == slots[SL_PRICE, s] and new_qty <= old_open:
+    ref = slots[s, SL_REF]
+    old_open = slots[s, SL_OPEN]
+    if new_price == slots[s, SL_PRICE] and new_qty <= old_open:
         # same price, same or smaller quantity: reduced in place, priority kept (spec §5)
-        bs = b * 2 + slots[SL_SIDE, s] - 1
+        bs = b * 2 + slots[s, SL_SIDE] - 1
         levels[bs, LV_QTY, new_price - books[b, BK_BASE]] -= old_open - new_qty
-        slots[SL_OPEN, s] = new_qty
-        refs[RF_QTY, ref] -= old_open - new_qty
+        slots[s, SL_OPEN] = new_qty
+        refs[ref, RF_QTY] -= old_open - new_qty
         r = _emit_slot(events, glob, _K_AMENDED, i, ts, slots, s, new_qty, 0, 1)
         events[r, B.AUX2] = old_open
         return
     # any other change loses priority: out, and in again as a DAY limit order
-    side = slots[SL_SIDE, s]
-    account = slots[SL_ACCOUNT, s]
-    stp = slots[SL_STP, s]
+    side = slots[s, SL_SIDE]
+    account = slots[s, SL_ACCOUNT]
+    stp = slots[s, SL_STP]
     _unlink(slots, levels, books, glob, s)
-    slots[SL_PRICE, s] = new_price
-    slots[SL_OPEN, s] = new_qty
-    refs[RF_QTY, ref] += new_qty - old_open
+    slots[s, SL_PRICE] = new_price
+    slots[s, SL_OPEN] = new_qty
+    refs[ref, RF_QTY] += new_qty - old_open
     r = _emit_slot(events, glob, _K_AMENDED, i, ts, slots, s, new_qty, 0, 0)
     events[r, B.AUX2] = old_open
     # the slot stays claimed for the order while it matches: release it only if it won't rest
     open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
                                ref, b, side, new_price, False, account, stp, new_qty)
     if open_qty == 0:
-        refs[RF_STATUS, ref] = _S_FILLED
+        refs[ref, RF_STATUS] = _S_FILLED
         _free(slots, refs, glob, s)
     elif stopped == 1:
         _free(slots, refs, glob, s)
         _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, new_price, open_qty,
                          _R_SELF)
     else:
-        slots[SL_OPEN, s] = open_qty
+        slots[s, SL_OPEN] = open_qty
         _rest(slots, levels, books, glob, s)
 
 
@@ -584,31 +584,31 @@ def _open_day(glob, books, levels, days, day):
 
 @_kernel
 def _sift_down(slots, root, end):
-    # max-heap on SL_SEQ over the slot numbers listed in slots[SL_AUX, 0:end]
+    # max-heap on SL_SEQ over the slot numbers listed in slots[0:end, SL_AUX]
     while True:
         child = 2 * root + 1
         if child >= end:
             return
-        if child + 1 < end and slots[SL_SEQ, slots[SL_AUX, child + 1]] > slots[
-                SL_SEQ, slots[SL_AUX, child]]:
+        if child + 1 < end and slots[slots[child + 1, SL_AUX], SL_SEQ] > slots[
+                slots[child, SL_AUX], SL_SEQ]:
             child += 1
-        if slots[SL_SEQ, slots[SL_AUX, root]] >= slots[SL_SEQ, slots[SL_AUX, child]]:
+        if slots[slots[root, SL_AUX], SL_SEQ] >= slots[slots[child, SL_AUX], SL_SEQ]:
             return
-        tmp = slots[SL_AUX, root]
-        slots[SL_AUX, root] = slots[SL_AUX, child]
-        slots[SL_AUX, child] = tmp
+        tmp = slots[root, SL_AUX]
+        slots[root, SL_AUX] = slots[child, SL_AUX]
+        slots[child, SL_AUX] = tmp
         root = child
 
 
 @_kernel
 def _sort_by_arrival(slots, n):
-    """Heap sort of the slot numbers in slots[SL_AUX, 0:n] by arrival (no allocation)."""
+    """Heap sort of the slot numbers in slots[0:n, SL_AUX] by arrival (no allocation)."""
     for start in range(n // 2 - 1, -1, -1):
         _sift_down(slots, start, n)
     for end in range(n - 1, 0, -1):
-        tmp = slots[SL_AUX, 0]
-        slots[SL_AUX, 0] = slots[SL_AUX, end]
-        slots[SL_AUX, end] = tmp
+        tmp = slots[0, SL_AUX]
+        slots[0, SL_AUX] = slots[end, SL_AUX]
+        slots[end, SL_AUX] = tmp
         _sift_down(slots, 0, end)
 
 
@@ -626,18 +626,18 @@ def _close_day(glob, i, events, slots, refs, levels, books, days):
                 for li in range(books[b, BK_WIDTH]):
                     s = levels[bs, LV_HEAD, li]
                     while s != NIL:
-                        slots[SL_AUX, k] = s
+                        slots[k, SL_AUX] = s
                         k += 1
-                        s = slots[SL_NEXT, s]
+                        s = slots[s, SL_NEXT]
         _sort_by_arrival(slots, n)
         for j in range(n):
-            s = slots[SL_AUX, j]
-            ref = slots[SL_REF, s]
-            open_qty = slots[SL_OPEN, s]
+            s = slots[j, SL_AUX]
+            ref = slots[s, SL_REF]
+            open_qty = slots[s, SL_OPEN]
             _emit_slot(events, glob, _K_EXPIRED, i, end_ts, slots, s, open_qty, 0,
-                       refs[RF_FILLED, ref])
-            refs[RF_CANCELLED, ref] += open_qty
-            refs[RF_STATUS, ref] = _S_EXPIRED
+                       refs[ref, RF_FILLED])
+            refs[ref, RF_CANCELLED] += open_qty
+            refs[ref, RF_STATUS] = _S_EXPIRED
             _free(slots, refs, glob, s)
         # every book is empty now: clear the ladders at once rather than level by level
         for b in range(books.shape[0]):
@@ -720,7 +720,7 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
             glob[GL_NEXT_CMD] = i
             return NEED_SLOTS
         ref = cmds[i]["order"]
-        if ref >= refs.shape[1]:
+        if action == _NEW and ref >= refs.shape[0]:  # CANCEL/AMEND of it: UNKNOWN_ORDER
             glob[GL_NEXT_CMD] = i
             glob[GL_NEED] = ref
             return NEED_ORDERS
@@ -753,8 +753,8 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
             elif action != _TICK:
                 _reject(events, glob, i, cmds, _R_MALFORMED)
         # spec §3: an order_id is used by any NEW row, whatever that row's outcome
-        if action == _NEW and 0 <= ref < refs.shape[1]:
-            refs[RF_USED, ref] = 1
+        if action == _NEW and 0 <= ref < refs.shape[0]:
+            refs[ref, RF_USED] = 1
         glob[GL_DONE] += 1
     glob[GL_NEXT_CMD] = cmds.shape[0]
     return DONE

@@ -421,7 +421,7 @@ def test_deep_books(seed, calendar):
     assert_same_events(ev_ref, fast.submit_batch(cmds), seed, "(deep books)")
     assert_same_state(ref, fast, n_handles(cmds), len(closes), seed)
     fast.check_invariants()
-    assert fast.slots.shape[1] >= 32  # grown from 4: at least 17 orders rested at once
+    assert fast.slots.shape[0] >= 32  # grown from 4: at least 17 orders rested at once
     # sampled along the way (in chunks, which must not change anything): many levels deep
     ref2, deepest, parts = make_book("reference", closes, calendar), 0, []
     for start in range(0, len(cmds), 50):

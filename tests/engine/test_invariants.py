@@ -410,7 +410,7 @@ def _set_level(book, price, side, field, value):
 
 
 def _fast_slot(book, ref):
-    s = int(book.refs[S.RF_SLOT, ref])
+    s = int(book.refs[ref, S.RF_SLOT])
     assert s != S.NIL
     return s
 
@@ -419,19 +419,19 @@ FAST_CORRUPTIONS = {
     "level qty": lambda bk: _set_level(bk, 6010, Side.SELL, S.LV_QTY, 41),
     "level count": lambda bk: _set_level(bk, 5990, Side.BUY, S.LV_COUNT, 3),
     "level tail": lambda bk: _set_level(bk, 6020, Side.SELL, S.LV_TAIL, _fast_slot(bk, 4)),
-    "slot open qty": lambda bk: bk.slots.__setitem__((S.SL_OPEN, _fast_slot(bk, 4)), 49),
-    "slot price": lambda bk: bk.slots.__setitem__((S.SL_PRICE, _fast_slot(bk, 2)), 5981),
-    "broken back link": lambda bk: bk.slots.__setitem__((S.SL_PREV, _fast_slot(bk, 1)), S.NIL),
+    "slot open qty": lambda bk: bk.slots.__setitem__((_fast_slot(bk, 4), S.SL_OPEN), 49),
+    "slot price": lambda bk: bk.slots.__setitem__((_fast_slot(bk, 2), S.SL_PRICE), 5981),
+    "broken back link": lambda bk: bk.slots.__setitem__((_fast_slot(bk, 1), S.SL_PREV), S.NIL),
     "best bid pointer": lambda bk: bk.books.__setitem__(
         (0, S.BK_BEST_BID), _fast_level(bk, 5980, Side.BUY)[1]),
     "best ask pointer": lambda bk: bk.books.__setitem__((0, S.BK_BEST_ASK), S.NIL),
     "resting count": lambda bk: bk.books.__setitem__((1, S.BK_RESTING), 3),
     "free list count": lambda bk: bk.glob.__setitem__(S.GL_FREE_COUNT,
                                                       int(bk.glob[S.GL_FREE_COUNT]) + 1),
-    "order filled qty": lambda bk: bk.refs.__setitem__((S.RF_FILLED, 3), 1),
-    "order status": lambda bk: bk.refs.__setitem__((S.RF_STATUS, 0), int(OrderStatus.FILLED)),
+    "order filled qty": lambda bk: bk.refs.__setitem__((3, S.RF_FILLED), 1),
+    "order status": lambda bk: bk.refs.__setitem__((0, S.RF_STATUS), int(OrderStatus.FILLED)),
     "order points at another slot": lambda bk: bk.refs.__setitem__(
-        (S.RF_SLOT, 5), _fast_slot(bk, 4)),
+        (5, S.RF_SLOT), _fast_slot(bk, 4)),
 }
 
 
@@ -487,7 +487,7 @@ def test_reference_check_invariants_detects_corruption(what, calendar):
 
 def test_book_integrity_error_carries_the_command_count(calendar):
     book = _resting_book("numba", calendar)
-    book.slots[S.SL_OPEN, _fast_slot(book, 0)] += 1
+    book.slots[_fast_slot(book, 0), S.SL_OPEN] += 1
     with pytest.raises(BookIntegrityError) as info:
         book.check_invariants()
     assert info.value.seq == 8 and "(after command 8)" in str(info.value)
