@@ -456,52 +456,41 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
 
 
 @_inline
-def _own_resting_slot(refs, slots, ref, account):
-    # spec §5: not resting now, or another account's: UNKNOWN_ORDER alike
-    if ref < 0 or ref >= refs.shape[0]:
+def _own_resting_slot(cmds, i, events, glob, cal, slots, refs):
+    """CANCEL's and AMEND's checks up to UNKNOWN_ORDER: the order's slot, or NIL (rejected)."""
+    c = cmds[i]
+    check = c["check"]
+    if check == 0 and c["account"] < 0:
+        check = _R_MALFORMED
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
         return NIL
-    s = refs[ref, RF_SLOT]
-    if s == NIL or slots[s, SL_ACCOUNT] != account:
+    if not _is_trading_day(cal, glob, c["ts"] // DAY_US):
+        _reject(events, glob, i, cmds, _R_CLOSED)
+        return NIL
+    # spec §5: not resting now, or another account's: UNKNOWN_ORDER alike
+    ref = c["order"]
+    s = refs[ref, RF_SLOT] if 0 <= ref < refs.shape[0] else NIL
+    if s == NIL or slots[s, SL_ACCOUNT] != c["account"]:
+        _reject(events, glob, i, cmds, _R_UNKNOWN)
         return NIL
     return s
 
 
 @_inline
 def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books):
-    c = cmds[i]
-    check = c["check"]
-    if check == 0 and c["account"] < 0:
-        check = _R_MALFORMED
-    if check != 0:
-        _reject(events, glob, i, cmds, check)
-        return
-    if not _is_trading_day(cal, glob, c["ts"] // DAY_US):
-        _reject(events, glob, i, cmds, _R_CLOSED)
-        return
-    s = _own_resting_slot(refs, slots, c["order"], c["account"])
-    if s == NIL:
-        _reject(events, glob, i, cmds, _R_UNKNOWN)
-        return
-    _cancel_resting(events, glob, i, c["ts"], slots, refs, levels, books, s, _R_USER)
+    s = _own_resting_slot(cmds, i, events, glob, cal, slots, refs)
+    if s != NIL:
+        _cancel_resting(events, glob, i, cmds[i]["ts"], slots, refs, levels, books, s, _R_USER)
 
 
 @_inline
 def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
+    s = _own_resting_slot(cmds, i, events, glob, cal, slots, refs)
+    if s == NIL:
+        return
     c = cmds[i]
     ts = c["ts"]
-    check = c["check"]
-    if check == 0 and c["account"] < 0:
-        check = _R_MALFORMED
-    if check != 0:
-        _reject(events, glob, i, cmds, check)
-        return
-    if not _is_trading_day(cal, glob, ts // DAY_US):
-        _reject(events, glob, i, cmds, _R_CLOSED)
-        return
-    s = _own_resting_slot(refs, slots, c["order"], c["account"])
-    if s == NIL:
-        _reject(events, glob, i, cmds, _R_UNKNOWN)
-        return
     b = slots[s, SL_BOOK]
     segment = b % 2
     if not _session_open(glob, segment, ts):

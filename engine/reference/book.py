@@ -239,16 +239,9 @@ class ReferenceBook:
     def _cancel(self, c) -> None:
         # §7 order of checks for CANCEL: MALFORMED, MARKET_CLOSED (non-trading day only),
         # UNKNOWN_ORDER. §5: cancels are accepted at any time of a trading day.
-        check = int(c["check"])
-        if check == Reason.NONE and int(c["account"]) == NO_REF:
-            check = Reason.MALFORMED
-        if check != Reason.NONE:
-            return self._reject(c, check)
-        if not self.calendar.is_trading_day(self._ts // DAY_US):
-            return self._reject(c, Reason.MARKET_CLOSED)
         order = self._own_resting_order(c)
         if order is None:
-            return self._reject(c, Reason.UNKNOWN_ORDER)
+            return
         self._remove(order)
         self._cancel_order(order, Reason.USER)
 
@@ -256,16 +249,9 @@ class ReferenceBook:
         # §7 order of checks for AMEND: MALFORMED, INVALID_QTY, INVALID_PRICE (edge),
         # MARKET_CLOSED (non-trading day), UNKNOWN_ORDER, MARKET_CLOSED (segment hours),
         # INVALID_QTY (segment range), PRICE_OUTSIDE_BAND.
-        check = int(c["check"])
-        if check == Reason.NONE and int(c["account"]) == NO_REF:
-            check = Reason.MALFORMED
-        if check != Reason.NONE:
-            return self._reject(c, check)
-        if not self.calendar.is_trading_day(self._ts // DAY_US):
-            return self._reject(c, Reason.MARKET_CLOSED)
         order = self._own_resting_order(c)
         if order is None:
-            return self._reject(c, Reason.UNKNOWN_ORDER)
+            return
         if not self._session_open(order.segment):
             return self._reject(c, Reason.MARKET_CLOSED)
         new_qty, new_price = int(c["qty"]), int(c["price"])
@@ -295,10 +281,18 @@ class ReferenceBook:
             self._rest(order)
 
     def _own_resting_order(self, c) -> Order | None:
+        """CANCEL's and AMEND's checks up to UNKNOWN_ORDER: the order, or None (rejected)."""
+        check = int(c["check"])
+        if check == Reason.NONE and int(c["account"]) == NO_REF:
+            check = Reason.MALFORMED
+        if check != Reason.NONE:
+            return self._reject(c, check)
+        if not self.calendar.is_trading_day(self._ts // DAY_US):
+            return self._reject(c, Reason.MARKET_CLOSED)
         # §5: an order not resting now, or another account's, is UNKNOWN_ORDER alike.
         order = self.resting.get(int(c["order"]))
         if order is None or order.account != int(c["account"]):
-            return None
+            return self._reject(c, Reason.UNKNOWN_ORDER)
         return order
 
     # ------------------------------------------------------------------ matching (§4)
