@@ -107,8 +107,8 @@ class TradeExecuted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     sell_open: int
 
 
-class OrderCancelled(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
-    """An order's open quantity ``qty`` was removed; ``filled``: what it had traded."""
+class _OrderFact(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Fields every event about one order carries (not sent by itself)."""
 
     ts_us: int
     order_id: str
@@ -116,37 +116,26 @@ class OrderCancelled(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     instrument: str
     segment: Segment
     side: Side
-    price: int | None
+    price: int | None  # None: a MARKET order
     qty: int
+
+
+class OrderCancelled(_OrderFact):
+    """An order's open quantity ``qty`` was removed; ``filled``: what it had traded."""
+
     reason: Reason
     filled: int
 
 
-class OrderExpired(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+class OrderExpired(_OrderFact):
     """An order still resting at 15:00 expired with ``qty`` open."""
 
-    ts_us: int
-    order_id: str
-    account: str
-    instrument: str
-    segment: Segment
-    side: Side
-    price: int
-    qty: int
     filled: int
 
 
-class OrderAmended(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+class OrderAmended(_OrderFact):
     """An amend took effect: new ``price`` and open ``qty``; ``priority_kept`` per spec §5."""
 
-    ts_us: int
-    order_id: str
-    account: str
-    instrument: str
-    segment: Segment
-    side: Side
-    price: int
-    qty: int
     priority_kept: bool
     previous_open: int
 
