@@ -332,6 +332,19 @@ def test_invariants_after_every_batch(impl, seed, n, closes, accounts, largest, 
 
 
 @pytest.mark.parametrize("impl", ["reference", "numba"])
+def _limit_day_orders(t, rows, first_order, extra=0):
+    """LIMIT DAY NEW commands from (account, side, price, qty) rows, 1 µs apart from ``t``,
+    order handles from ``first_order``; ``extra`` empty rows appended."""
+    cmds = empty_commands(len(rows) + extra)
+    for k, (account, side, price, qty) in enumerate(rows):
+        cmds[k]["ts"], cmds[k]["action"], cmds[k]["account"], cmds[k]["order"] = (
+            t + k, Action.NEW, account, first_order + k)
+        cmds[k]["side"], cmds[k]["price"], cmds[k]["qty"] = side, price, qty
+        cmds[k]["type"], cmds[k]["tif"], cmds[k]["stp"] = (
+            OrderType.LIMIT, TimeInForce.DAY, Stp.CANCEL_NEWEST)
+    return cmds
+
+
 def test_close_is_half_up_vwap(impl, calendar):
     """LISTED trades 1 t at 60.00 and 1 t at 60.01: VWAP 60.005, half up to 60.01; a BLOCK
     trade at 50.00 does not count; 2 t at 60.00 + 1 t at 60.01 is 60.0033, down to 60.00."""
@@ -340,13 +353,7 @@ def test_close_is_half_up_vwap(impl, calendar):
         (0, Side.SELL, 6000, 1), (0, Side.SELL, 6001, 1), (1, Side.BUY, 6001, 2),
         (0, Side.SELL, 5000, 100_000), (1, Side.BUY, 5000, 100_000),
     ]
-    cmds = empty_commands(len(rows) + 1)
-    for k, (account, side, price, qty) in enumerate(rows):
-        cmds[k]["ts"], cmds[k]["action"], cmds[k]["account"], cmds[k]["order"] = (
-            t + k, Action.NEW, account, k)
-        cmds[k]["side"], cmds[k]["price"], cmds[k]["qty"] = side, price, qty
-        cmds[k]["type"], cmds[k]["tif"], cmds[k]["stp"] = (
-            OrderType.LIMIT, TimeInForce.DAY, Stp.CANCEL_NEWEST)
+    cmds = _limit_day_orders(t, rows, 0, extra=1)
     cmds[-1]["ts"], cmds[-1]["action"] = parse_time("2024-03-04T15:00:00"), Action.TICK
     audit = Audit(make(impl, [6000], calendar), [6000])
     ev = audit.submit(cmds)
@@ -357,13 +364,7 @@ def test_close_is_half_up_vwap(impl, calendar):
     t2 = parse_time("2024-03-05T10:00:00")
     rows = [(0, Side.SELL, 6000, 2), (0, Side.SELL, 6001, 1), (1, Side.BUY, 6001, 3),
             (2, Side.SELL, 6601, 1), (2, Side.BUY, 5400, 1)]  # the band of 60.01: 54.01..66.01
-    cmds = empty_commands(len(rows) + 1)
-    for k, (account, side, price, qty) in enumerate(rows):
-        cmds[k]["ts"], cmds[k]["action"], cmds[k]["account"], cmds[k]["order"] = (
-            t2 + k, Action.NEW, account, 10 + k)
-        cmds[k]["side"], cmds[k]["price"], cmds[k]["qty"] = side, price, qty
-        cmds[k]["type"], cmds[k]["tif"], cmds[k]["stp"] = (
-            OrderType.LIMIT, TimeInForce.DAY, Stp.CANCEL_NEWEST)
+    cmds = _limit_day_orders(t2, rows, 10, extra=1)
     cmds[-1]["ts"], cmds[-1]["action"] = parse_time("2024-03-06T09:00:00"), Action.TICK
     ev = audit.submit(cmds)
     assert ev[ev[:, B.KIND] == EventKind.REJECTED][:, [B.ORDER, B.REASON]].tolist() == [
@@ -384,13 +385,7 @@ def _resting_book(impl, calendar):
         (0, Side.SELL, 6010, 40), (1, Side.SELL, 6020, 50), (2, Side.SELL, 6020, 60),
         (0, Side.BUY, 5900, 100_000), (1, Side.SELL, 6100, 200_000),
     ]
-    cmds = empty_commands(len(rows))
-    for k, (account, side, price, qty) in enumerate(rows):
-        cmds[k]["ts"], cmds[k]["action"], cmds[k]["account"], cmds[k]["order"] = (
-            t + k, Action.NEW, account, k)
-        cmds[k]["side"], cmds[k]["price"], cmds[k]["qty"] = side, price, qty
-        cmds[k]["type"], cmds[k]["tif"], cmds[k]["stp"] = (
-            OrderType.LIMIT, TimeInForce.DAY, Stp.CANCEL_NEWEST)
+    cmds = _limit_day_orders(t, rows, 0)
     book = make(impl, [6000], calendar)
     ev = book.submit_batch(cmds)
     assert ev[:, B.KIND].tolist() == [EventKind.ACCEPTED] * len(rows)
