@@ -331,7 +331,6 @@ def test_invariants_after_every_batch(impl, seed, n, closes, accounts, largest, 
     assert any(o.segment == Segment.BLOCK and o.filled for o in audit.orders.values())
 
 
-@pytest.mark.parametrize("impl", ["reference", "numba"])
 def _limit_day_orders(t, rows, first_order, extra=0):
     """LIMIT DAY NEW commands from (account, side, price, qty) rows, 1 µs apart from ``t``,
     order handles from ``first_order``; ``extra`` empty rows appended."""
@@ -345,6 +344,7 @@ def _limit_day_orders(t, rows, first_order, extra=0):
     return cmds
 
 
+@pytest.mark.parametrize("impl", ["reference", "numba"])
 def test_close_is_half_up_vwap(impl, calendar):
     """LISTED trades 1 t at 60.00 and 1 t at 60.01: VWAP 60.005, half up to 60.01; a BLOCK
     trade at 50.00 does not count; 2 t at 60.00 + 1 t at 60.01 is 60.0033, down to 60.00."""
