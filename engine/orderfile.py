@@ -203,7 +203,7 @@ def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba
     calendar = calendar or TradingCalendar.xshg()
     n = len(order_file.commands)
     book = make_book(impl, prior_closes, calendar, order_capacity=max(16, len(order_file.orders)),
-                     event_capacity=max(1024, 4 * n))
+                     event_capacity=max(1024, 2 * n))  # about 1.5 rows a command
     events = book.submit_batch(order_file.commands)
     if check_invariants:
         book.check_invariants()
