@@ -44,20 +44,23 @@ class Book(Protocol):
     def check_invariants(self) -> None: ...
 
 
-def make_book(impl: str, prior_closes, calendar: TradingCalendar, **capacity) -> Book:
+def make_book(impl: str, prior_closes, calendar: TradingCalendar, accounts=None,
+              **capacity) -> Book:
     """A book of the named implementation (``numba`` or ``reference``).
 
-    ``capacity`` (slot_capacity, order_capacity, event_capacity) sizes the fast book's
-    initial arrays; the reference book ignores it.
+    ``accounts`` (an ``engine.accounts.Accounts``) turns the risk stage on: reservation and
+    settlement of every order against those balances. ``capacity`` (slot_capacity,
+    order_capacity, event_capacity) sizes the fast book's initial arrays; the reference book
+    ignores it.
     """
     if impl == "numba":
         from .fast.book import FastBook
 
-        return FastBook(prior_closes, calendar, **capacity)
+        return FastBook(prior_closes, calendar, accounts=accounts, **capacity)
     if impl == "reference":
         from .reference.book import ReferenceBook
 
-        return ReferenceBook(prior_closes, calendar)
+        return ReferenceBook(prior_closes, calendar, accounts=accounts)
     raise EngineConfigError(f"unknown engine {impl!r}: choose one of {', '.join(IMPLEMENTATIONS)}")
 
 

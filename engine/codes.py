@@ -66,12 +66,27 @@ class Reason(IntEnum):
     MARKET_CLOSED = 5
     UNKNOWN_ORDER = 6
     PRICE_OUTSIDE_BAND = 7
+    # rejects of the risk stage (accounts on), checked after every rule above
+    INSUFFICIENT_FUNDS = 8
+    INSUFFICIENT_ALLOWANCES = 9
+    POSITION_LIMIT = 10
+    UNKNOWN_ACCOUNT = 11
+    ACCOUNT_FROZEN = 12
+    ACCOUNT_NOT_ADMITTED = 13
     # cancellations of accepted orders
     USER = 20
     IOC_REMAINDER = 21
     NO_LIQUIDITY = 22
     FOK_NOT_FILLABLE = 23
     SELF_TRADE = 24
+
+
+class AccountType(IntEnum):
+    """Participant types of the market (cea-rules.md §5)."""
+
+    COVERED_ENTITY = 1  # 重点排放单位: the only traders admitted through 2024
+    INSTITUTION = 2
+    INDIVIDUAL = 3
 
 
 class OrderStatus(IntEnum):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import batch as B
+from ..accounts import Accounts
 from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import MAX_PRIOR_CLOSE, band_limits, check_prior_close
@@ -31,7 +32,8 @@ class FastBook:
     name = "numba"
 
     def __init__(self, prior_closes, calendar: TradingCalendar, slot_capacity: int = 1 << 16,
-                 order_capacity: int = 1 << 16, event_capacity: int = 1 << 16):
+                 order_capacity: int = 1 << 16, event_capacity: int = 1 << 16,
+                 accounts: Accounts | None = None):
         prior_closes = [check_prior_close(int(p)) for p in prior_closes]
         if not prior_closes:
             raise EngineConfigError("an engine needs at least one instrument")
@@ -55,6 +57,10 @@ class FastBook:
         self.days = np.zeros((n, S.DY_FIELDS), dtype=np.int64)
         self.days[:, S.DY_PRIOR_CLOSE] = prior_closes
         self.events = S.new_events(max(64, event_capacity))
+        self.accounts = accounts if accounts is not None else Accounts.disabled(n)
+        if self.accounts.n_instruments != n:
+            raise EngineConfigError(f"accounts hold {self.accounts.n_instruments} instruments, "
+                                    f"the book {n}")
 
     # ------------------------------------------------------------------ commands
 
@@ -70,8 +76,10 @@ class FastBook:
         glob[S.GL_EVENTS] = 0
         start = 0
         while True:
+            acc = self.accounts
             status = K._run_batch(cmds, start, self._cal, glob, self.slots, self.refs,
-                                  self.levels, self.books, self.days, self.events)
+                                  self.levels, self.books, self.days, self.events,
+                                  acc.cash, acc.holdings, acc.risk)
             if status == S.DONE:
                 break
             start = int(glob[S.GL_NEXT_CMD])

@@ -11,6 +11,11 @@ import numpy as np
 from numba import njit
 
 from .. import batch as B
+from ..accounts import (
+    CA_FROZEN, CA_KNOWN, CA_PROCEEDS, CA_RESERVED, CA_TOTAL, CA_TYPE, HD_BUY_OPEN, HD_PENDING,
+    HD_RESERVED, HD_TOTAL, NO_LIMIT, RK_ADMITTED, RK_FEE_BPS_BLOCK, RK_FEE_BPS_LISTED, RK_FEES,
+    RK_LIMIT, RK_ON, RK_T1,
+)
 from ..codes import (
     NO_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp,
     TimeInForce,
@@ -46,6 +51,10 @@ _R_MALFORMED, _R_INVALID_QTY, _R_DUPLICATE = (
     int(Reason.MALFORMED), int(Reason.INVALID_QTY), int(Reason.DUPLICATE_ORDER_ID))
 _R_CLOSED, _R_UNKNOWN, _R_BAND = (
     int(Reason.MARKET_CLOSED), int(Reason.UNKNOWN_ORDER), int(Reason.PRICE_OUTSIDE_BAND))
+_R_FUNDS, _R_ALLOWANCES, _R_POSITION, _R_NO_ACCOUNT, _R_FROZEN, _R_NOT_ADMITTED = (
+    int(Reason.INSUFFICIENT_FUNDS), int(Reason.INSUFFICIENT_ALLOWANCES),
+    int(Reason.POSITION_LIMIT), int(Reason.UNKNOWN_ACCOUNT), int(Reason.ACCOUNT_FROZEN),
+    int(Reason.ACCOUNT_NOT_ADMITTED))
 _R_USER, _R_IOC, _R_NO_LIQ, _R_FOK, _R_SELF = (
     int(Reason.USER), int(Reason.IOC_REMAINDER), int(Reason.NO_LIQUIDITY),
     int(Reason.FOK_NOT_FILLABLE), int(Reason.SELF_TRADE))
@@ -102,6 +111,85 @@ def _is_trading_day(cal, glob, day):
 def _session_open(glob, segment, ts):
     # NEW/AMEND allowed: a trading day in progress (the clock is in it), in segment hours
     return glob[GL_DAY_OPEN] == 1 and _in_session(segment, ts % DAY_US)
+
+
+# ---------------------------------------------------------------------------- risk stage
+# The twin of engine.accounts.Accounts.{check_order, reserve, settle, new_day}: balances in
+# ``cash`` / ``holdings``, parameters in ``risk``; all of it skipped when risk[RK_ON] == 0.
+
+@_inline
+def _unit(risk, side, price, segment):
+    # cash one open tonne reserves: price plus the fee rounded up (engine.accounts.reserve_unit)
+    if side != _BUY:
+        return 1
+    bps = risk[RK_FEE_BPS_LISTED] if segment == _LISTED else risk[RK_FEE_BPS_BLOCK]
+    return price + (price * bps + 9999) // 10000
+
+
+@_inline
+def _risk_check(cash, holdings, risk, account, instrument, side, segment, price, qty,
+                old_qty, old_price):
+    if account >= cash.shape[0] or cash[account, CA_KNOWN] == 0:
+        return _R_NO_ACCOUNT
+    if cash[account, CA_FROZEN] != 0:
+        return _R_FROZEN
+    kind = cash[account, CA_TYPE]
+    if (risk[RK_ADMITTED] >> kind) & 1 == 0:
+        return _R_NOT_ADMITTED
+    h = account * (holdings.shape[0] // cash.shape[0]) + instrument
+    if side == _BUY:
+        limit = risk[RK_LIMIT + kind]
+        if limit != NO_LIMIT and qty > old_qty and \
+                holdings[h, HD_TOTAL] + holdings[h, HD_BUY_OPEN] - old_qty + qty > limit:
+            return _R_POSITION
+        need = qty * _unit(risk, side, price, segment) - old_qty * _unit(
+            risk, side, old_price, segment)
+        if need > cash[account, CA_TOTAL] - cash[account, CA_RESERVED]:
+            return _R_FUNDS
+    elif qty - old_qty > holdings[h, HD_TOTAL] - holdings[h, HD_RESERVED] - holdings[
+            h, HD_PENDING]:
+        return _R_ALLOWANCES
+    return 0
+
+
+@_inline
+def _reserve(cash, holdings, risk, account, instrument, side, segment, price, qty):
+    # reserve for qty open tonnes at price; a negative qty releases
+    h = account * (holdings.shape[0] // cash.shape[0]) + instrument
+    if side == _BUY:
+        cash[account, CA_RESERVED] += qty * _unit(risk, side, price, segment)
+        holdings[h, HD_BUY_OPEN] += qty
+    else:
+        holdings[h, HD_RESERVED] += qty
+
+
+@_inline
+def _settle(cash, holdings, risk, instrument, segment, buyer, seller, price, qty, buyer_unit):
+    notional = price * qty
+    bps = risk[RK_FEE_BPS_LISTED] if segment == _LISTED else risk[RK_FEE_BPS_BLOCK]
+    fee = (notional * bps + 5000) // 10000
+    cash[buyer, CA_TOTAL] -= notional + fee
+    cash[buyer, CA_RESERVED] -= qty * buyer_unit
+    cash[seller, CA_TOTAL] += notional - fee
+    cash[seller, CA_PROCEEDS] += notional - fee
+    n_instruments = holdings.shape[0] // cash.shape[0]
+    hb = buyer * n_instruments + instrument
+    hs = seller * n_instruments + instrument
+    holdings[hb, HD_TOTAL] += qty
+    holdings[hb, HD_BUY_OPEN] -= qty
+    if risk[RK_T1] != 0:
+        holdings[hb, HD_PENDING] += qty
+    holdings[hs, HD_TOTAL] -= qty
+    holdings[hs, HD_RESERVED] -= qty
+    risk[RK_FEES] += 2 * fee
+
+
+@_inline
+def _release_slot(cash, holdings, risk, slots, s, qty):
+    if risk[RK_ON] != 0:
+        b = slots[s, SL_BOOK]
+        _reserve(cash, holdings, risk, slots[s, SL_ACCOUNT], b // 2, slots[s, SL_SIDE], b % 2,
+                 slots[s, SL_PRICE], -qty)
 
 
 # ---------------------------------------------------------------------------- events
@@ -227,9 +315,11 @@ def _remove(slots, refs, levels, books, glob, s):
 
 
 @_inline
-def _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, reason):
+def _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, reason,
+                    cash, holdings, risk):
     ref = slots[s, SL_REF]
     open_qty = slots[s, SL_OPEN]
+    _release_slot(cash, holdings, risk, slots, s, open_qty)
     _emit_slot(events, glob, _K_CANCELLED, i, ts, slots, s, open_qty, reason, refs[ref, RF_FILLED])
     refs[ref, RF_CANCELLED] += open_qty
     refs[ref, RF_STATUS] = _S_CANCELLED
@@ -273,10 +363,13 @@ def _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
 
 @_inline
 def _match(events, glob, i, ts, slots, refs, levels, books, days,
-           ref, b, side, price, is_market, account, stp, open_qty):
+           ref, b, side, price, is_market, account, stp, open_qty, cash, holdings, risk,
+           unit_in):
     """Trade an incoming order against the opposite side of book ``b`` (spec §4).
 
-    Returns (open quantity left, 1 if self-trade prevention stopped it else 0).
+    Returns (open quantity left, 1 if self-trade prevention stopped it else 0). With the
+    risk stage on, each trade settles from the reservations; ``unit_in`` is what one open
+    tonne of the incoming order reserves.
     """
     opposite_bs = b * 2 + (1 if side == _BUY else 0)
     instrument = b // 2
@@ -302,11 +395,13 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
             nxt = slots[s, SL_NEXT]
             if slots[s, SL_ACCOUNT] == account:
                 if stp == _OLDEST:
-                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
+                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF,
+                                    cash, holdings, risk)
                     s = nxt
                     continue
                 if stp == _BOTH:
-                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF)
+                    _cancel_resting(events, glob, i, ts, slots, refs, levels, books, s, _R_SELF,
+                                    cash, holdings, risk)
                 return open_qty, 1
             resting_ref = slots[s, SL_REF]
             resting_open = slots[s, SL_OPEN]
@@ -344,6 +439,13 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
                 events[r, B.ORDER2] = ref
                 events[r, B.ACCOUNT2] = account
                 events[r, B.AUX2] = open_qty
+            if risk[RK_ON] != 0:
+                if side == _BUY:
+                    _settle(cash, holdings, risk, instrument, b % 2, account,
+                            slots[s, SL_ACCOUNT], level_price, qty, unit_in)
+                else:
+                    _settle(cash, holdings, risk, instrument, b % 2, slots[s, SL_ACCOUNT],
+                            account, level_price, qty, _unit(risk, _BUY, level_price, b % 2))
             if resting_open == qty:
                 refs[resting_ref, RF_STATUS] = _S_FILLED
                 _remove(slots, refs, levels, books, glob, s)
@@ -352,7 +454,10 @@ def _match(events, glob, i, ts, slots, refs, levels, books, days,
 
 
 @_inline
-def _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason):
+def _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason,
+                     cash, holdings, risk, reserve_price):
+    if risk[RK_ON] != 0:
+        _reserve(cash, holdings, risk, account, b // 2, side, b % 2, reserve_price, -open_qty)
     r = _row(events, glob, _K_CANCELLED, i, ts)
     events[r, B.ORDER] = ref
     events[r, B.ACCOUNT] = account
@@ -389,7 +494,7 @@ def _place(glob, slots, refs, ref, b, side, price, account, stp, open_qty, seq):
 # ---------------------------------------------------------------------------- commands
 
 @_inline
-def _new(cmds, i, events, glob, slots, refs, levels, books, days):
+def _new(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings, risk):
     c = cmds[i]
     ts = c["ts"]
     ref = c["order"]
@@ -420,6 +525,17 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     side = np.int64(c["side"])
     stp = np.int64(c["stp"])
     tif = np.int64(c["tif"])
+    # the risk stage: a MARKET buy reserves at the band's upper limit
+    reserve_price = books[b, BK_UPPER] if is_market else price
+    unit_in = 0
+    if risk[RK_ON] != 0:
+        reason = _risk_check(cash, holdings, risk, account, instrument, side, segment,
+                             reserve_price, qty, 0, 0)
+        if reason != 0:
+            _reject(events, glob, i, cmds, reason)
+            return
+        _reserve(cash, holdings, risk, account, instrument, side, segment, reserve_price, qty)
+        unit_in = _unit(risk, side, reserve_price, segment)
     seq = glob[GL_NEXT_SEQ]
     glob[GL_NEXT_SEQ] = seq + 1
     refs[ref, RF_STATUS] = _S_RESTING
@@ -435,10 +551,12 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
     events[r, B.AUX1] = c["type"]
     events[r, B.AUX2] = tif
     if tif == _FOK and not _fok_fillable(slots, levels, books, b, side, price, account, stp, qty):
-        _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, qty, _R_FOK)
+        _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, qty, _R_FOK,
+                         cash, holdings, risk, reserve_price)
         return
     open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
-                               ref, b, side, price, is_market, account, stp, qty)
+                               ref, b, side, price, is_market, account, stp, qty,
+                               cash, holdings, risk, unit_in)
     if open_qty == 0:
         refs[ref, RF_STATUS] = _S_FILLED
         return
@@ -452,7 +570,8 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days):
         return
     else:
         reason = _R_IOC
-    _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason)
+    _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, price, open_qty, reason,
+                     cash, holdings, risk, reserve_price)
 
 
 @_inline
@@ -478,14 +597,15 @@ def _own_resting_slot(cmds, i, events, glob, cal, slots, refs):
 
 
 @_inline
-def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books):
+def _cancel(cmds, i, events, glob, cal, slots, refs, levels, books, cash, holdings, risk):
     s = _own_resting_slot(cmds, i, events, glob, cal, slots, refs)
     if s != NIL:
-        _cancel_resting(events, glob, i, cmds[i]["ts"], slots, refs, levels, books, s, _R_USER)
+        _cancel_resting(events, glob, i, cmds[i]["ts"], slots, refs, levels, books, s, _R_USER,
+                        cash, holdings, risk)
 
 
 @_inline
-def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
+def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days, cash, holdings, risk):
     s = _own_resting_slot(cmds, i, events, glob, cal, slots, refs)
     if s == NIL:
         return
@@ -507,6 +627,17 @@ def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
 
     ref = slots[s, SL_REF]
     old_open = slots[s, SL_OPEN]
+    if risk[RK_ON] != 0:
+        # the risk stage judges the change: only what the amendment adds must fit
+        reason = _risk_check(cash, holdings, risk, slots[s, SL_ACCOUNT], b // 2,
+                             slots[s, SL_SIDE], segment, new_price, new_qty, old_open,
+                             slots[s, SL_PRICE])
+        if reason != 0:
+            _reject(events, glob, i, cmds, reason)
+            return
+        _release_slot(cash, holdings, risk, slots, s, old_open)
+        _reserve(cash, holdings, risk, slots[s, SL_ACCOUNT], b // 2, slots[s, SL_SIDE], segment,
+                 new_price, new_qty)
     if new_price == slots[s, SL_PRICE] and new_qty <= old_open:
         # same price, same or smaller quantity: reduced in place, priority kept (spec §5)
         bs = b * 2 + slots[s, SL_SIDE] - 1
@@ -528,14 +659,15 @@ def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
     events[r, B.AUX2] = old_open
     # the slot stays claimed for the order while it matches: release it only if it won't rest
     open_qty, stopped = _match(events, glob, i, ts, slots, refs, levels, books, days,
-                               ref, b, side, new_price, False, account, stp, new_qty)
+                               ref, b, side, new_price, False, account, stp, new_qty,
+                               cash, holdings, risk, _unit(risk, side, new_price, segment))
     if open_qty == 0:
         refs[ref, RF_STATUS] = _S_FILLED
         _free(slots, refs, glob, s)
     elif stopped == 1:
         _free(slots, refs, glob, s)
         _cancel_incoming(events, glob, i, ts, refs, ref, account, b, side, new_price, open_qty,
-                         _R_SELF)
+                         _R_SELF, cash, holdings, risk, new_price)
     else:
         slots[s, SL_OPEN] = open_qty
         _rest(slots, levels, books, glob, s)
@@ -544,9 +676,15 @@ def _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days):
 # ---------------------------------------------------------------------------- days
 
 @_kernel
-def _open_day(glob, books, levels, days, day):
+def _open_day(glob, books, levels, days, day, cash, holdings, risk):
     glob[GL_LAST_DAY] = day
     glob[GL_DAY_OPEN] = 1
+    if risk[RK_ON] != 0:
+        # T+1: yesterday's purchases become sellable, yesterday's proceeds withdrawable
+        for h in range(holdings.shape[0]):
+            holdings[h, HD_PENDING] = 0
+        for a in range(cash.shape[0]):
+            cash[a, CA_PROCEEDS] = 0
     for instrument in range(days.shape[0]):
         prior_close = _closing_price(days, instrument)  # the last day the engine ran
         days[instrument, DY_PRIOR_CLOSE] = prior_close
@@ -602,7 +740,7 @@ def _sort_by_arrival(slots, n):
 
 
 @_kernel
-def _close_day(glob, i, events, slots, refs, levels, books, days):
+def _close_day(glob, i, events, slots, refs, levels, books, days, cash, holdings, risk):
     # spec §6: at 15:00 every resting order expires, reported in order of arrival
     end_ts = glob[GL_LAST_DAY] * DAY_US + DAY_CLOSE_US
     n = glob[GL_RESTING]
@@ -625,6 +763,7 @@ def _close_day(glob, i, events, slots, refs, levels, books, days):
             open_qty = slots[s, SL_OPEN]
             _emit_slot(events, glob, _K_EXPIRED, i, end_ts, slots, s, open_qty, 0,
                        refs[ref, RF_FILLED])
+            _release_slot(cash, holdings, risk, slots, s, open_qty)
             refs[ref, RF_CANCELLED] += open_qty
             refs[ref, RF_STATUS] = _S_EXPIRED
             _free(slots, refs, glob, s)
@@ -656,15 +795,16 @@ def _close_day(glob, i, events, slots, refs, levels, books, days):
 
 
 @_inline
-def _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days):
+def _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days, cash, holdings,
+                   risk):
     day = ts // DAY_US
     time_of_day = ts % DAY_US
     if glob[GL_DAY_OPEN] == 1 and (day > glob[GL_LAST_DAY] or time_of_day >= DAY_CLOSE_US):
-        _close_day(glob, i, events, slots, refs, levels, books, days)
+        _close_day(glob, i, events, slots, refs, levels, books, days, cash, holdings, risk)
     if day > glob[GL_LAST_DAY] and _is_trading_day(cal, glob, day):
-        _open_day(glob, books, levels, days, day)
+        _open_day(glob, books, levels, days, day, cash, holdings, risk)
         if time_of_day >= DAY_CLOSE_US:
-            _close_day(glob, i, events, slots, refs, levels, books, days)
+            _close_day(glob, i, events, slots, refs, levels, books, days, cash, holdings, risk)
     glob[GL_CLOCK] = ts
 
 
@@ -691,7 +831,8 @@ def _ladder_width_needed(glob, cal, days, ts):
 # ---------------------------------------------------------------------------- entry point
 
 @_kernel
-def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events):
+def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, cash,
+               holdings, risk):
     """Process ``cmds[start:]``; return DONE, or a NEED_* code with GL_NEXT_CMD set to the
     command not yet processed (nothing of it has happened), for the wrapper to grow an array
     and call again. Events are appended from row ``glob[GL_EVENTS]``.
@@ -732,13 +873,17 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events)
         if ts == NO_TIME or ts < glob[GL_CLOCK]:
             _reject(events, glob, i, cmds, _R_MALFORMED)
         else:
-            _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days)
+            _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days, cash,
+                           holdings, risk)
             if action == _NEW:
-                _new(cmds, i, events, glob, slots, refs, levels, books, days)
+                _new(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings,
+                     risk)
             elif action == _CANCEL:
-                _cancel(cmds, i, events, glob, cal, slots, refs, levels, books)
+                _cancel(cmds, i, events, glob, cal, slots, refs, levels, books, cash, holdings,
+                        risk)
             elif action == _AMEND:
-                _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days)
+                _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days, cash,
+                       holdings, risk)
             elif action != _TICK:
                 _reject(events, glob, i, cmds, _R_MALFORMED)
         # spec §3: an order_id is used by any NEW row, whatever that row's outcome

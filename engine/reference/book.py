@@ -37,6 +37,7 @@ from ..codes import (
     NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment,
     Side, Stp, TimeInForce,
 )
+from ..accounts import Accounts
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import (
     DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, band_limits, check_prior_close, closing_price,
@@ -53,7 +54,7 @@ class Order:
 
     __slots__ = (
         "ref", "account", "instrument", "segment", "side", "price", "qty", "open", "filled",
-        "cancelled", "status", "reason", "stp", "seq",
+        "cancelled", "status", "reason", "stp", "seq", "reserve_price",
     )
 
     def __init__(self, ref, account, instrument, segment, side, price, qty, stp, seq):
@@ -71,6 +72,7 @@ class Order:
         self.reason = Reason.NONE
         self.stp = stp
         self.seq = seq  # arrival order of acceptance: expiry reports in this order
+        self.reserve_price = price  # what its open tonnes reserve at (risk stage)
 
 
 class SegmentBook:
@@ -124,10 +126,14 @@ class ReferenceBook:
 
     name = "reference"
 
-    def __init__(self, prior_closes, calendar: TradingCalendar):
+    def __init__(self, prior_closes, calendar: TradingCalendar, accounts: Accounts | None = None):
         prior_closes = [check_prior_close(int(p)) for p in prior_closes]
         if not prior_closes:
             raise EngineConfigError("an engine needs at least one instrument")
+        self.accounts = accounts if accounts is not None else Accounts.disabled(len(prior_closes))
+        if self.accounts.n_instruments != len(prior_closes):
+            raise EngineConfigError(f"accounts hold {self.accounts.n_instruments} instruments, "
+                                    f"the book {len(prior_closes)}")
         self.calendar = calendar
         self.days = [InstrumentDay(p) for p in prior_closes]
         self.books = [[SegmentBook(), SegmentBook()] for _ in prior_closes]
@@ -208,11 +214,21 @@ class ReferenceBook:
         price = NO_PRICE if is_market else int(c["price"])
         if not is_market and not book.band_lower <= price <= book.band_upper:
             return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
+        # the risk stage, after every rule: funds or allowances for the whole order, reserved
+        # on acceptance; a MARKET buy reserves at the band's upper limit
+        account, side = int(c["account"]), int(c["side"])
+        reserve_price = book.band_upper if is_market else price
+        if self.accounts.enabled:
+            reason = self.accounts.check_order(account, instrument, side, segment,
+                                               reserve_price, qty)
+            if reason != Reason.NONE:
+                return self._reject(c, reason)
+            self.accounts.reserve(account, instrument, side, segment, reserve_price, qty)
 
         order = Order(
-            ref, int(c["account"]), instrument, segment, int(c["side"]), price, qty,
-            int(c["stp"]), self.next_seq,
+            ref, account, instrument, segment, side, price, qty, int(c["stp"]), self.next_seq,
         )
+        order.reserve_price = reserve_price
         self.next_seq += 1
         self.orders[ref] = order
         self._emit(
@@ -262,6 +278,17 @@ class ReferenceBook:
             return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
 
         old_open = order.open
+        if self.accounts.enabled:
+            # the risk stage judges the change: only what the amendment adds must fit
+            reason = self.accounts.check_order(order.account, order.instrument, order.side,
+                                               order.segment, new_price, new_qty, old_open,
+                                               order.price)
+            if reason != Reason.NONE:
+                return self._reject(c, reason)
+            self._release(order)
+            self.accounts.reserve(order.account, order.instrument, order.side, order.segment,
+                                  new_price, new_qty)
+            order.reserve_price = new_price
         if new_price == order.price and new_qty <= old_open:
             # §5: same price, same or smaller quantity: reduced in place, priority kept.
             order.qty -= old_open - new_qty
@@ -274,6 +301,7 @@ class ReferenceBook:
         order.qty += new_qty - old_open
         order.open = new_qty
         order.price = new_price
+        order.reserve_price = new_price
         self._emit(EventKind.AMENDED, order, price=new_price, qty=new_qty, aux1=0, aux2=old_open)
         if self._match(order, False):
             self._cancel_order(order, Reason.SELF_TRADE)
@@ -363,6 +391,11 @@ class ReferenceBook:
                 order.status = OrderStatus.FILLED
         if resting.open == 0:
             self._remove(resting)
+        buy, sell = (incoming, resting) if incoming.side == Side.BUY else (resting, incoming)
+        if self.accounts.enabled:
+            self.accounts.settle(
+                incoming.instrument, incoming.segment, buy.account, sell.account, price, qty,
+                self.accounts.unit(Side.BUY, buy.reserve_price, buy.segment))
         day = self.days[incoming.instrument]
         if incoming.segment == Segment.LISTED:
             day.listed_volume += qty
@@ -371,7 +404,6 @@ class ReferenceBook:
             day.block_volume += qty
             day.block_turnover += price * qty
         assert max(day.listed_turnover, day.block_turnover) <= _INT64_MAX, "turnover overflow"
-        buy, sell = (incoming, resting) if incoming.side == Side.BUY else (resting, incoming)
         row = self._row(EventKind.TRADE)
         row[B.TRADE_ID] = self.next_trade_id
         row[B.INSTRUMENT] = incoming.instrument
@@ -398,8 +430,15 @@ class ReferenceBook:
             del levels[order.price]
         del self.resting[order.ref]
 
+    def _release(self, order: Order) -> None:
+        """Give back what ``order``'s open quantity reserves (risk stage on)."""
+        if self.accounts.enabled:
+            self.accounts.release(order.account, order.instrument, order.side, order.segment,
+                                  order.reserve_price, order.open)
+
     def _cancel_order(self, order: Order, reason: Reason) -> None:
         """Mark ``order``'s open quantity cancelled (it is already out of the book)."""
+        self._release(order)
         self._emit(EventKind.CANCELLED, order, price=order.price, qty=order.open, reason=reason,
                    aux1=order.filled)
         order.cancelled += order.open
@@ -432,6 +471,8 @@ class ReferenceBook:
     def _open_day(self, day: int) -> None:
         self.last_day = day
         self.day_open = True
+        if self.accounts.enabled:
+            self.accounts.new_day()  # T+1: yesterday's purchases sellable, proceeds withdrawable
         for instrument, figures in enumerate(self.days):
             prior_close = figures.close  # the close of the last day the engine ran (§6)
             self.days[instrument] = InstrumentDay(prior_close)
@@ -447,6 +488,7 @@ class ReferenceBook:
             row = self._emit(EventKind.EXPIRED, order, price=order.price, qty=order.open,
                              aux1=order.filled)
             row[B.TS] = end_ts
+            self._release(order)
             order.cancelled += order.open
             order.open = 0
             order.status = OrderStatus.EXPIRED

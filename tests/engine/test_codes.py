@@ -14,7 +14,7 @@ import pytest
 
 from engine import codes
 from engine.codes import (
-    Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
+    AccountType, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
 )
 
 PINNED = {
@@ -27,9 +27,12 @@ PINNED = {
     Reason: {
         "NONE": 0, "MALFORMED": 1, "INVALID_QTY": 2, "INVALID_PRICE": 3,
         "DUPLICATE_ORDER_ID": 4, "MARKET_CLOSED": 5, "UNKNOWN_ORDER": 6,
-        "PRICE_OUTSIDE_BAND": 7, "USER": 20, "IOC_REMAINDER": 21, "NO_LIQUIDITY": 22,
+        "PRICE_OUTSIDE_BAND": 7, "INSUFFICIENT_FUNDS": 8, "INSUFFICIENT_ALLOWANCES": 9,
+        "POSITION_LIMIT": 10, "UNKNOWN_ACCOUNT": 11, "ACCOUNT_FROZEN": 12,
+        "ACCOUNT_NOT_ADMITTED": 13, "USER": 20, "IOC_REMAINDER": 21, "NO_LIQUIDITY": 22,
         "FOK_NOT_FILLABLE": 23, "SELF_TRADE": 24,
     },
+    AccountType: {"COVERED_ENTITY": 1, "INSTITUTION": 2, "INDIVIDUAL": 3},
     OrderStatus: {"NONE": 0, "RESTING": 1, "FILLED": 2, "CANCELLED": 3, "EXPIRED": 4},
     EventKind: {"ACCEPTED": 1, "REJECTED": 2, "TRADE": 3, "CANCELLED": 4, "EXPIRED": 5,
                 "AMENDED": 6, "DAY_CLOSED": 7},
