@@ -7,19 +7,21 @@ pure-Python reference book (``engine.reference``) that serves as its oracle. ``E
 embedding API; ``engine.messages`` holds its command and event Structs.
 """
 
+from .accounts import AccountError, Accounts, RiskConfig
 from .api import Engine, Names
 from .codes import (
-    Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
+    AccountType, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
 )
 from .errors import BookIntegrityError, EngineConfigError
 from .messages import (
-    AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
+    AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
     TradeExecuted,
 )
 from .tradingdays import TradingCalendar, format_time, parse_time
 
 __all__ = [
+    "AccountBalance", "AccountError", "AccountType", "Accounts", "HoldingBalance", "RiskConfig",
     "Action", "AmendOrder", "BookIntegrityError", "BookLevel", "CancelOrder", "ClockTick",
     "Command", "DayClosed", "Engine", "EngineConfigError", "Event", "EventKind", "Names",
     "NewOrder", "OrderAccepted", "OrderAmended", "OrderCancelled", "OrderExpired",

@@ -103,7 +103,7 @@ def reserve_unit(price: int, bps: int) -> int:
     exceeds what was reserved, and the order's reservation stays exactly open x unit.
 
     >>> reserve_unit(6000, 5), reserve_unit(6001, 5)
-    (6003, 6004)
+    (6003, 6005)
     """
     return price + (price * bps + 9999) // 10000
 
@@ -369,3 +369,41 @@ class Accounts:
         """A trading day opens: yesterday's purchases become sellable, proceeds withdrawable."""
         self.holdings[:, HD_PENDING] = 0
         self.cash[:, CA_PROCEEDS] = 0
+
+
+def check_reservations(accounts: Accounts, resting_orders) -> None:
+    """Raise ``AccountError`` unless the reservations are exactly what the open orders need
+    and no balance is negative or past its bound.
+
+    ``resting_orders`` yields (instrument, segment, side, price, order, account, open, seq)
+    rows, as ``Book.resting_orders()`` does.
+    """
+    n = accounts.n_instruments
+    cash_need = np.zeros(accounts.cash.shape[0], dtype=np.int64)
+    sell_need = np.zeros(accounts.holdings.shape[0], dtype=np.int64)
+    buy_open = np.zeros(accounts.holdings.shape[0], dtype=np.int64)
+    for instrument, segment, side, price, _order, account, open_qty, _seq in resting_orders:
+        if side == Side.BUY:
+            cash_need[account] += open_qty * accounts.unit(side, price, segment)
+            buy_open[account * n + instrument] += open_qty
+        else:
+            sell_need[account * n + instrument] += open_qty
+    cash, hold = accounts.cash, accounts.holdings
+    problems = []
+    for what, got, want in (("cash reserved", cash[:, CA_RESERVED], cash_need),
+                            ("allowances reserved", hold[:, HD_RESERVED], sell_need),
+                            ("open buy quantity", hold[:, HD_BUY_OPEN], buy_open)):
+        bad = np.flatnonzero(got != want)
+        if len(bad):
+            problems.append(f"{what} row {int(bad[0])}: {int(got[bad[0]])} != open orders' "
+                            f"{int(want[bad[0]])}")
+    if (cash[:, CA_TOTAL] - cash[:, CA_RESERVED] < 0).any():
+        problems.append("an available cash balance is negative")
+    if (hold[:, HD_TOTAL] - hold[:, HD_RESERVED] - hold[:, HD_PENDING] < 0).any():
+        problems.append("a sellable allowance balance is negative")
+    if (cash[:, CA_PROCEEDS] < 0).any() or (hold[:, HD_PENDING] < 0).any():
+        problems.append("a T+1 amount is negative")
+    if (cash[:, CA_TOTAL] > MAX_SYSTEM_TOTAL).any() or (hold[:, HD_TOTAL] > MAX_SYSTEM_TOTAL).any():
+        problems.append("a balance passed its bound")
+    if problems:
+        raise AccountError(None, "; ".join(problems))

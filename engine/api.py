@@ -26,14 +26,18 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from . import batch as B
+from .accounts import (
+    CA_FROZEN, CA_RESERVED, CA_TOTAL, CA_TYPE, HD_PENDING, HD_RESERVED, HD_TOTAL, AccountError,
+    Accounts, RiskConfig, check_reservations,
+)
 from .book import Book, make_book, state_hash
 from .codes import (
-    HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
+    AccountType, HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
     Segment, Side, Stp, TimeInForce,
 )
 from .errors import EngineConfigError
 from .messages import (
-    AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
+    AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
     TradeExecuted,
 )
@@ -88,15 +92,69 @@ class Engine:
     """
 
     def __init__(self, instruments: Mapping[str, int], *, impl: str = "numba",
-                 calendar: TradingCalendar | None = None, **capacity):
+                 calendar: TradingCalendar | None = None, risk: RiskConfig | None = None,
+                 **capacity):
         if not instruments:
             raise EngineConfigError("an engine needs at least one instrument")
         self.instruments = list(instruments)
         self._instrument_index = {name: i for i, name in enumerate(self.instruments)}
         self.calendar = calendar or TradingCalendar.xshg()
-        self.book: Book = make_book(impl, list(instruments.values()), self.calendar, **capacity)
+        #: balances the risk stage reserves from, when ``risk`` is given (else None)
+        self.balances: Accounts | None = (
+            Accounts(len(self.instruments), risk) if risk is not None else None)
+        self.book: Book = make_book(impl, list(instruments.values()), self.calendar,
+                                    accounts=self.balances, **capacity)
         self.orders = Names()
         self.accounts = Names()
+
+    # ------------------------------------------------------------------ accounts
+
+    def _balances(self) -> Accounts:
+        if self.balances is None:
+            raise EngineConfigError("this engine has no accounts: create it with risk=RiskConfig()")
+        return self.balances
+
+    def _account(self, name: str) -> int:
+        handle = self.accounts.find(name)
+        if handle == NO_REF or not self._balances().is_known(handle):
+            raise AccountError(Reason.UNKNOWN_ACCOUNT, f"no account {name!r}")
+        return handle
+
+    def open_account(self, name: str, kind: AccountType = AccountType.COVERED_ENTITY) -> None:
+        """Open a trading account (the risk stage rejects orders of accounts not opened)."""
+        if not isinstance(name, str) or not name:
+            raise AccountError(None, f"an account name must be a non-empty string, not {name!r}")
+        balances = self._balances()
+        handle = self.accounts.handle(name)
+        balances.open_account(kind, handle)
+
+    def deposit(self, name: str, fen: int) -> None:
+        self._balances().deposit(self._account(name), fen)
+
+    def withdraw(self, name: str, fen: int) -> None:
+        self._balances().withdraw(self._account(name), fen)
+
+    def allowance_in(self, name: str, tonnes: int, instrument: str = "") -> None:
+        self._balances().allowance_in(self._account(name), self._index(instrument), tonnes)
+
+    def allowance_out(self, name: str, tonnes: int, instrument: str = "") -> None:
+        self._balances().allowance_out(self._account(name), self._index(instrument), tonnes)
+
+    def freeze(self, name: str, frozen: bool = True) -> None:
+        self._balances().freeze(self._account(name), frozen)
+
+    def balance(self, name: str) -> AccountBalance:
+        """Cash (fen) and allowances (t) of an account: total, reserved, available."""
+        acc, a = self._balances(), self._account(name)
+        c = acc.cash[a]
+        holdings = []
+        for i, instrument in enumerate(self.instruments):
+            h = acc.holdings[acc.row(a, i)]
+            holdings.append(HoldingBalance(instrument, int(h[HD_TOTAL]), int(h[HD_RESERVED]),
+                                           int(h[HD_PENDING]), acc.sellable(a, i)))
+        return AccountBalance(name, AccountType(int(c[CA_TYPE])).name, bool(c[CA_FROZEN]),
+                              int(c[CA_TOTAL]), int(c[CA_RESERVED]), acc.available_cash(a),
+                              acc.withdrawable(a), holdings)
 
     # ------------------------------------------------------------------ commands
 
@@ -277,7 +335,10 @@ class Engine:
         return state_hash(self.book, len(self.orders))
 
     def check_invariants(self) -> None:
+        """The book's invariants, and with accounts, that reservations match open orders."""
         self.book.check_invariants()
+        if self.balances is not None:
+            check_reservations(self.balances, self.book.resting_orders())
 
 
 def _qty_check(qty) -> Reason:

@@ -180,3 +180,28 @@ class BookLevel(msgspec.Struct, frozen=True, array_like=True):
     price: int
     qty: int
     orders: int
+
+
+class HoldingBalance(msgspec.Struct, frozen=True):
+    """An account's allowances of one instrument (tonnes): held, reserved for open sells,
+    bought today (sellable T+1), and sellable now."""
+
+    instrument: str
+    total: int
+    reserved: int
+    pending: int
+    sellable: int
+
+
+class AccountBalance(msgspec.Struct, frozen=True):
+    """An account's cash in fen (total, reserved for open buys, available for new orders,
+    withdrawable today) and its holdings (``engine.api.Engine.balance``)."""
+
+    account: str
+    type: str
+    frozen: bool
+    cash: int
+    cash_reserved: int
+    cash_available: int
+    withdrawable: int
+    holdings: list[HoldingBalance]

