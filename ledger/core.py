@@ -1,0 +1,516 @@
+"""``Ledger``: accounts, operations, trade settlement, end of day, statements, reconciliation.
+
+Settlement is delivery versus payment, trade by trade (cea-rules.md §6): per trade the buyer
+pays price x qty plus its fee, the seller delivers the tonnes and receives price x qty less its
+fee, the fees go to ``@FEES``. The engine has already locked both legs when it matched, so
+settlement cannot fail for want of funds; the ledger still refuses (and rolls back the whole
+batch) anything that would take a participant's balance below zero, an unknown account, or an
+amount that is not a positive integer.
+
+Trades arrive in batches (``settle_events`` takes the engine's event rows as they come out of
+a batch, ``settle_trades`` takes ``Trade`` records); one batch is one transaction: the trade
+rows, then their postings generated inside the database (``INSERT ... SELECT``, four or five
+legs per trade), then the balance rows changed by the batch. A trade id already in the ledger
+is skipped, so publishing a batch twice (a retry after a crash) settles each trade once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from engine import batch as B
+from engine.accounts import CA_KNOWN, CA_TOTAL, HD_TOTAL, RK_FEES, MAX_BALANCE, fee
+from engine.codes import AccountType, EventKind, Segment
+from engine.rules import DAY_US
+from engine.tradingdays import date_of_day, day_of_date, format_time
+
+from .schema import LATEST, MIGRATIONS
+from .store import Store, StoreError, open_store
+
+CASH = "CNY"  # asset 0: fen
+BANK, REGISTRY, FEES = "@BANK", "@REGISTRY", "@FEES"
+EXTERNAL = (BANK, REGISTRY, FEES)
+SOURCE_TRADE, SOURCE_OPERATION = 1, 2
+OPERATIONS = ("DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT")
+
+
+class LedgerError(ValueError):
+    """A ledger operation refused; nothing of it was written."""
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One trade as the ledger records it (prices in fen, quantities in tonnes)."""
+
+    trade_id: int
+    day: int  # engine day number (days since 1970-01-01)
+    ts: int  # µs
+    instrument: str
+    segment: int
+    price: int
+    qty: int
+    buyer: str
+    seller: str
+    buy_order: str
+    sell_order: str
+
+
+def migrate(store: Store) -> int:
+    """Apply the migrations the store lacks; return the schema version now."""
+    store.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
+                  "description TEXT NOT NULL)")
+    have = store.query("SELECT max(version) FROM schema_version")[0][0] or 0
+    if have > LATEST:
+        raise LedgerError(f"the ledger has schema version {have}; this program knows up to "
+                          f"{LATEST}: upgrade cea")
+    for version, description, statements in MIGRATIONS:
+        if version <= have:
+            continue
+        with store.transaction():
+            for sql in statements:
+                store.execute(sql.replace("{pk}", store.pk))
+            store.execute("INSERT INTO schema_version VALUES (?, ?)", (version, description))
+    return LATEST
+
+
+class Ledger:
+    """The settlement ledger over one store. One writer at a time."""
+
+    def __init__(self, store: Store, instruments: Sequence[str] = ("CEA",),
+                 fee_bps_listed: int = 0, fee_bps_block: int = 0):
+        self.store = store
+        self.fee_bps = (int(fee_bps_listed), int(fee_bps_block))
+        self.version = migrate(store)
+        self._load()
+        missing = [name for name in [CASH, *instruments] if name not in self.assets]
+        if missing or any(name not in self.accounts for name in EXTERNAL):
+            with store.transaction():
+                for name in missing:
+                    store.execute("INSERT INTO asset VALUES (?, ?, ?)",
+                                  (len(self.assets), name, "fen" if name == CASH else "t"))
+                    self.assets[name] = len(self.assets)
+                for name in EXTERNAL:
+                    if name not in self.accounts:
+                        self._insert_account(name, "EXTERNAL", 1)
+            self._load()
+        self.instruments = list(instruments)
+
+    @classmethod
+    def open(cls, url: str, instruments: Sequence[str] = ("CEA",), fee_bps_listed: int = 0,
+             fee_bps_block: int = 0) -> "Ledger":
+        """Open (creating and migrating as needed) the ledger at ``url``."""
+        return cls(open_store(url), instruments, fee_bps_listed, fee_bps_block)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _load(self) -> None:
+        self.accounts: dict[str, int] = {}
+        self.account_names: dict[int, str] = {}
+        self.external: set[int] = set()
+        for id_, name, external in self.store.query("SELECT id, name, external FROM account ORDER BY id"):
+            self.accounts[name] = id_
+            self.account_names[id_] = name
+            if external:
+                self.external.add(id_)
+        self.assets = {name: id_ for id_, name in self.store.query("SELECT id, name FROM asset ORDER BY id")}
+        self.asset_names = {v: k for k, v in self.assets.items()}
+
+    def _insert_account(self, name: str, kind: str, external: int) -> int:
+        id_ = max(self.account_names, default=-1) + 1
+        self.store.execute("INSERT INTO account VALUES (?, ?, ?, ?)", (id_, name, kind, external))
+        self.accounts[name] = id_
+        self.account_names[id_] = name
+        if external:
+            self.external.add(id_)
+        return id_
+
+    # ------------------------------------------------------------------ accounts, operations
+
+    def open_account(self, name: str, kind: AccountType | str) -> None:
+        """Register a participant account (again with the same type: nothing happens)."""
+        kind_name = kind.name if isinstance(kind, AccountType) else str(kind).upper()
+        if kind_name not in AccountType.__members__:
+            raise LedgerError(f"account type {kind!r} is not one of "
+                              f"{', '.join(AccountType.__members__)}")
+        if not isinstance(name, str) or not name or name.startswith("@") or "," in name:
+            raise LedgerError(f"account name {name!r}: non-empty, no comma, not starting with @")
+        if name in self.accounts:
+            have = self.store.query("SELECT kind FROM account WHERE name = ?", (name,))[0][0]
+            if have != kind_name:
+                raise LedgerError(f"account {name!r} is already open as {have}")
+            return
+        with self.store.transaction():
+            self._insert_account(name, kind_name, 0)
+
+    def _account_id(self, name: str) -> int:
+        id_ = self.accounts.get(name)
+        if id_ is None or id_ in self.external:
+            raise LedgerError(f"UNKNOWN_ACCOUNT: no account {name!r}")
+        return id_
+
+    def _operation(self, kind: str, name: str, asset: str, amount: int, ref: str,
+                   day: int) -> bool:
+        account = self._account_id(name)
+        if asset not in self.assets:
+            raise LedgerError(f"no instrument {asset!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, np.integer)) \
+                or not 0 < int(amount) <= MAX_BALANCE:
+            raise LedgerError(f"{kind} amount must be an integer 1..{MAX_BALANCE}, "
+                              f"not {amount!r}")
+        if not isinstance(ref, str) or not ref:
+            raise LedgerError("an operation needs a non-empty ref (its idempotency key)")
+        amount, asset_id = int(amount), self.assets[asset]
+        counter = self.accounts[BANK if asset == CASH else REGISTRY]
+        sign = 1 if kind in ("DEPOSIT", "ALLOWANCE_IN") else -1
+        with self.store.transaction():
+            if self.store.query("SELECT 1 FROM operation WHERE ref = ?", (ref,)):
+                return False  # applied before: idempotent
+            op_id = (self.store.query("SELECT max(op_id) FROM operation")[0][0] or 0) + 1
+            self.store.execute("INSERT INTO operation VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (op_id, ref, kind, int(day), account, asset_id, amount))
+            legs = [(account, sign * amount), (counter, -sign * amount)]
+            self.store.executemany(
+                "INSERT INTO posting VALUES (?, ?, ?, ?, ?, ?)",
+                [(SOURCE_OPERATION, op_id, int(day), a, asset_id, x) for a, x in legs])
+            self._apply_balances([(a, asset_id, x) for a, x in legs],
+                                 f"{kind} of {amount} {asset} for {name!r}")
+        return True
+
+    def deposit(self, name: str, fen: int, *, ref: str, day: int) -> bool:
+        """Cash paid in from the bank. False if ``ref`` was applied before."""
+        return self._operation("DEPOSIT", name, CASH, fen, ref, day)
+
+    def withdraw(self, name: str, fen: int, *, ref: str, day: int) -> bool:
+        return self._operation("WITHDRAW", name, CASH, fen, ref, day)
+
+    def allowance_in(self, name: str, instrument: str, tonnes: int, *, ref: str,
+                     day: int) -> bool:
+        """Allowances transferred in from the registry (allocation, purchase elsewhere)."""
+        return self._operation("ALLOWANCE_IN", name, instrument, tonnes, ref, day)
+
+    def allowance_out(self, name: str, instrument: str, tonnes: int, *, ref: str,
+                      day: int) -> bool:
+        """Allowances transferred out to the registry (surrender for compliance)."""
+        return self._operation("ALLOWANCE_OUT", name, instrument, tonnes, ref, day)
+
+    def _apply_balances(self, deltas, what: str) -> None:
+        # a zero row first, then the update: CHECK (amount >= 0) is evaluated on the row an
+        # INSERT proposes, so an upsert carrying a negative delta would fail even where the
+        # balance covers it
+        rows = [(int(a), int(asset), int(x)) for a, asset, x in deltas if x]
+        try:
+            self.store.executemany(
+                "INSERT INTO balance VALUES (?, ?, 0, ?) ON CONFLICT (account, asset) DO NOTHING",
+                [(a, asset, int(a in self.external)) for a, asset, _ in rows])
+            self.store.executemany(
+                "UPDATE balance SET amount = amount + ? WHERE account = ? AND asset = ?",
+                [(x, a, asset) for a, asset, x in rows])
+        except self.store.integrity_errors:
+            raise LedgerError(f"{what} would take a balance below zero") from None
+
+    # ------------------------------------------------------------------ settlement
+
+    def settle_trades(self, trades: Iterable[Trade]) -> int:
+        """Settle ``Trade`` records as one batch; return how many were new."""
+        rows = []
+        for t in trades:
+            if t.instrument not in self.assets or t.instrument == CASH:
+                raise LedgerError(f"trade {t.trade_id}: no instrument {t.instrument!r}")
+            rows.append((t.trade_id, t.day, t.ts, self.assets[t.instrument], t.segment, t.price,
+                         t.qty, self._account_id(t.buyer), self._account_id(t.seller),
+                         t.buy_order, t.sell_order))
+        return self._settle(rows)
+
+    def settle_events(self, events: np.ndarray, account_name: Callable[[int], str],
+                      order_name: Callable[[int], str], instruments: Sequence[str]) -> int:
+        """Settle the TRADE rows of an engine event array and record its DAY_CLOSED rows,
+        in one transaction. ``account_name`` / ``order_name`` turn engine handles into
+        names; ``instruments`` names the engine's instruments by index."""
+        trades = events[events[:, B.KIND] == EventKind.TRADE]
+        days = events[events[:, B.KIND] == EventKind.DAY_CLOSED]
+        asset_of = [self.assets[name] for name in instruments]
+        ids: dict[int, int] = {}
+        rows = []
+        for r in trades.tolist():
+            buyer = ids.get(r[B.ACCOUNT])
+            if buyer is None:
+                buyer = ids[r[B.ACCOUNT]] = self._account_id(account_name(r[B.ACCOUNT]))
+            seller = ids.get(r[B.ACCOUNT2])
+            if seller is None:
+                seller = ids[r[B.ACCOUNT2]] = self._account_id(account_name(r[B.ACCOUNT2]))
+            rows.append((r[B.TRADE_ID], r[B.TS] // DAY_US, r[B.TS], asset_of[r[B.INSTRUMENT]],
+                         r[B.SEGMENT], r[B.PRICE], r[B.QTY], buyer, seller,
+                         order_name(r[B.ORDER]), order_name(r[B.ORDER2])))
+        closes = [(r[B.ORDER], asset_of[r[B.INSTRUMENT]], r[B.AUX1], r[B.PRICE], r[B.QTY],
+                   r[B.AUX2], r[B.ACCOUNT], r[B.ACCOUNT2]) for r in days.tolist()]
+        return self._settle(rows, closes)
+
+    def _settle(self, rows: list[tuple], closes: list[tuple] = ()) -> int:
+        for r in rows:
+            if not (r[5] > 0 and r[6] > 0 and r[7] != r[8]):
+                raise LedgerError(f"trade {r[0]}: price and quantity must be positive and the "
+                                  "buyer differ from the seller")
+        store = self.store
+        with store.transaction():
+            if rows:
+                lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
+                seen = {t for (t,) in store.query(
+                    "SELECT trade_id FROM trade WHERE trade_id BETWEEN ? AND ?", (lo, hi))}
+                new = [r for r in rows if r[0] not in seen]
+                if len({r[0] for r in new}) != len(new):
+                    raise LedgerError("a batch names the same trade id twice")
+                full = [r + self._fees(r) for r in new]
+                store.executemany("INSERT INTO trade VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  full)
+                self._postings(sorted(r[0] for r in new))
+                self._apply_balances(self._trade_deltas(full), "a trade batch")
+            else:
+                new = []
+            for c in closes:
+                self._close_day(*c)
+        return len(new)
+
+    def _fees(self, r) -> tuple[int, int]:
+        notional = r[5] * r[6]
+        each = fee(notional, self.fee_bps[0 if r[4] == Segment.LISTED else 1])
+        return each, each
+
+    def _postings(self, ids: list[int]) -> None:
+        """The legs of trades ``ids``, generated in SQL one contiguous id run at a time."""
+        fees_account = self.accounts[FEES]
+        runs, start = [], 0
+        for k in range(1, len(ids) + 1):
+            if k == len(ids) or ids[k] != ids[k - 1] + 1:
+                runs.append((ids[start], ids[k - 1]))
+                start = k
+        legs = [
+            "buyer, 0, -(price * qty + buyer_fee)",  # buyer pays
+            "seller, 0, price * qty - seller_fee",  # seller is paid
+            "seller, asset, -qty",  # seller delivers
+            "buyer, asset, qty",  # buyer receives
+        ]
+        for lo, hi in runs:
+            for leg in legs:
+                self.store.execute(
+                    f"INSERT INTO posting SELECT {SOURCE_TRADE}, trade_id, day, {leg} FROM trade "
+                    "WHERE trade_id BETWEEN ? AND ?", (lo, hi))
+            self.store.execute(
+                f"INSERT INTO posting SELECT {SOURCE_TRADE}, trade_id, day, {fees_account}, 0, "
+                "buyer_fee + seller_fee FROM trade WHERE trade_id BETWEEN ? AND ? "
+                "AND buyer_fee + seller_fee > 0", (lo, hi))
+
+    def _trade_deltas(self, full: list[tuple]):
+        """Net change per (account, asset) of a batch of trade rows, exact in int64."""
+        if not full:
+            return []
+        t = np.array([r[:9] + r[11:] for r in full], dtype=np.int64)
+        # columns: id day ts asset segment price qty buyer seller buyer_fee seller_fee
+        notional = t[:, 5] * t[:, 6]
+        zeros = np.zeros(len(t), dtype=np.int64)
+        fees = t[:, 9] + t[:, 10]
+        acc = np.concatenate([t[:, 7], t[:, 8], t[:, 8], t[:, 7],
+                              np.full(len(t), self.accounts[FEES])])
+        asset = np.concatenate([zeros, zeros, t[:, 3], t[:, 3], zeros])
+        amount = np.concatenate([-(notional + t[:, 9]), notional - t[:, 10], -t[:, 6], t[:, 6],
+                                 fees])
+        key = acc * (len(self.assets) + 1) + asset
+        order = np.argsort(key, kind="stable")
+        key, acc, asset, amount = key[order], acc[order], asset[order], amount[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        sums = np.add.reduceat(amount, starts)
+        return list(zip(acc[starts].tolist(), asset[starts].tolist(), sums.tolist()))
+
+    def _close_day(self, day, asset, prior_close, close, listed_volume, block_volume,
+                   listed_turnover, block_turnover) -> None:
+        """A DAY_CLOSED row: the closing price, and once a day its settlement report."""
+        self.store.execute(
+            "INSERT INTO day_close VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, asset) "
+            "DO NOTHING", (day, asset, prior_close, close, listed_volume, block_volume,
+                           listed_turnover, block_turnover))
+        n, cash, tonnes, fees = self.store.query(
+            "SELECT count(*), coalesce(sum(price * qty), 0), coalesce(sum(qty), 0), "
+            "coalesce(sum(buyer_fee + seller_fee), 0) FROM trade WHERE day = ?", (day,))[0]
+        self.store.execute("INSERT INTO settlement VALUES (?, ?, ?, ?, ?) ON CONFLICT (day) "
+                           "DO UPDATE SET trades = excluded.trades, cash_moved = "
+                           "excluded.cash_moved, tonnes_moved = excluded.tonnes_moved, "
+                           "fees = excluded.fees", (day, n, cash, tonnes, fees))
+
+    # ------------------------------------------------------------------ reading
+
+    def balances(self, include_external: bool = False) -> dict[str, dict[str, int]]:
+        """{account: {asset: amount}} from the balance table (every asset listed)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, id_ in sorted(self.accounts.items()):
+            if id_ in self.external and not include_external:
+                continue
+            out[name] = {asset: 0 for asset in self.assets}
+        for account, asset, amount in self.store.query(
+                "SELECT account, asset, amount FROM balance"):
+            name = self.account_names[account]
+            if name in out:
+                out[name][self.asset_names[asset]] = amount
+        return out
+
+    def trade_count(self) -> int:
+        return self.store.query("SELECT count(*) FROM trade")[0][0]
+
+    def days(self) -> list[tuple]:
+        """(date, instrument, prior close, close, listed volume, block volume) per day."""
+        return [(date_of_day(d).isoformat(), self.asset_names[a], p, c, lv, bv)
+                for d, a, p, c, lv, bv in self.store.query(
+                    "SELECT day, asset, prior_close, close, listed_volume, block_volume "
+                    "FROM day_close ORDER BY day, asset")]
+
+    def statement(self, name: str, date: str | dt.date) -> "Statement":
+        """The account's statement for one trading date: opening balances, the day's trades
+        (with fees) and operations, closing balances."""
+        account = self._account_id(name)
+        day = day_of_date(date if isinstance(date, dt.date) else _parse_date(date))
+        opening = {asset: 0 for asset in self.assets}
+        for asset, amount in self.store.query(
+                "SELECT asset, sum(amount) FROM posting WHERE account = ? AND day < ? "
+                "GROUP BY asset", (account, day)):
+            opening[self.asset_names[asset]] = int(amount)
+        trades = []
+        for (tid, ts, asset, seg, price, qty, buyer, seller, bo, so, bfee, sfee) in self.store.query(
+                "SELECT trade_id, ts, asset, segment, price, qty, buyer, seller, buy_order, "
+                "sell_order, buyer_fee, seller_fee FROM trade WHERE day = ? AND "
+                "(buyer = ? OR seller = ?) ORDER BY trade_id", (day, account, account)):
+            buy = buyer == account
+            trades.append(StatementTrade(
+                tid, format_time(ts), self.asset_names[asset], Segment(seg).name,
+                "BUY" if buy else "SELL", price, qty, bo if buy else so,
+                self.account_names[seller if buy else buyer],
+                -(price * qty + bfee) if buy else price * qty - sfee, qty if buy else -qty,
+                bfee if buy else sfee))
+        operations = [StatementOperation(ref, kind, self.asset_names[asset],
+                                         amount if kind in ("DEPOSIT", "ALLOWANCE_IN") else -amount)
+                      for ref, kind, asset, amount in self.store.query(
+                          "SELECT ref, kind, asset, amount FROM operation WHERE account = ? "
+                          "AND day = ? ORDER BY op_id", (account, day))]
+        closing = dict(opening)
+        for t in trades:
+            closing[CASH] += t.cash
+            closing[t.instrument] += t.tonnes
+        for op in operations:
+            closing[op.asset] += op.amount
+        return Statement(name, date_of_day(day).isoformat(), opening, trades, operations,
+                         sum(t.fee for t in trades), closing)
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(self, expected: dict[str, dict[str, int]] | None = None,
+                  expected_fees: int | None = None) -> "Reconciliation":
+        """Check the ledger against itself and, when given, the engine's balances.
+
+        Internally: every transaction's postings net to zero per asset; the balance table
+        equals the postings replayed from scratch; each trade has its four legs. Against
+        ``expected`` ({account: {asset: amount}}): every participant balance agrees, and the
+        fee account holds ``expected_fees``.
+        """
+        q = self.store.query
+        problems = []
+        for source, txn, asset, total in q(
+                "SELECT source, txn, asset, sum(amount) FROM posting GROUP BY source, txn, asset "
+                "HAVING sum(amount) <> 0 LIMIT 5"):
+            problems.append(f"transaction {source}:{txn} nets {total} in asset "
+                            f"{self.asset_names.get(asset, asset)}, not 0")
+        replayed = {(a, s): int(x) for a, s, x in q(
+            "SELECT account, asset, sum(amount) FROM posting GROUP BY account, asset")}
+        stored = {(a, s): int(x) for a, s, x in q("SELECT account, asset, amount FROM balance")}
+        for key in sorted(set(replayed) | set(stored)):
+            if replayed.get(key, 0) != stored.get(key, 0):
+                problems.append(f"balance of {self.account_names[key[0]]} in "
+                                f"{self.asset_names[key[1]]}: table {stored.get(key, 0)}, "
+                                f"postings {replayed.get(key, 0)}")
+        trades = self.trade_count()
+        legs = q(f"SELECT count(*) FROM posting WHERE source = {SOURCE_TRADE} AND asset > 0")[0][0]
+        if legs != 2 * trades:
+            problems.append(f"{trades} trades have {legs} allowance legs, not {2 * trades}")
+        for (account,) in q("SELECT account FROM balance WHERE external = 0 AND amount < 0"):
+            problems.append(f"{self.account_names[account]} has a negative balance")
+        if expected is not None:
+            have = self.balances()
+            for name in sorted(set(have) | set(expected)):
+                for asset in self.assets:
+                    a = have.get(name, {}).get(asset, 0)
+                    b = expected.get(name, {}).get(asset, 0)
+                    if a != b:
+                        problems.append(f"{name} {asset}: ledger {a}, engine {b}")
+        if expected_fees is not None:
+            fees = self.balances(include_external=True)[FEES][CASH]
+            if fees != expected_fees:
+                problems.append(f"fees: ledger {fees}, engine {expected_fees}")
+        return Reconciliation(not problems, problems, len(self.balances()), trades)
+
+
+@dataclass(frozen=True)
+class StatementTrade:
+    trade_id: int
+    time: str
+    instrument: str
+    segment: str
+    side: str
+    price: int
+    qty: int
+    order_id: str
+    counterparty: str
+    cash: int  # fen: what the trade moved in this account's cash, fee included
+    tonnes: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class StatementOperation:
+    ref: str
+    kind: str
+    asset: str
+    amount: int  # signed: into the account is positive
+
+
+@dataclass(frozen=True)
+class Statement:
+    account: str
+    date: str
+    opening: dict[str, int]
+    trades: list[StatementTrade]
+    operations: list[StatementOperation]
+    fees: int
+    closing: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    ok: bool
+    problems: list[str]
+    accounts: int
+    trades: int
+
+
+def engine_balances(accounts, account_name: Callable[[int], str], instruments: Sequence[str]
+                    ) -> tuple[dict[str, dict[str, int]], int]:
+    """The engine's in-memory balances as {account: {asset: amount}}, and its fees."""
+    out = {}
+    n = accounts.n_instruments
+    for handle in np.flatnonzero(accounts.cash[:, CA_KNOWN]).tolist():
+        row = {CASH: int(accounts.cash[handle, CA_TOTAL])}
+        for i, name in enumerate(instruments):
+            row[name] = int(accounts.holdings[handle * n + i, HD_TOTAL])
+        out[account_name(handle)] = row
+    return out, int(accounts.risk[RK_FEES])
+
+
+def _parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(text))
+    except ValueError:
+        raise LedgerError(f"date {text!r} is not YYYY-MM-DD") from None
+
+
+__all__ = ["Ledger", "LedgerError", "Reconciliation", "Statement", "StoreError", "Trade",
+           "engine_balances", "migrate"]
