@@ -20,6 +20,10 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
 app.add_typer(bench_app, name="bench")
+ledger_app = typer.Typer(no_args_is_help=True, help="The settlement ledger: balances, "
+                         "statements, reconciliation.")
+app.add_typer(ledger_app, name="ledger")
+LEDGER_HELP = "Ledger: a SQLite path (default out/ledger.sqlite) or a postgresql:// URL."
 
 
 class EngineChoice(str, Enum):
@@ -57,28 +61,170 @@ def match(
                                         help="Matching implementation."),
     check: bool = typer.Option(False, "--check", help="Check the book's invariants at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the day summary."),
+    accounts: Optional[Path] = typer.Option(
+        None, "--accounts", help="CSV of opening balances (account,type,cash,<instrument>...): "
+        "reservation and settlement on; writes the ledger, statements and reconciliation too."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help="With --accounts: the ledger "
+                                         "(default DIR/ledger.sqlite, recreated each run)."),
+    fee_bps_listed: int = typer.Option(0, "--fee-bps-listed", min=0, max=1000,
+                                       help="With --accounts: fee per side, listed trades."),
+    fee_bps_block: int = typer.Option(0, "--fee-bps-block", min=0, max=1000,
+                                      help="With --accounts: fee per side, block trades."),
+    t0: bool = typer.Option(False, "--t0", help="With --accounts: allowances bought today are "
+                            "sellable today (default T+1)."),
 ) -> None:
     """Run the engine over an order file; write trades, orders, rejects and days CSV files."""
+    from engine.accounts import AccountError, RiskConfig
     from engine.errors import EngineConfigError
     from engine.orderfile import OrderFileError, read_order_file, run_match, write_results
+    from ledger.core import LedgerError
+    from ledger.store import StoreError
 
     started = time.perf_counter()
+    settled = None
     try:
         closes = _prior_closes(prior_close)
         parsed = read_order_file(orders, list(closes))
         if not parsed.has_instrument_column and len(closes) > 1:
             _fail("several --prior-close values need an instrument column in the order file")
-        result = run_match(parsed, list(closes.values()), engine.value, check_invariants=check)
+        if accounts is None:
+            if ledger is not None:
+                _fail("--ledger needs --accounts")
+            result = run_match(parsed, list(closes.values()), engine.value,
+                               check_invariants=check)
+        else:
+            from ledger.session import run_settled_match
+
+            risk = RiskConfig(fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block,
+                              t_plus_one=not t0)
+            settled = run_settled_match(parsed, list(closes.values()), accounts, out,
+                                        engine.value, risk, ledger, check_invariants=check)
+            result = settled.result
         paths = write_results(result, out)
-    except (OrderFileError, EngineConfigError) as e:
+    except (OrderFileError, EngineConfigError, LedgerError, AccountError, StoreError) as e:
         _fail(str(e))
     elapsed = time.perf_counter() - started
+    if settled is not None and not settled.reconciliation.ok:
+        for problem in settled.reconciliation.problems:
+            typer.echo(f"cea: reconcile: {problem}", err=True)
+        _fail("the ledger and the engine's balances disagree (see reconcile.json)", 1)
     if quiet:
         return
     typer.echo(f"{len(parsed.commands)} commands, {len(result.trades) - 1} trades, "
                f"{len(result.rejects) - 1} rejects ({engine.value} engine, {elapsed:.2f} s)")
     _print_table(result.days)
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
+    if settled is not None:
+        typer.echo(f"ledger {settled.ledger_url}: {settled.settled} trades settled, "
+                   f"{len(settled.statements) // 2} statements, reconciled with the engine")
+
+
+def _open_ledger(url: Optional[str]):
+    from ledger.core import Ledger
+
+    url = url or "out/ledger.sqlite"
+    if not url.startswith(("postgresql://", "postgres://", "host=")):
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        if not Path(path).is_file():
+            _fail(f"no ledger at {path} (run cea match --accounts first, or pass --ledger)")
+    return Ledger.open(url, instruments=())
+
+
+def _ledger_errors():
+    from ledger.core import LedgerError
+    from ledger.store import StoreError
+
+    return (LedgerError, StoreError)
+
+
+@ledger_app.command("balances")
+def ledger_balances(
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (fen and tonnes)."),
+) -> None:
+    """Every account's balances: cash in CNY, allowances in tonnes per instrument."""
+    import json
+
+    from ledger.statements import money
+
+    try:
+        led = _open_ledger(ledger)
+        balances = led.balances()
+        led.close()
+    except _ledger_errors() as e:
+        _fail(str(e))
+    if json_out:
+        typer.echo(json.dumps(balances, indent=1, sort_keys=True))
+        return
+    assets = list(next(iter(balances.values()), {"CNY": 0}))
+    rows = [["account"] + assets]
+    for name, row in balances.items():
+        rows.append([name] + [money(row[a]) if a == "CNY" else str(row[a]) for a in assets])
+    _print_table(rows)
+
+
+@ledger_app.command("statement")
+def ledger_statement(
+    account: str = typer.Argument(..., help="Account name."),
+    date: str = typer.Option(..., "--date", help="Trading date, YYYY-MM-DD."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write into this directory "
+                                       "(<account>_<date>.csv and .json) instead of printing."),
+) -> None:
+    """One account's statement for one date: opening, trades with fees, operations, closing."""
+    import csv
+    import json
+
+    from ledger.statements import statement_json, statement_rows, write_statement
+
+    if fmt not in ("csv", "json"):
+        _fail(f"--format must be csv or json, not {fmt!r}")
+    try:
+        led = _open_ledger(ledger)
+        st = led.statement(account, date)
+        led.close()
+    except _ledger_errors() as e:
+        _fail(str(e))
+    if out is not None:
+        typer.echo("wrote " + ", ".join(str(p) for p in write_statement(st, out)))
+    elif fmt == "json":
+        typer.echo(json.dumps(statement_json(st), indent=1))
+    else:
+        csv.writer(sys.stdout, lineterminator="\n").writerows(statement_rows(st))
+
+
+@ledger_app.command("reconcile")
+def ledger_reconcile(
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    balances: Optional[Path] = typer.Option(
+        None, "--balances", help="The engine's balances.json (written by cea match "
+        "--accounts) to reconcile against; without it, the ledger's own consistency."),
+) -> None:
+    """Prove the ledger consistent (postings net to zero, balances = postings replayed) and
+    equal to the engine's in-memory balances. Exit 1 on any difference."""
+    import json
+
+    expected = fees = None
+    if balances is not None:
+        try:
+            data = json.loads(balances.read_text(encoding="utf-8"))
+            expected, fees = data["accounts"], int(data["fees"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            _fail(f"{balances}: not a balances.json written by cea match --accounts ({e})")
+    try:
+        led = _open_ledger(ledger)
+        rec = led.reconcile(expected, fees)
+        led.close()
+    except _ledger_errors() as e:
+        _fail(str(e))
+    for problem in rec.problems:
+        typer.echo(f"cea: reconcile: {problem}", err=True)
+    if not rec.ok:
+        raise typer.Exit(1)
+    against = " and the engine's balances" if balances is not None else ""
+    typer.echo(f"reconciled: {rec.accounts} accounts, {rec.trades} trades; postings net to "
+               f"zero, balances equal the postings replayed{against}")
 
 
 def _print_table(rows: list[list[str]]) -> None:

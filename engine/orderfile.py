@@ -194,20 +194,32 @@ class MatchResult:
     orders: list[list[str]]
     rejects: list[list[str]]
     days: list[list[str]]
+    events: np.ndarray | None = None  # the raw event rows (the ledger settles from them)
+    book: object = None
 
 
 def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba",
-              calendar: TradingCalendar | None = None, check_invariants: bool = False
-              ) -> MatchResult:
-    """Run one book over the whole file in one batch and build the four result tables."""
+              calendar: TradingCalendar | None = None, check_invariants: bool = False,
+              accounts=None) -> MatchResult:
+    """Run one book over the whole file in one batch and build the four result tables.
+
+    ``accounts`` (``engine.accounts.Accounts``, handles from ``order_file.accounts``) turns
+    the risk stage on."""
     calendar = calendar or TradingCalendar.xshg()
     n = len(order_file.commands)
-    book = make_book(impl, prior_closes, calendar, order_capacity=max(16, len(order_file.orders)),
+    book = make_book(impl, prior_closes, calendar, accounts=accounts,
+                     order_capacity=max(16, len(order_file.orders)),
                      event_capacity=max(1024, 2 * n))  # about 1.5 rows a command
     events = book.submit_batch(order_file.commands)
     if check_invariants:
         book.check_invariants()
-    return _results(order_file, book, events)
+        if accounts is not None:
+            from .accounts import check_reservations
+
+            check_reservations(accounts, book.resting_orders())
+    result = _results(order_file, book, events)
+    result.events, result.book = events, book
+    return result
 
 
 def _money(fen: int) -> str:
