@@ -122,8 +122,10 @@ def match(
 def _open_ledger(url: Optional[str]):
     from ledger.core import Ledger
 
+    from ledger.store import is_postgres
+
     url = url or "out/ledger.sqlite"
-    if not url.startswith(("postgresql://", "postgres://", "host=")):
+    if not is_postgres(url):
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
         if not Path(path).is_file():
             _fail(f"no ledger at {path} (run cea match --accounts first, or pass --ledger)")

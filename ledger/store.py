@@ -18,6 +18,7 @@ rewrites them for psycopg. The ledger is the only writer.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,10 +123,16 @@ class PostgresStore(Store):
             cur.executemany(self._sql(sql), rows)
 
 
+def is_postgres(url: str) -> bool:
+    """A ``postgresql://`` URL or a libpq ``key=value`` conninfo string."""
+    return url.startswith(("postgresql://", "postgres://")) or bool(
+        re.match(r"^\s*[a-z_]+\s*=", url))
+
+
 def open_store(url: str) -> Store:
     """A store for ``sqlite:///path``, a path, ``:memory:`` or ``postgresql://...``."""
     url = str(url)
-    if url.startswith(("postgresql://", "postgres://")) or url.startswith("host="):
+    if is_postgres(url):
         return PostgresStore.connect(url)
     if url.startswith("sqlite:///"):
         url = url[len("sqlite:///"):] or ":memory:"
