@@ -251,6 +251,22 @@ def bench_core(
                        reference_orders=reference_orders, echo=typer.echo)
 
 
+@bench_app.command("ledger")
+def bench_ledger(
+    orders: int = typer.Option(1_000_000, "--orders", min=1000, help="Commands in the stream."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the generated stream."),
+    batch: int = typer.Option(10_000, "--batch", min=1, help="Trades per ledger transaction."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the figures here."),
+    postgres: Optional[str] = typer.Option(
+        None, "--postgres", help="PostgreSQL conninfo/URL (default: start one on loopback)."),
+) -> None:
+    """Engine with vs without reservation; trades settled per second into SQLite, PostgreSQL."""
+    from bench.ledger import run_ledger_benchmark
+
+    run_ledger_benchmark(orders=orders, seed=seed, batch=batch, json_path=json_path,
+                         postgres=postgres, echo=typer.echo)
+
+
 def main() -> None:
     try:
         app()

@@ -217,14 +217,16 @@ class Ledger:
 
     def settle_trades(self, trades: Iterable[Trade]) -> int:
         """Settle ``Trade`` records as one batch; return how many were new."""
-        rows = []
+        cols, buy_orders, sell_orders = [], [], []
         for t in trades:
             if t.instrument not in self.assets or t.instrument == CASH:
                 raise LedgerError(f"trade {t.trade_id}: no instrument {t.instrument!r}")
-            rows.append((t.trade_id, t.day, t.ts, self.assets[t.instrument], t.segment, t.price,
-                         t.qty, self._account_id(t.buyer), self._account_id(t.seller),
-                         t.buy_order, t.sell_order))
-        return self._settle(rows)
+            cols.append((t.trade_id, t.day, t.ts, self.assets[t.instrument], t.segment, t.price,
+                         t.qty, self._account_id(t.buyer), self._account_id(t.seller)))
+            buy_orders.append(t.buy_order)
+            sell_orders.append(t.sell_order)
+        return self._settle(np.array(cols, dtype=np.int64).reshape(-1, 9), buy_orders,
+                            sell_orders)
 
     def settle_events(self, events: np.ndarray, account_name: Callable[[int], str],
                       order_name: Callable[[int], str], instruments: Sequence[str]) -> int:
@@ -233,52 +235,61 @@ class Ledger:
         names; ``instruments`` names the engine's instruments by index."""
         trades = events[events[:, B.KIND] == EventKind.TRADE]
         days = events[events[:, B.KIND] == EventKind.DAY_CLOSED]
-        asset_of = [self.assets[name] for name in instruments]
-        ids: dict[int, int] = {}
-        rows = []
-        for r in trades.tolist():
-            buyer = ids.get(r[B.ACCOUNT])
-            if buyer is None:
-                buyer = ids[r[B.ACCOUNT]] = self._account_id(account_name(r[B.ACCOUNT]))
-            seller = ids.get(r[B.ACCOUNT2])
-            if seller is None:
-                seller = ids[r[B.ACCOUNT2]] = self._account_id(account_name(r[B.ACCOUNT2]))
-            rows.append((r[B.TRADE_ID], r[B.TS] // DAY_US, r[B.TS], asset_of[r[B.INSTRUMENT]],
-                         r[B.SEGMENT], r[B.PRICE], r[B.QTY], buyer, seller,
-                         order_name(r[B.ORDER]), order_name(r[B.ORDER2])))
-        closes = [(r[B.ORDER], asset_of[r[B.INSTRUMENT]], r[B.AUX1], r[B.PRICE], r[B.QTY],
+        asset_of = np.array([self.assets[name] for name in instruments], dtype=np.int64)
+        # engine account handles -> ledger ids, looked up once per distinct handle
+        handles = np.unique(np.concatenate([trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2]]))
+        ids = np.array([self._account_id(account_name(int(h))) for h in handles.tolist()],
+                       dtype=np.int64)
+        cols = np.empty((len(trades), 9), dtype=np.int64)
+        cols[:, 0] = trades[:, B.TRADE_ID]
+        cols[:, 1] = trades[:, B.TS] // DAY_US
+        cols[:, 2] = trades[:, B.TS]
+        cols[:, 3] = asset_of[trades[:, B.INSTRUMENT]]
+        cols[:, 4] = trades[:, B.SEGMENT]
+        cols[:, 5] = trades[:, B.PRICE]
+        cols[:, 6] = trades[:, B.QTY]
+        cols[:, 7] = ids[np.searchsorted(handles, trades[:, B.ACCOUNT])]
+        cols[:, 8] = ids[np.searchsorted(handles, trades[:, B.ACCOUNT2])]
+        buy_orders = [order_name(h) for h in trades[:, B.ORDER].tolist()]
+        sell_orders = [order_name(h) for h in trades[:, B.ORDER2].tolist()]
+        closes = [(r[B.ORDER], int(asset_of[r[B.INSTRUMENT]]), r[B.AUX1], r[B.PRICE], r[B.QTY],
                    r[B.AUX2], r[B.ACCOUNT], r[B.ACCOUNT2]) for r in days.tolist()]
-        return self._settle(rows, closes)
+        return self._settle(cols, buy_orders, sell_orders, closes)
 
-    def _settle(self, rows: list[tuple], closes: list[tuple] = ()) -> int:
-        for r in rows:
-            if not (r[5] > 0 and r[6] > 0 and r[7] != r[8]):
-                raise LedgerError(f"trade {r[0]}: price and quantity must be positive and the "
-                                  "buyer differ from the seller")
+    def _settle(self, cols: np.ndarray, buy_orders: list[str], sell_orders: list[str],
+                closes: list[tuple] = ()) -> int:
+        """cols: trade_id, day, ts, asset, segment, price, qty, buyer, seller (ledger ids)."""
+        if len(cols):
+            bad = np.flatnonzero((cols[:, 5] <= 0) | (cols[:, 6] <= 0) | (cols[:, 7] == cols[:, 8]))
+            if len(bad):
+                raise LedgerError(f"trade {int(cols[bad[0], 0])}: price and quantity must be "
+                                  "positive and the buyer differ from the seller")
+            if len(np.unique(cols[:, 0])) != len(cols):
+                raise LedgerError("a batch names the same trade id twice")
         store = self.store
         with store.transaction():
-            if rows:
-                lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
-                seen = {t for (t,) in store.query(
-                    "SELECT trade_id FROM trade WHERE trade_id BETWEEN ? AND ?", (lo, hi))}
-                new = [r for r in rows if r[0] not in seen]
-                if len({r[0] for r in new}) != len(new):
-                    raise LedgerError("a batch names the same trade id twice")
-                full = [r + self._fees(r) for r in new]
+            new = 0
+            if len(cols):
+                lo, hi = int(cols[:, 0].min()), int(cols[:, 0].max())
+                seen = np.array([t for (t,) in store.query(
+                    "SELECT trade_id FROM trade WHERE trade_id BETWEEN ? AND ?", (lo, hi))],
+                    dtype=np.int64)
+                keep = ~np.isin(cols[:, 0], seen) if len(seen) else np.ones(len(cols), bool)
+                cols = cols[keep]
+                new = len(cols)
+            if new:
+                bps = np.where(cols[:, 4] == Segment.LISTED, self.fee_bps[0], self.fee_bps[1])
+                fees = (cols[:, 5] * cols[:, 6] * bps + 5000) // 10000  # engine.accounts.fee
+                kept = np.flatnonzero(keep).tolist()
+                rows = list(zip(*cols.T.tolist(), [buy_orders[k] for k in kept],
+                                [sell_orders[k] for k in kept], fees.tolist(), fees.tolist()))
                 store.executemany("INSERT INTO trade VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                  full)
-                self._postings(sorted(r[0] for r in new))
-                self._apply_balances(self._trade_deltas(full), "a trade batch")
-            else:
-                new = []
+                                  rows)
+                self._postings(np.sort(cols[:, 0]).tolist())
+                self._apply_balances(self._trade_deltas(cols, fees), "a trade batch")
             for c in closes:
                 self._close_day(*c)
-        return len(new)
-
-    def _fees(self, r) -> tuple[int, int]:
-        notional = r[5] * r[6]
-        each = fee(notional, self.fee_bps[0 if r[4] == Segment.LISTED else 1])
-        return each, each
+        return new
 
     def _postings(self, ids: list[int]) -> None:
         """The legs of trades ``ids``, generated in SQL one contiguous id run at a time."""
@@ -304,20 +315,15 @@ class Ledger:
                 "buyer_fee + seller_fee FROM trade WHERE trade_id BETWEEN ? AND ? "
                 "AND buyer_fee + seller_fee > 0", (lo, hi))
 
-    def _trade_deltas(self, full: list[tuple]):
-        """Net change per (account, asset) of a batch of trade rows, exact in int64."""
-        if not full:
-            return []
-        t = np.array([r[:9] + r[11:] for r in full], dtype=np.int64)
-        # columns: id day ts asset segment price qty buyer seller buyer_fee seller_fee
+    def _trade_deltas(self, t: np.ndarray, fee_each: np.ndarray):
+        """Net change per (account, asset) of a batch of trades, exact in int64."""
         notional = t[:, 5] * t[:, 6]
         zeros = np.zeros(len(t), dtype=np.int64)
-        fees = t[:, 9] + t[:, 10]
         acc = np.concatenate([t[:, 7], t[:, 8], t[:, 8], t[:, 7],
                               np.full(len(t), self.accounts[FEES])])
         asset = np.concatenate([zeros, zeros, t[:, 3], t[:, 3], zeros])
-        amount = np.concatenate([-(notional + t[:, 9]), notional - t[:, 10], -t[:, 6], t[:, 6],
-                                 fees])
+        amount = np.concatenate([-(notional + fee_each), notional - fee_each, -t[:, 6], t[:, 6],
+                                 2 * fee_each])
         key = acc * (len(self.assets) + 1) + asset
         order = np.argsort(key, kind="stable")
         key, acc, asset, amount = key[order], acc[order], asset[order], amount[order]

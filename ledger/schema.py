@@ -64,7 +64,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             asset BIGINT NOT NULL,
             amount BIGINT NOT NULL
         )""",
-        "CREATE INDEX posting_by_account ON posting (account, day)",
+        "CREATE INDEX posting_by_day ON posting (day, account)",
         """CREATE TABLE balance (
             account BIGINT NOT NULL,
             asset BIGINT NOT NULL,
