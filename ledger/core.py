@@ -103,7 +103,12 @@ class Ledger:
     def open(cls, url: str, instruments: Sequence[str] = ("CEA",), fee_bps_listed: int = 0,
              fee_bps_block: int = 0) -> "Ledger":
         """Open (creating and migrating as needed) the ledger at ``url``."""
-        return cls(open_store(url), instruments, fee_bps_listed, fee_bps_block)
+        store = open_store(url)
+        try:
+            return cls(store, instruments, fee_bps_listed, fee_bps_block)
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         self.store.close()
