@@ -119,6 +119,11 @@ def run_ledger_benchmark(orders: int = 1_000_000, seed: int = 7, batch: int = 10
     try:
         url = postgres
         if url is None:
+            import sys
+
+            root = str(Path(__file__).resolve().parents[1])  # tests/ sits beside bench/
+            if root not in sys.path:
+                sys.path.append(root)
             from tests.pgserver import postgres_unavailable_reason, start_postgres
 
             pg_note = postgres_unavailable_reason() or ""

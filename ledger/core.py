@@ -288,8 +288,7 @@ class Ledger:
                 kept = np.flatnonzero(keep).tolist()
                 rows = list(zip(*cols.T.tolist(), [buy_orders[k] for k in kept],
                                 [sell_orders[k] for k in kept], fees.tolist(), fees.tolist()))
-                store.executemany("INSERT INTO trade VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                  rows)
+                store.bulk_insert("trade", 13, rows)
                 self._postings(np.sort(cols[:, 0]).tolist())
                 self._apply_balances(self._trade_deltas(cols, fees), "a trade batch")
             for c in closes:

@@ -52,6 +52,10 @@ class Store:
     def query(self, sql: str, params=()) -> list[tuple]:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), params).fetchall()]
 
+    def bulk_insert(self, table: str, columns: int, rows) -> None:
+        """Append ``rows`` to ``table`` (no conflict handling: the caller filtered them)."""
+        self.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * columns)})", rows)
+
     @contextmanager
     def transaction(self):
         """BEGIN ... COMMIT, or ROLLBACK on any exception (re-raised). Not re-entrant."""
@@ -92,6 +96,7 @@ class SqliteStore(Store):
                     raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA cache_size=-131072")  # 128 MiB: the indexes stay in memory
         except sqlite3.Error as e:
             raise StoreError(f"{path}: cannot open the ledger: {e}") from None
         return cls(conn, path)
@@ -121,6 +126,12 @@ class PostgresStore(Store):
     def executemany(self, sql: str, rows) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(self._sql(sql), rows)
+
+    def bulk_insert(self, table: str, columns: int, rows) -> None:
+        # COPY: one round trip for the batch instead of a statement per row
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 def is_postgres(url: str) -> bool:
