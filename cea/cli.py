@@ -132,11 +132,19 @@ def _open_ledger(url: Optional[str]):
     return Ledger.open(url, instruments=())
 
 
-def _ledger_errors():
+def _read_ledger(url: Optional[str], read):
+    """``read(ledger)`` on the ledger at ``url``, closed after; errors as ``cea: error``."""
     from ledger.core import LedgerError
     from ledger.store import StoreError
 
-    return (LedgerError, StoreError)
+    try:
+        led = _open_ledger(url)
+        try:
+            return read(led)
+        finally:
+            led.close()
+    except (LedgerError, StoreError) as e:
+        _fail(str(e))
 
 
 @ledger_app.command("balances")
@@ -149,12 +157,7 @@ def ledger_balances(
 
     from ledger.statements import money
 
-    try:
-        led = _open_ledger(ledger)
-        balances = led.balances()
-        led.close()
-    except _ledger_errors() as e:
-        _fail(str(e))
+    balances = _read_ledger(ledger, lambda led: led.balances())
     if json_out:
         typer.echo(json.dumps(balances, indent=1, sort_keys=True))
         return
@@ -182,12 +185,7 @@ def ledger_statement(
 
     if fmt not in ("csv", "json"):
         _fail(f"--format must be csv or json, not {fmt!r}")
-    try:
-        led = _open_ledger(ledger)
-        st = led.statement(account, date)
-        led.close()
-    except _ledger_errors() as e:
-        _fail(str(e))
+    st = _read_ledger(ledger, lambda led: led.statement(account, date))
     if out is not None:
         typer.echo("wrote " + ", ".join(str(p) for p in write_statement(st, out)))
     elif fmt == "json":
@@ -214,12 +212,7 @@ def ledger_reconcile(
             expected, fees = data["accounts"], int(data["fees"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             _fail(f"{balances}: not a balances.json written by cea match --accounts ({e})")
-    try:
-        led = _open_ledger(ledger)
-        rec = led.reconcile(expected, fees)
-        led.close()
-    except _ledger_errors() as e:
-        _fail(str(e))
+    rec = _read_ledger(ledger, lambda led: led.reconcile(expected, fees))
     for problem in rec.problems:
         typer.echo(f"cea: reconcile: {problem}", err=True)
     if not rec.ok:
