@@ -184,6 +184,14 @@ class Engine:
         close = (clock // DAY_US) * DAY_US + DAY_CLOSE_US
         return self.submit(ClockTick(max(clock, close)))
 
+    def set_prior_close(self, instrument: str, fen: int) -> None:
+        """Set the prior close (fen) the next trading day's bands are built on.
+
+        Only between trading days (before the first, or after 15:00 closed one): the day in
+        progress keeps its bands. Raises ``EngineConfigError`` otherwise or if out of range.
+        """
+        self.book.set_prior_close(self._index(instrument), fen)
+
     # ------------------------------------------------------------------ the edge
 
     def encode(self, commands: list[Command]) -> np.ndarray:
@@ -220,16 +228,16 @@ class Engine:
                 check = check or Reason.MALFORMED
             row["instrument"] = instrument or 0
             row["side"], row["type"], row["tif"], row["stp"] = c.side, c.type, c.tif, c.stp
-            check = check or _qty_check(c.qty)
+            check = check or qty_check(c.qty)
             if c.type == OrderType.MARKET:
                 check = check or (Reason.INVALID_PRICE if c.price is not None else Reason.NONE)
             else:
-                check = check or _price_check(c.price)
+                check = check or price_check(c.price)
         else:
             row["action"] = Action.CANCEL if isinstance(c, CancelOrder) else Action.AMEND
             row["order"] = self.orders.find(c.order_id)
             if isinstance(c, AmendOrder):
-                check = check or _qty_check(c.qty) or _price_check(c.price)
+                check = check or qty_check(c.qty) or price_check(c.price)
         if check == Reason.NONE and isinstance(c, (NewOrder, AmendOrder)):
             row["qty"] = c.qty
             if c.price is not None:
@@ -341,13 +349,13 @@ class Engine:
             check_reservations(self.balances, self.book.resting_orders())
 
 
-def _qty_check(qty) -> Reason:
+def qty_check(qty) -> Reason:
     if not isinstance(qty, int) or isinstance(qty, bool) or not MIN_QTY <= qty <= MAX_QTY:
         return Reason.INVALID_QTY
     return Reason.NONE
 
 
-def _price_check(price) -> Reason:
+def price_check(price) -> Reason:
     if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
         return Reason.INVALID_PRICE
     return Reason.NONE

@@ -234,10 +234,12 @@ class Ledger:
                             sell_orders)
 
     def settle_events(self, events: np.ndarray, account_name: Callable[[int], str],
-                      order_name: Callable[[int], str], instruments: Sequence[str]) -> int:
+                      order_name: Callable[[int], str], instruments: Sequence[str],
+                      feed: tuple[str, int] | None = None) -> int:
         """Settle the TRADE rows of an engine event array and record its DAY_CLOSED rows,
         in one transaction. ``account_name`` / ``order_name`` turn engine handles into
-        names; ``instruments`` names the engine's instruments by index."""
+        names; ``instruments`` names the engine's instruments by index. ``feed`` (name,
+        position) records, in the same transaction, how far that source is now settled."""
         trades = events[events[:, B.KIND] == EventKind.TRADE]
         days = events[events[:, B.KIND] == EventKind.DAY_CLOSED]
         asset_of = np.array([self.assets[name] for name in instruments], dtype=np.int64)
@@ -259,10 +261,15 @@ class Ledger:
         sell_orders = [order_name(h) for h in trades[:, B.ORDER2].tolist()]
         closes = [(r[B.ORDER], int(asset_of[r[B.INSTRUMENT]]), r[B.AUX1], r[B.PRICE], r[B.QTY],
                    r[B.AUX2], r[B.ACCOUNT], r[B.ACCOUNT2]) for r in days.tolist()]
-        return self._settle(cols, buy_orders, sell_orders, closes)
+        return self._settle(cols, buy_orders, sell_orders, closes, feed)
+
+    def feed_position(self, name: str) -> int:
+        """How far the source ``name`` has been settled (-1: never)."""
+        rows = self.store.query("SELECT position FROM feed WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else -1
 
     def _settle(self, cols: np.ndarray, buy_orders: list[str], sell_orders: list[str],
-                closes: list[tuple] = ()) -> int:
+                closes: list[tuple] = (), feed: tuple[str, int] | None = None) -> int:
         """cols: trade_id, day, ts, asset, segment, price, qty, buyer, seller (ledger ids)."""
         if len(cols):
             bad = np.flatnonzero((cols[:, 5] <= 0) | (cols[:, 6] <= 0) | (cols[:, 7] == cols[:, 8]))
@@ -293,6 +300,9 @@ class Ledger:
                 self._apply_balances(self._trade_deltas(cols, fees), "a trade batch")
             for c in closes:
                 self._close_day(*c)
+            if feed is not None:
+                store.execute("INSERT INTO feed VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                              "position = excluded.position", feed)
         return new
 
     def _postings(self, ids: list[int]) -> None:

@@ -95,6 +95,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         )""",
         "CREATE INDEX trade_by_day ON trade (day)",
     ]),
+    (3, "feed positions: how far a source (the server's journal) has been settled", [
+        """CREATE TABLE feed (
+            name TEXT PRIMARY KEY,
+            position BIGINT NOT NULL
+        )""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -195,6 +195,13 @@ class FastBook:
                             d[S.DY_BLOCK_TURNOVER]))
         return last_day, figures, bool(self.glob[S.GL_DAY_OPEN])
 
+    def set_prior_close(self, instrument: int, fen: int) -> None:
+        """The prior close the next trading day opens with (only while no day is open)."""
+        if self.glob[S.GL_DAY_OPEN]:
+            raise EngineConfigError("a prior close cannot change while a trading day is open")
+        self.days[instrument] = 0  # the closed day's figures are no longer its close
+        self.days[instrument, S.DY_PRIOR_CLOSE] = check_prior_close(int(fen))
+
     def globals(self):
         """(clock, next trade id, commands processed)."""
         g = self.glob

@@ -596,6 +596,12 @@ class ReferenceBook:
         ]
         return self.last_day, figures, self.day_open
 
+    def set_prior_close(self, instrument: int, fen: int) -> None:
+        """The prior close the next trading day opens with (only while no day is open)."""
+        if self.day_open:
+            raise EngineConfigError("a prior close cannot change while a trading day is open")
+        self.days[instrument] = InstrumentDay(check_prior_close(int(fen)))
+
     def globals(self):
         """(clock, next trade id, commands processed)."""
         return self.clock, self.next_trade_id, self.commands_done

@@ -1,0 +1,376 @@
+"""``gateway.client``: an asyncio client of ``cea serve``.
+
+>>> async def example(port, token):                                   # doctest: +SKIP
+...     async with Client("127.0.0.1", port, "A001", token) as c:
+...         report = await c.place("o1", "CEA", Side.BUY, 500, 6010)
+...         print(report.exec.name, report.open)
+...         book = await c.subscribe("CEA")
+...         print(book.bids[:1], book.seq)
+
+Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``; replies arrive at
+``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``: the first report
+about that ``cl_ord_id``). Market data is kept per channel in a ``BookView``, which checks
+sequence numbers: on a gap it asks the server to replay the missing range (or re-snapshot)
+and holds later messages until the gap is filled, so callbacks see every message once, in
+order. With ``reconnect=True`` a lost connection is re-established, logged on again and
+re-subscribed (from fresh snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Callable
+
+from engine.codes import OrderType, Side, Stp, TimeInForce
+
+from . import protocol as P
+
+
+class ClientError(Exception):
+    """Logon refused, the server closed the session, or an awaited reply did not come."""
+
+
+class BookView:
+    """One market-data channel as the client sees it, in sequence.
+
+    ``gaps`` counts gaps seen, ``replays`` the replay requests sent, ``snapshots`` the
+    snapshots applied.
+    """
+
+    def __init__(self, instrument: str, segment: int):
+        self.instrument, self.segment = instrument, segment
+        self.seq = -1  # -1: no snapshot yet
+        self.status = P.Status.CLOSED
+        self.bids: list = []
+        self.asks: list = []
+        self.last_price: int | None = None
+        self.volume = 0
+        self.trades: collections.deque = collections.deque(maxlen=1000)
+        self.summaries: list[P.MdDaySummary] = []
+        self.held: dict[int, object] = {}
+        self.gaps = self.replays = self.snapshots = 0
+        self.asked_to = 0  # the highest sequence number a pending replay covers
+        self.ready = asyncio.Event()
+
+    def on_snapshot(self, snap: P.MdSnapshot) -> list:
+        self.seq = snap.seq
+        self.status, self.bids, self.asks = snap.status, list(snap.bids), list(snap.asks)
+        self.last_price, self.volume = snap.last_price, snap.volume
+        self.snapshots += 1
+        self.asked_to = 0
+        self.ready.set()
+        return self._drain()
+
+    def on_incremental(self, msg) -> tuple[list, tuple[int, int] | None]:
+        """Messages now in order, and a (from, to) range to ask for if a gap opened."""
+        if self.seq < 0 or msg.seq > self.seq + 1:
+            if msg.seq > self.seq:
+                self.held[msg.seq] = msg
+            if self.seq < 0 or self.asked_to >= msg.seq - 1:
+                return [], None
+            self.gaps += 1
+            self.replays += 1
+            self.asked_to = msg.seq - 1
+            return [], (self.seq + 1, msg.seq - 1)
+        if msg.seq <= self.seq:
+            return [], None  # already seen (a replay overlapping what arrived)
+        self._apply(msg)
+        return [msg, *self._drain()], None
+
+    def _drain(self) -> list:
+        out = []
+        for seq in sorted(s for s in self.held if s <= self.seq):
+            del self.held[seq]
+        while self.seq + 1 in self.held:
+            msg = self.held.pop(self.seq + 1)
+            self._apply(msg)
+            out.append(msg)
+        return out
+
+    def _apply(self, msg) -> None:
+        self.seq = msg.seq
+        kind = type(msg)
+        if kind is P.MdDepth:
+            self.bids, self.asks = list(msg.bids), list(msg.asks)
+        elif kind is P.MdTrade:
+            self.last_price = msg.price
+            self.volume += msg.qty
+            self.trades.append(msg)
+        elif kind is P.MdStatus:
+            self.status = msg.status
+        elif kind is P.MdDaySummary:
+            self.summaries.append(msg)
+
+    @property
+    def best_bid(self):
+        return self.bids[0] if self.bids else None
+
+    @property
+    def best_ask(self):
+        return self.asks[0] if self.asks else None
+
+
+_MD = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
+
+
+class Client:
+    """A session with the exchange. Use ``async with Client(...) as c`` or ``connect``/``close``."""
+
+    def __init__(self, host: str, port: int, account: str, token: str, *,
+                 cancel_on_disconnect: bool = True, heartbeat_ms: int = 5000,
+                 on_execution: Callable[[P.ExecutionReport], None] | None = None,
+                 on_market_data: Callable[[object], None] | None = None,
+                 reconnect: bool = False, drop: Callable[[object], bool] | None = None):
+        self.host, self.port, self.account, self.token = host, port, account, token
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self.heartbeat_ms = heartbeat_ms
+        self.on_execution = on_execution
+        self.on_market_data = on_market_data
+        self.reconnect = reconnect
+        self.drop = drop  # tests: discard an incoming message on purpose
+        self.books: dict[tuple[str, int], BookView] = {}
+        self.reports: list[P.ExecutionReport] = []
+        self.keep_reports = True
+        self.error: P.Error | None = None
+        self.logon: P.LogonAck | None = None
+        self.connected = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future]] = collections.defaultdict(list)
+        self._replies: dict[type, collections.deque] = collections.defaultdict(collections.deque)
+        self._writer = None
+        self._tasks: list[asyncio.Task] = []
+        self._closing = False
+        self.reconnects = 0
+
+    # -------------------------------------------------------------- connection
+
+    async def __aenter__(self) -> "Client":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def connect(self) -> P.LogonAck:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._writer = writer
+        writer.write(P.encode(P.Logon(self.account, self.token, self.cancel_on_disconnect,
+                                      self.heartbeat_ms)))
+        frames = P.FrameReader(P.SERVER_MESSAGES)
+        reply = None
+        while reply is None:
+            data = await reader.read(65536)
+            if not data:
+                raise ClientError("the server closed the connection during logon")
+            msgs = frames.feed(data)
+            reply, rest = msgs[0] if msgs else None, msgs[1:]
+        if isinstance(reply, P.LogonReject):
+            writer.close()
+            raise ClientError(f"logon refused: {reply.text}")
+        if not isinstance(reply, P.LogonAck):
+            writer.close()
+            raise ClientError(f"logon answered with {reply!r}")
+        self.logon = reply
+        self.connected.set()
+        for msg in rest:
+            self._dispatch(msg)
+        self._tasks = [asyncio.create_task(self._read(reader, frames)),
+                       asyncio.create_task(self._heartbeat())]
+        return reply
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._writer is not None and not self._writer.is_closing():
+            try:
+                self._writer.write(P.encode(P.Logout()))
+                await self._writer.drain()
+            except (ConnectionError, RuntimeError):
+                pass
+            self._writer.close()
+        for task in self._tasks:
+            task.cancel()
+        self._fail_waiters(ClientError("client closed"))
+
+    def abort(self) -> None:
+        """Drop the connection without Logout (tests: a participant that vanishes)."""
+        self._writer.transport.abort()
+
+    async def _read(self, reader, frames) -> None:
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                for msg in frames.feed(data):
+                    self._dispatch(msg)
+        except (ConnectionError, P.ProtocolError):
+            pass
+        except asyncio.CancelledError:
+            return
+        self.connected.clear()
+        self._fail_waiters(ClientError(
+            f"connection closed{': ' + self.error.text if self.error else ''}"))
+        if self.reconnect and not self._closing:
+            asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self.connect()
+                self.reconnects += 1
+                for book in self.books.values():
+                    book.seq = -1
+                    book.held.clear()
+                    self.send(P.Subscribe(book.instrument, book.segment))
+                return
+            except (OSError, ClientError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _heartbeat(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.heartbeat_ms / 1000 / 2)
+                if self._writer is not None and not self._writer.is_closing():
+                    self._writer.write(P.encode(P.Heartbeat()))
+        except asyncio.CancelledError:
+            pass
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        for futures in list(self._waiters.values()) + list(self._replies.values()):
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+        self._waiters.clear()
+        self._replies.clear()
+
+    # -------------------------------------------------------------- incoming
+
+    def _dispatch(self, msg) -> None:
+        if self.drop is not None and self.drop(msg):
+            return
+        kind = type(msg)
+        if kind is P.ExecutionReport:
+            if self.keep_reports:
+                self.reports.append(msg)
+            waiters = self._waiters.pop(msg.cl_ord_id, None)
+            if waiters:
+                for f in waiters:
+                    if not f.done():
+                        f.set_result(msg)
+            if self.on_execution is not None:
+                self.on_execution(msg)
+        elif kind in _MD:
+            book = self.books.get((msg.instrument, msg.segment))
+            if book is None:
+                return
+            ordered, gap = book.on_incremental(msg)
+            if gap is not None:
+                self.send(P.MdReplayRequest(book.instrument, book.segment, *gap))
+            if self.on_market_data is not None:
+                for m in ordered:
+                    self.on_market_data(m)
+        elif kind is P.MdSnapshot:
+            book = self.books.get((msg.instrument, msg.segment))
+            if book is not None:
+                ordered = book.on_snapshot(msg)
+                if self.on_market_data is not None:
+                    self.on_market_data(msg)
+                    for m in ordered:
+                        self.on_market_data(m)
+        elif kind is P.Error:
+            self.error = msg
+        elif kind is P.Heartbeat:
+            pass
+        else:
+            queue = self._replies.get(kind)
+            if queue:
+                f = queue.popleft()
+                if not f.done():
+                    f.set_result(msg)
+
+    # -------------------------------------------------------------- outgoing
+
+    def send(self, msg) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise ClientError("not connected")
+        self._writer.write(P.encode(msg))
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def _expect(self, kind: type) -> asyncio.Future:
+        f = asyncio.get_running_loop().create_future()
+        self._replies[kind].append(f)
+        return f
+
+    def _report_for(self, cl_ord_id: str) -> asyncio.Future:
+        f = asyncio.get_running_loop().create_future()
+        self._waiters[cl_ord_id].append(f)
+        return f
+
+    def new_order(self, cl_ord_id: str, instrument: str, side: int, qty: int,
+                  price: int | None = None, type: int = OrderType.LIMIT,
+                  tif: int = TimeInForce.DAY, stp: int = Stp.CANCEL_NEWEST) -> None:
+        self.send(P.NewOrder(cl_ord_id, instrument, int(side), qty, price, int(type), int(tif),
+                             int(stp)))
+
+    def cancel(self, cl_ord_id: str) -> None:
+        self.send(P.Cancel(cl_ord_id))
+
+    def amend(self, cl_ord_id: str, price: int, qty: int) -> None:
+        self.send(P.Amend(cl_ord_id, price, qty))
+
+    async def place(self, cl_ord_id: str, instrument: str, side: int, qty: int,
+                    price: int | None = None, timeout: float = 10.0, **kw) -> P.ExecutionReport:
+        """Send a NewOrder and return the first report about it (ACCEPTED or REJECTED)."""
+        f = self._report_for(cl_ord_id)
+        self.new_order(cl_ord_id, instrument, side, qty, price, **kw)
+        return await asyncio.wait_for(f, timeout)
+
+    async def cancel_wait(self, cl_ord_id: str, timeout: float = 10.0) -> P.ExecutionReport:
+        f = self._report_for(cl_ord_id)
+        self.cancel(cl_ord_id)
+        return await asyncio.wait_for(f, timeout)
+
+    async def amend_wait(self, cl_ord_id: str, price: int, qty: int,
+                         timeout: float = 10.0) -> P.ExecutionReport:
+        f = self._report_for(cl_ord_id)
+        self.amend(cl_ord_id, price, qty)
+        return await asyncio.wait_for(f, timeout)
+
+    async def _admin(self, msg, timeout: float = 10.0) -> P.AdminAck:
+        f = self._expect(P.AdminAck)
+        self.send(msg)
+        return await asyncio.wait_for(f, timeout)
+
+    async def mass_cancel(self, instrument: str = "", side: int = 0) -> P.AdminAck:
+        return await self._admin(P.MassCancel(instrument, int(side)))
+
+    async def halt(self, instrument: str) -> P.AdminAck:
+        return await self._admin(P.Halt(instrument))
+
+    async def resume(self, instrument: str) -> P.AdminAck:
+        return await self._admin(P.Resume(instrument))
+
+    async def end_day(self) -> P.AdminAck:
+        return await self._admin(P.EndDay())
+
+    async def set_prior_close(self, instrument: str, price: int) -> P.AdminAck:
+        return await self._admin(P.SetPriorClose(instrument, price))
+
+    async def balance(self, timeout: float = 10.0) -> P.Balance:
+        f = self._expect(P.Balance)
+        self.send(P.BalanceRequest())
+        return await asyncio.wait_for(f, timeout)
+
+    async def subscribe(self, instrument: str, segment: int = 0,
+                        timeout: float = 10.0) -> BookView:
+        """Subscribe to a channel; return its ``BookView`` once the snapshot is in."""
+        book = self.books.get((instrument, segment))
+        if book is None:
+            book = self.books[(instrument, segment)] = BookView(instrument, segment)
+        self.send(P.Subscribe(instrument, segment))
+        await asyncio.wait_for(book.ready.wait(), timeout)
+        return book

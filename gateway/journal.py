@@ -1,0 +1,249 @@
+"""The journal (every sequenced command, in order, before anything is acknowledged) and
+snapshots of the exchange's state; recovery is the latest good snapshot plus the journal.
+
+Journal file: records back to back, each a 20-byte header and a msgpack body::
+
+    magic u32 | body length u32 | sequence number u64 | crc32 u32 of (seq, body)  (big-endian)
+
+Record 0 is the ``Genesis``. A crash can leave the last record torn (short or failing its
+CRC): it was never fsync'd, so never acknowledged, and recovery cuts it off. A bad record
+with good records after it is corruption: recovery stops and says where.
+
+Snapshot files ``snapshot-<seq>.pkl``: a SHA-256 of the body, then the pickled ``Exchange``
+as of journal record ``seq``, written to a temporary name, fsync'd and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .exchange import Exchange, Genesis, record_decoder, record_encoder
+
+MAGIC = 0xCEA10001
+_HEADER = struct.Struct(">IIQI")
+JOURNAL = "journal.log"
+SNAPSHOT_KEEP = 2
+
+
+class JournalError(Exception):
+    """The journal cannot be read or replayed as it is; the message says where and why."""
+
+
+def frame(seq: int, record) -> bytes:
+    body = record_encoder.encode(record)
+    seq_bytes = seq.to_bytes(8, "big")
+    crc = zlib.crc32(body, zlib.crc32(seq_bytes))
+    return _HEADER.pack(MAGIC, len(body), seq, crc) + body
+
+
+@dataclass
+class Scan:
+    records: int  # good records
+    end: int  # offset just after the last good record
+    size: int  # file size
+    last_seq: int  # -1 if none
+    problem: str = ""  # why reading stopped before the end of the file, if it did
+
+    @property
+    def torn_tail(self) -> bool:
+        """The bytes after ``end`` are one incomplete or damaged last record."""
+        return bool(self.problem) and self.end < self.size
+
+
+def read_records(path: Path, scan: Scan | None = None) -> Iterator[tuple[int, object]]:
+    """(seq, record) for every good record; fills ``scan`` as it goes. Stops at the first
+    bad record, saying why in ``scan.problem`` (the caller decides if that is a torn tail)."""
+    scan = scan if scan is not None else Scan(0, 0, 0, -1)
+    with open(path, "rb") as f:
+        data = f.read()
+    scan.size = len(data)
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < _HEADER.size:
+            scan.problem = f"offset {pos}: {len(data) - pos} bytes, too short for a header"
+            return
+        magic, length, seq, crc = _HEADER.unpack_from(data, pos)
+        body = data[pos + _HEADER.size: pos + _HEADER.size + length]
+        if magic != MAGIC:
+            scan.problem = f"offset {pos}: bad magic {magic:#x}"
+            return
+        if len(body) < length:
+            scan.problem = f"offset {pos}: record {seq} cut short ({len(body)} of {length} bytes)"
+            return
+        if zlib.crc32(body, zlib.crc32(seq.to_bytes(8, "big"))) != crc:
+            scan.problem = f"offset {pos}: record {seq} fails its CRC"
+            return
+        if seq != scan.last_seq + 1:
+            raise JournalError(f"{path}: offset {pos}: record {seq} follows {scan.last_seq}")
+        try:
+            record = record_decoder.decode(body)
+        except Exception as e:  # noqa: BLE001 - a CRC-clean body that does not decode
+            raise JournalError(f"{path}: offset {pos}: record {seq} does not decode: {e}") from None
+        pos += _HEADER.size + length
+        scan.records += 1
+        scan.end = pos
+        scan.last_seq = seq
+        yield seq, record
+
+
+def check_tail(path: Path, scan: Scan) -> None:
+    """Raise ``JournalError`` unless reading stopped at the end or at a torn last record."""
+    if not scan.problem:
+        return
+    # a torn tail is the last write, never fsync'd: one record's worth at most. Anything
+    # readable as a good record after the damage means the damage is in the middle.
+    with open(path, "rb") as f:
+        f.seek(scan.end)
+        rest = f.read()
+    for i in range(1, len(rest) - _HEADER.size + 1):
+        magic, length, seq, crc = _HEADER.unpack_from(rest, i)
+        if magic == MAGIC and seq > scan.last_seq:
+            body = rest[i + _HEADER.size: i + _HEADER.size + length]
+            if (len(body) == length and
+                    zlib.crc32(body, zlib.crc32(seq.to_bytes(8, "big"))) == crc):
+                raise JournalError(f"{path}: corrupt in the middle: {scan.problem}, "
+                                   f"yet record {seq} follows intact")
+
+
+class JournalWriter:
+    """Appends records; ``commit`` makes them durable (fdatasync) unless fsync is off."""
+
+    def __init__(self, path: Path, fsync: bool = True):
+        self.path = Path(path)
+        self.fsync = fsync
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.syncs = 0
+
+    def append(self, records) -> None:
+        data = b"".join([frame(seq, record) for seq, record in records])
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    def commit(self) -> None:
+        if self.fsync:
+            os.fdatasync(self.fd)
+            self.syncs += 1
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def start_journal(data_dir: Path, genesis: Genesis) -> None:
+    """A new journal holding only its ``Genesis`` record, durable."""
+    path = Path(data_dir) / JOURNAL
+    if path.exists():
+        raise JournalError(f"{path} already exists")
+    w = JournalWriter(path, fsync=True)
+    w.append([(0, genesis)])
+    w.close()
+    _fsync_dir(Path(data_dir))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- snapshots
+
+def write_snapshot(data_dir: Path, exchange: Exchange) -> Path:
+    body = pickle.dumps(exchange, protocol=pickle.HIGHEST_PROTOCOL)
+    path = Path(data_dir) / f"snapshot-{exchange.seq:012d}.pkl"
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(hashlib.sha256(body).digest())
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(Path(data_dir))
+    for old in sorted(Path(data_dir).glob("snapshot-*.pkl"))[:-SNAPSHOT_KEEP]:
+        old.unlink()
+    return path
+
+
+def load_snapshot(data_dir: Path, at_most: int | None = None) -> Exchange | None:
+    """The newest snapshot whose checksum holds (and ``seq <= at_most``), or None."""
+    for path in sorted(Path(data_dir).glob("snapshot-*.pkl"), reverse=True):
+        data = path.read_bytes()
+        digest, body = data[:32], data[32:]
+        if hashlib.sha256(body).digest() != digest:
+            continue
+        exchange = pickle.loads(body)
+        if at_most is None or exchange.seq <= at_most:
+            return exchange
+    return None
+
+
+# ---------------------------------------------------------------- recovery
+
+@dataclass
+class Recovery:
+    exchange: Exchange
+    records: int  # journal records read
+    replayed: int  # records applied after the snapshot
+    snapshot_seq: int  # -1: rebuilt from the genesis
+    truncated: int  # bytes of a torn tail cut off
+    state_hash: str
+
+
+def rebuild(data_dir: Path, impl: str = "numba", use_snapshot: bool = True,
+            truncate: bool = False, on_turn=None, to_seq: int | None = None) -> Recovery:
+    """The exchange as the journal in ``data_dir`` leaves it.
+
+    Starts from the newest good snapshot (unless ``use_snapshot`` is false) and applies every
+    later record; ``on_turn(seq, turn)`` sees each applied record's results (the ledger is fed
+    from it). A torn tail is cut off if ``truncate`` (the server does; ``verify`` only reports).
+    """
+    path = Path(data_dir) / JOURNAL
+    if not path.exists():
+        raise JournalError(f"{path}: no journal here")
+    scan = Scan(0, 0, 0, -1)
+    records = read_records(path, scan)
+    first = next(records, None)
+    if first is None or first[0] != 0 or not isinstance(first[1], Genesis):
+        raise JournalError(f"{path}: the first record is not a genesis record"
+                           + (f" ({scan.problem})" if scan.problem else ""))
+    exchange = load_snapshot(data_dir, to_seq) if use_snapshot else None
+    snapshot_seq = exchange.seq if exchange is not None else -1
+    if exchange is None:
+        exchange = Exchange(first[1], impl=impl)
+    replayed = 0
+    for seq, record in records:
+        if to_seq is not None and seq > to_seq:
+            break
+        if seq <= exchange.seq:
+            continue
+        turn = exchange.apply(seq, record)
+        replayed += 1
+        if on_turn is not None:
+            on_turn(seq, turn)
+    if to_seq is None:
+        check_tail(path, scan)
+    if exchange.seq < snapshot_seq or (snapshot_seq >= 0 and scan.last_seq < snapshot_seq):
+        raise JournalError(f"{path}: the journal ends at {scan.last_seq}, before the snapshot "
+                           f"at {snapshot_seq}")
+    truncated = 0
+    if scan.torn_tail and truncate and to_seq is None:
+        truncated = scan.size - scan.end
+        with open(path, "r+b") as f:
+            f.truncate(scan.end)
+            f.flush()
+            os.fsync(f.fileno())
+    return Recovery(exchange, scan.records, replayed, snapshot_seq, truncated,
+                    exchange.state_hash())

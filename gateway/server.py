@@ -1,0 +1,746 @@
+"""``cea serve``: the exchange on one machine, over TCP, on asyncio with uvloop.
+
+The pipeline, one writer (the event loop):
+
+1. **connections** (``Session``): frames are decoded once, at the edge; logon, heartbeats,
+   rate limit, subscriptions and queries are answered here. Orders and operator commands go
+   to the sequencer's queue, stamped with nothing yet.
+2. **sequencer** (``ExchangeServer._flush``): everything queued in one event-loop turn is one
+   batch: stamped with one exchange time, run through the engine (one jitted call), and turned
+   into journal records, execution reports and market data.
+3. **journal**: the turn's records are appended and fsync'd (group commit) *before* any
+   report or market data leaves, so whatever a client saw acknowledged survives a crash.
+4. **results**: reports to their accounts' sessions, market data to subscribers, trades and
+   account operations to the ledger publisher thread (SQLite by default), which settles them
+   idempotently and records how far the journal has been settled.
+
+Recovery on start: the latest snapshot plus the journal (``gateway.journal.rebuild``); the
+ledger is fed every record it had not settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine import batch as B
+from engine.codes import NO_TIME, AccountType
+from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US
+from engine.tradingdays import day_of_date
+
+from . import auth
+from . import protocol as P
+from .exchange import SYSTEM, AdminOp, Exchange, Genesis, Tick
+from .journal import JOURNAL, JournalWriter, rebuild, start_journal, write_snapshot
+from .marketdata import status_at
+
+log = logging.getLogger("cea.serve")
+
+#: Shanghai keeps UTC+8 all year (no daylight saving): exchange time without a tz database.
+_SHANGHAI_US = 8 * 3600 * 1_000_000
+FEED = "journal"  # the ledger's name for our journal
+
+DEMO_ACCOUNTS = [  # (name, type, cash fen, allowances t) for a first start with no --accounts
+    ("A001", AccountType.COVERED_ENTITY, 100_000_000_00, 500_000),
+    ("A002", AccountType.COVERED_ENTITY, 100_000_000_00, 500_000),
+    ("A003", AccountType.INSTITUTION, 50_000_000_00, 200_000),
+    ("A004", AccountType.INSTITUTION, 50_000_000_00, 200_000),
+]
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = Path("cea-data")
+    host: str = "127.0.0.1"
+    port: int = 7878  # 0: any free port (the server reports the one it got)
+    fsync: bool = True
+    instruments: list[tuple[str, int]] = field(default_factory=lambda: [("CEA", 6000)])
+    fee_bps_listed: int = 0
+    fee_bps_block: int = 0
+    t_plus_one: bool = True
+    operator: str = "OPS"
+    accounts: list = None  # OpeningBalance list for the first start (None: DEMO_ACCOUNTS)
+    tokens: dict[str, str] | None = None  # plain tokens for the first start (None: generate)
+    clock: str = "sim"  # "sim": exchange time runs from `start`; "wall": Shanghai time now
+    start_us: int | None = None  # sim clock start; None: 09:30 of today's or next trading day
+    rate_limit: int = 200_000  # messages per second per session (0: unlimited)
+    burst: int = 50_000
+    max_out_buffer: int = 8 << 20  # a session whose unsent replies exceed this is dropped
+    heartbeat_factor: int = 3  # silence of this many heartbeat intervals ends a session
+    snapshot_every: int = 20_000  # journal records between snapshots
+    ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
+    impl: str = "numba"
+    recover: bool = False  # require an existing journal
+
+
+class ExchangeClock:
+    """Exchange local time in µs: the wall clock in Shanghai, or a simulated clock that runs
+    at wall speed from a start time and jumps to the next trading morning when a day ends."""
+
+    def __init__(self, mode: str, calendar, start_us: int | None = None):
+        if mode not in ("sim", "wall"):
+            raise ValueError(f"clock must be sim or wall, not {mode!r}")
+        self.mode, self.calendar = mode, calendar
+        self._base = start_us if start_us is not None else self._morning(self.wall_now(), 0)
+        self._t0 = time.monotonic_ns()
+
+    @staticmethod
+    def wall_now() -> int:
+        return time.time_ns() // 1000 + _SHANGHAI_US
+
+    def _morning(self, ts: int, skip: int) -> int:
+        """09:30 of the first trading day at or after ``ts``'s day (+``skip`` days)."""
+        day = ts // DAY_US + skip
+        while not self.calendar.is_trading_day(day):
+            day += 1
+        return day * DAY_US + AM_OPEN_US
+
+    def now(self) -> int:
+        if self.mode == "wall":
+            return self.wall_now()
+        return self._base + (time.monotonic_ns() - self._t0) // 1000
+
+    def resume(self, engine_clock: int, day_open: bool) -> None:
+        """After recovery: carry on from where the journal left the engine's clock."""
+        if self.mode == "sim" and engine_clock != NO_TIME:
+            self._base = engine_clock if day_open else self._morning(engine_clock, 1)
+            self._t0 = time.monotonic_ns()
+
+    def day_ended(self, engine_clock: int) -> None:
+        if self.mode == "sim":
+            self._base = self._morning(engine_clock, 1)
+            self._t0 = time.monotonic_ns()
+
+
+class Session(asyncio.Protocol):
+    """One TCP connection: logon, rate limit, heartbeats and replies."""
+
+    def __init__(self, server: "ExchangeServer"):
+        self.server = server
+        self.reader = P.FrameReader(P.CLIENT_MESSAGES)
+        self.transport = None
+        self.account = -1  # handle once logged on
+        self.account_name = ""
+        self.cancel_on_disconnect = True
+        self.heartbeat_s = 5.0
+        self.out = bytearray()
+        self.tokens = float(server.config.burst)
+        self.refill_at = time.monotonic()
+        self.last_rx = self.last_tx = time.monotonic()
+        self.subscriptions: set[int] = set()
+        self.closing = False
+        self.id = 0
+
+    # -------------------------------------------------------------- asyncio
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.set_write_buffer_limits(high=1 << 20)
+        self.id = self.server.session_opened(self)
+
+    def connection_lost(self, exc):
+        self.closing = True
+        self.server.session_closed(self)
+
+    def pause_writing(self):
+        # the peer reads slower than we write: past a bound, drop it rather than grow memory
+        if self.transport.get_write_buffer_size() > self.server.config.max_out_buffer:
+            self.abort("slow reader: send buffer over its bound")
+
+    def resume_writing(self):
+        pass
+
+    def data_received(self, data: bytes):
+        if self.closing:
+            return
+        self.last_rx = time.monotonic()
+        try:
+            messages = self.reader.feed(data)
+        except P.ProtocolError as e:
+            for msg in e.messages:
+                self._handle(msg)
+            self.error(P.GatewayReason.BAD_VALUE, str(e))
+            return
+        if self.account < 0 and messages:
+            first = messages[0]
+            if type(first) is not P.Logon:
+                self.error(P.GatewayReason.NOT_LOGGED_ON, "the first message must be Logon")
+                return
+        limit = self.server.config.rate_limit
+        if limit:
+            now = self.last_rx
+            self.tokens = min(float(self.server.config.burst),
+                              self.tokens + (now - self.refill_at) * limit)
+            self.refill_at = now
+        pending = self.server.pending
+        account = self.account
+        for msg in messages:
+            kind = type(msg)
+            if kind in _SEQUENCED:
+                if account < 0:
+                    self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
+                    return
+                if limit:
+                    if self.tokens < 1:
+                        self.send(self.server.throttled(msg))
+                        continue
+                    self.tokens -= 1
+                pending.append((account, msg))
+            else:
+                self._handle(msg)
+                account = self.account
+                if self.closing:
+                    return
+        self.server.schedule_flush()
+        self.flush()
+
+    # -------------------------------------------------------------- messages
+
+    def _handle(self, msg) -> None:
+        kind = type(msg)
+        server = self.server
+        if kind is P.Heartbeat:
+            return
+        if kind is P.Logon:
+            server.logon(self, msg)
+        elif self.account < 0:
+            self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
+        elif kind is P.Logout:
+            self.flush()
+            self.transport.close()
+            self.closing = True
+        elif kind is P.Subscribe:
+            server.subscribe(self, msg)
+        elif kind is P.MdReplayRequest:
+            server.md_replay(self, msg)
+        elif kind is P.BalanceRequest:
+            self.send(server.balance(self))
+        elif kind in _SEQUENCED:
+            self.server.pending.append((self.account, msg))
+
+    def send(self, msg) -> None:
+        P.encode_into(msg, self.out)
+
+    def flush(self) -> None:
+        if self.out and not self.closing:
+            self.transport.write(bytes(self.out))
+            self.last_tx = time.monotonic()
+        self.out.clear()
+
+    def error(self, reason: int, text: str) -> None:
+        """Answer a bad frame or a protocol violation, then disconnect."""
+        self.send(P.Error(int(reason), text))
+        self.flush()
+        self.closing = True
+        self.transport.close()
+
+    def abort(self, why: str) -> None:
+        log.warning("session %s (%s): %s", self.id, self.account_name or "-", why)
+        self.closing = True
+        self.transport.abort()
+
+
+_SEQUENCED = {P.NewOrder, P.Cancel, P.Amend, P.MassCancel, P.Halt, P.Resume, P.EndDay,
+              P.SetPriorClose}
+
+
+class LedgerPublisher(threading.Thread):
+    """Settles the journal's trades and account operations into the ledger, off the loop.
+
+    Items are (seq, events, ledger_ops) in journal order; consecutive items are settled in
+    one transaction with the feed position, so a crash repeats at most work that the ledger's
+    idempotence (trade ids, operation refs) absorbs.
+    """
+
+    def __init__(self, url: str, exchange: Exchange, fees: tuple[int, int]):
+        super().__init__(name="ledger-publisher", daemon=True)
+        self.url, self.exchange, self.fees = url, exchange, fees
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.position = -1
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        from ledger.core import Ledger
+
+        try:
+            ledger = Ledger.open(self.url, self.exchange.instruments, *self.fees)
+        except BaseException as e:  # noqa: BLE001 - reported by the server
+            self.error = e
+            self.ready.set()
+            return
+        self.position = ledger.feed_position(FEED)
+        self.ready.set()
+        try:
+            while True:
+                items = [self.queue.get()]
+                while len(items) < 10_000:
+                    try:
+                        items.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is None for item in items)
+                self._settle(ledger, [i for i in items if i is not None])
+                if stop:
+                    break
+        except BaseException as e:  # noqa: BLE001
+            self.error = e
+            log.error("ledger publisher stopped: %s", e)
+        finally:
+            ledger.close()
+
+    def _settle(self, ledger, items) -> None:
+        ex = self.exchange
+        events, last = [], -1
+        for seq, evs, ops in items:
+            if seq <= self.position:
+                continue
+            if ops:
+                if events:
+                    self._events(ledger, events, last)
+                    events = []
+                for op_seq, op in ops:
+                    self._operation(ledger, op_seq, op)
+            events.extend(evs)
+            last = seq
+        if last >= 0:
+            self._events(ledger, events, last)
+            self.position = last
+
+    def _events(self, ledger, events, seq) -> None:
+        ex = self.exchange
+        rows = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
+        ledger.settle_events(rows, ex.account_name, ex.order_name, ex.instruments,
+                             feed=(FEED, seq))
+
+    def _operation(self, ledger, seq: int, op: AdminOp) -> None:
+        day = op.ts_us // DAY_US
+        ref = f"{FEED}:{seq}"
+        if op.op == "OPEN_ACCOUNT":
+            ledger.open_account(op.account, AccountType(op.value))
+        elif op.op == "DEPOSIT":
+            ledger.deposit(op.account, op.value, ref=ref, day=day)
+        elif op.op == "WITHDRAW":
+            ledger.withdraw(op.account, op.value, ref=ref, day=day)
+        elif op.op == "ALLOWANCE_IN":
+            ledger.allowance_in(op.account, op.instrument or ex_first(self.exchange), op.value,
+                                ref=ref, day=day)
+        elif op.op == "ALLOWANCE_OUT":
+            ledger.allowance_out(op.account, op.instrument or ex_first(self.exchange), op.value,
+                                 ref=ref, day=day)
+
+    def publish(self, seq: int, turn) -> None:
+        if turn.events or turn.ledger_ops:
+            self.queue.put((seq, turn.events, turn.ledger_ops))
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.queue.put(None)
+        self.join(timeout)
+
+
+def ex_first(exchange: Exchange) -> str:
+    return exchange.instruments[0]
+
+
+class ExchangeServer:
+    """The whole exchange: recovery, sessions, sequencer, journal, ledger, market data."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.pending: list = []
+        self._flush_scheduled = False
+        self.sessions: dict[int, Session] = {}
+        self.by_account: dict[int, Session] = {}
+        self.subscribers: dict[int, set[Session]] = {}
+        self.sent_seq: list[int] = []
+        self._next_session = 1
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server = None
+        self.recovery = None
+        self.records_since_snapshot = 0
+        self.stats = {"turns": 0, "commands": 0, "max_batch": 0}
+        self.failed: BaseException | None = None
+
+    # -------------------------------------------------------------- start and stop
+
+    def open(self) -> str:
+        """Recover or create the exchange's state (no sockets yet); return a one-line summary."""
+        cfg = self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        journal = self.data_dir / JOURNAL
+        ledger_url = None
+        if cfg.ledger == "sqlite":
+            ledger_url = str(self.data_dir / "ledger.sqlite")
+        elif cfg.ledger:
+            ledger_url = cfg.ledger
+        if journal.exists():
+            summary = self._recover(ledger_url)
+        else:
+            if cfg.recover:
+                raise FileNotFoundError(f"--recover: no journal in {self.data_dir}")
+            summary = self._create(ledger_url)
+        self.tokens = auth.load_tokens(self.data_dir)
+        _warm_up(cfg.impl)
+        self.sent_seq = [c.seq for c in self.exchange.md.channels]
+        self.subscribers = {c: set() for c in range(len(self.sent_seq))}
+        return summary
+
+    def _ledger(self, url, exchange) -> LedgerPublisher | None:
+        if url is None:
+            return None
+        pub = LedgerPublisher(url, exchange, (exchange.genesis.fee_bps_listed,
+                                              exchange.genesis.fee_bps_block))
+        pub.start()
+        pub.ready.wait()
+        if pub.error is not None:
+            raise pub.error
+        return pub
+
+    def _create(self, ledger_url) -> str:
+        cfg = self.config
+        genesis = Genesis([(n, int(p)) for n, p in cfg.instruments], cfg.fee_bps_listed,
+                          cfg.fee_bps_block, cfg.t_plus_one, cfg.operator)
+        exchange = Exchange(genesis, impl=cfg.impl)  # checks the configuration first
+        start_journal(self.data_dir, genesis)
+        self.exchange = exchange
+        self.clock = ExchangeClock(cfg.clock, exchange.calendar, cfg.start_us)
+        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=True)
+        self.ledger = self._ledger(ledger_url, exchange)
+        opening = cfg.accounts
+        if opening is None:
+            opening = [_Opening(n, t, c, {exchange.instruments[0]: a})
+                       for n, t, c, a in DEMO_ACCOUNTS]
+        ts = self.clock.now() - DAY_US  # opening balances: dated the day before trading
+        ops = []
+        for o in opening:
+            ops.append(AdminOp(ts, "OPEN_ACCOUNT", account=o.account, value=int(o.type)))
+            if o.cash:
+                ops.append(AdminOp(ts, "DEPOSIT", account=o.account, value=o.cash))
+            for instrument, tonnes in o.allowances.items():
+                if tonnes:
+                    ops.append(AdminOp(ts, "ALLOWANCE_IN", account=o.account,
+                                       instrument=instrument, value=tonnes))
+        self._commit(exchange.submit([(SYSTEM, op) for op in ops], ts))
+        self.journal.fsync = cfg.fsync
+        names = [o.account for o in opening] + [cfg.operator]
+        self.credentials = auth.create_tokens(self.data_dir, names, cfg.tokens)
+        write_snapshot(self.data_dir, exchange)
+        return (f"new exchange: {len(opening)} accounts, instruments "
+                f"{', '.join(n for n, _ in cfg.instruments)}")
+
+    def _recover(self, ledger_url) -> str:
+        cfg = self.config
+        position = -1
+        if ledger_url is not None:
+            from ledger.core import Ledger
+
+            ledger = Ledger.open(ledger_url, [n for n, _ in cfg.instruments])
+            position = ledger.feed_position(FEED)
+            ledger.close()
+        # the ledger must see every record after its position: start from a snapshot only
+        # if the snapshot is not past it
+        from .journal import load_snapshot
+
+        snap = load_snapshot(self.data_dir)
+        use_snapshot = snap is not None and (ledger_url is None or snap.seq <= position)
+        turns = []
+        rec = rebuild(self.data_dir, impl=cfg.impl, use_snapshot=use_snapshot, truncate=True,
+                      on_turn=lambda seq, turn: turns.append((seq, turn))
+                      if seq > position else None)
+        self.recovery = rec
+        self.exchange = rec.exchange
+        self.clock = ExchangeClock(cfg.clock, self.exchange.calendar, cfg.start_us)
+        clock = self.exchange.engine.book.globals()[0]
+        self.clock.resume(clock, self.exchange.engine.day_in_progress())
+        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=cfg.fsync)
+        self.ledger = self._ledger(ledger_url, self.exchange)
+        if self.ledger is not None:
+            for seq, turn in turns:
+                self.ledger.publish(seq, turn)
+        self.credentials = None
+        return (f"recovered {rec.records} journal records (snapshot at {rec.snapshot_seq}, "
+                f"{rec.replayed} replayed, {rec.truncated} torn bytes cut), "
+                f"state hash {rec.state_hash[:16]}")
+
+    async def start(self) -> tuple[str, int]:
+        self.loop = asyncio.get_running_loop()
+        self.server = await self.loop.create_server(lambda: Session(self), self.config.host,
+                                                    self.config.port)
+        self._clock_tick()  # publish the status the clock says now
+        self._timer = self.loop.create_task(self._tick_loop())
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def stop(self, snapshot: bool = True) -> None:
+        """Stop accepting, settle what is queued, snapshot, close the journal and ledger."""
+        if self.server is not None:
+            self.server.close()
+        if getattr(self, "_timer", None):
+            self._timer.cancel()
+        for session in list(self.sessions.values()):
+            session.cancel_on_disconnect = False  # a shutdown is not a participant leaving
+            session.flush()
+            session.transport.close()
+        if self.pending and self.failed is None:
+            self._flush()
+        if snapshot and self.failed is None:
+            write_snapshot(self.data_dir, self.exchange)
+        self.journal.close()
+        if self.ledger is not None:
+            self.ledger.stop()
+
+    # -------------------------------------------------------------- sessions
+
+    def session_opened(self, session: Session) -> int:
+        sid = self._next_session
+        self._next_session += 1
+        self.sessions[sid] = session
+        return sid
+
+    def session_closed(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        for c in session.subscriptions:
+            self.subscribers[c].discard(session)
+        if session.account >= 0 and self.by_account.get(session.account) is session:
+            del self.by_account[session.account]
+            if session.cancel_on_disconnect and session.account != self.exchange.operator:
+                self.pending.append((session.account, P.MassCancel()))
+                self.schedule_flush()
+
+    def logon(self, session: Session, msg: P.Logon) -> None:
+        ex = self.exchange
+        stored = self.tokens.get(msg.account)
+        if session.account >= 0:
+            session.error(P.GatewayReason.BAD_VALUE, "already logged on")
+            return
+        if stored is None or not auth.verify_token(msg.token, stored):
+            session.send(P.LogonReject("unknown account or wrong token"))
+            session.flush()
+            session.closing = True
+            session.transport.close()
+            return
+        handle = ex.account_handle(msg.account)
+        if msg.account != ex.genesis.operator and not ex.is_account(msg.account):
+            session.send(P.LogonReject("account is not open"))
+            session.flush()
+            session.transport.close()
+            session.closing = True
+            return
+        if handle in self.by_account:
+            session.send(P.LogonReject("this account already has a session"))
+            session.flush()
+            session.transport.close()
+            session.closing = True
+            return
+        hb = max(100, min(msg.heartbeat_ms, 60_000))
+        session.account, session.account_name = handle, msg.account
+        session.cancel_on_disconnect = msg.cancel_on_disconnect
+        session.heartbeat_s = hb / 1000
+        self.by_account[handle] = session
+        session.send(P.LogonAck(msg.account, session.id, self.clock.now(), hb))
+
+    def throttled(self, msg):
+        kind = {P.Cancel: P.ExecKind.CANCEL_REJECTED, P.Amend: P.ExecKind.AMEND_REJECTED}.get(
+            type(msg), P.ExecKind.REJECTED)
+        clid = getattr(msg, "cl_ord_id", "")
+        if clid or type(msg) is P.NewOrder:
+            return P.ExecutionReport(kind, clid, self.clock.now(),
+                                     reason=P.GatewayReason.THROTTLED)
+        return P.AdminAck(type(msg).__name__, False, P.GatewayReason.THROTTLED, "rate limit")
+
+    def subscribe(self, session: Session, msg: P.Subscribe) -> None:
+        i = self.exchange.instrument_index.get(msg.instrument, -1)
+        if i < 0 or msg.segment not in (0, 1):
+            session.send(P.AdminAck("Subscribe", False, P.GatewayReason.UNKNOWN_INSTRUMENT,
+                                    f"no channel {msg.instrument!r}/{msg.segment}"))
+            return
+        c = i * 2 + msg.segment
+        session.subscriptions.add(c)
+        self.subscribers[c].add(session)
+        session.send(self.exchange.snapshot(i, msg.segment))
+
+    def md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
+        i = self.exchange.instrument_index.get(msg.instrument, -1)
+        if i < 0 or msg.segment not in (0, 1):
+            session.send(P.AdminAck("MdReplayRequest", False,
+                                    P.GatewayReason.UNKNOWN_INSTRUMENT, "no such channel"))
+            return
+        frames = self.exchange.md.channel(i, msg.segment).replay(msg.from_seq, msg.to_seq)
+        if frames is None:  # no longer kept (or never sent): start again from a snapshot
+            session.send(self.exchange.snapshot(i, msg.segment))
+        else:
+            for f in frames:
+                session.out += f
+
+    def balance(self, session: Session):
+        if not self.exchange.is_account(session.account_name):
+            return P.AdminAck("BalanceRequest", False, P.GatewayReason.BAD_VALUE,
+                              "the operator has no balances")
+        return self.exchange.balance(session.account_name)
+
+    # -------------------------------------------------------------- the sequencer
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled and self.pending:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.pending or self.failed is not None:
+            return
+        entries, self.pending = self.pending, []
+        try:
+            turn = self.exchange.submit(entries, self.clock.now())
+            self._commit(turn)
+        except BaseException as e:
+            # the journal and the state may now differ: stop, and let recovery rebuild it
+            self.failed = e
+            log.exception("sequencer failed; the server stops")
+            for session in list(self.sessions.values()):
+                session.transport.abort()
+            if self.server is not None:
+                self.server.close()
+            return
+        self.stats["turns"] += 1
+        self.stats["commands"] += len(entries)
+        self.stats["max_batch"] = max(self.stats["max_batch"], len(entries))
+        self._send(turn)
+        if turn.day_ended or any(
+                len(ev) and (ev[:, B.KIND] == 7).any() for ev in turn.events):
+            self.clock.day_ended(self.exchange.engine.book.globals()[0])
+        if self.records_since_snapshot >= self.config.snapshot_every:
+            write_snapshot(self.data_dir, self.exchange)
+            self.records_since_snapshot = 0
+
+    def _commit(self, turn) -> None:
+        """Journal the turn (durably) and hand it to the ledger: nothing is sent before."""
+        if turn.records:
+            self.journal.append(turn.records)
+            self.journal.commit()
+            self.records_since_snapshot += len(turn.records)
+            if self.ledger is not None:
+                self.ledger.publish(turn.records[-1][0], turn)
+
+    def _send(self, turn) -> None:
+        by_account = self.by_account
+        encode_into = P.encode_into
+        touched = set()
+        for account, report in turn.reports:
+            session = by_account.get(account)
+            if session is not None:
+                encode_into(report, session.out)
+                touched.add(session)
+        channels = self.exchange.md.channels
+        for c in set(turn.market_data):
+            seq = channels[c].seq
+            if seq > self.sent_seq[c]:
+                frames = channels[c].replay(self.sent_seq[c] + 1, seq)
+                self.sent_seq[c] = seq
+                if frames:
+                    data = b"".join(frames)
+                    for session in self.subscribers[c]:
+                        session.out += data
+                        touched.add(session)
+        for session in touched:
+            session.flush()
+
+    # -------------------------------------------------------------- time
+
+    async def _tick_loop(self) -> None:
+        """Heartbeats, and a clock tick whenever a session boundary or 15:00 passes."""
+        try:
+            while True:
+                await asyncio.sleep(0.05)
+                now = time.monotonic()
+                for session in list(self.sessions.values()):
+                    if session.closing:
+                        continue
+                    hb = session.heartbeat_s
+                    if now - session.last_rx > hb * self.config.heartbeat_factor:
+                        session.error(P.GatewayReason.BAD_VALUE, "heartbeat timeout")
+                    elif now - session.last_tx > hb and session.account >= 0:
+                        session.send(P.Heartbeat(self.clock.now()))
+                        session.flush()
+                self._clock_tick()
+        except asyncio.CancelledError:
+            pass
+
+    def _clock_tick(self) -> None:
+        ex = self.exchange
+        if self.failed is not None:
+            return
+        ts = self.clock.now()
+        clock = ex.engine.book.globals()[0]
+        trading = ex.calendar.is_trading_day(ts // DAY_US)
+        due = any(status_at(ts, c.segment, trading, ex.halted[i // 2]) != c.status
+                  for i, c in enumerate(ex.md.channels))
+        if ex.engine.day_in_progress() and clock != NO_TIME and \
+                ts >= (clock // DAY_US) * DAY_US + DAY_CLOSE_US:
+            due = True  # the day's 15:00 has passed: expire and close
+        if due:
+            self.pending.append((SYSTEM, Tick(ts)))
+            self.schedule_flush()
+
+
+def _warm_up(impl: str) -> None:
+    """Compile (or load from Numba's cache) the matching kernel before the first client: a
+    cold compile takes tens of seconds, which no session should wait out."""
+    from engine import ClockTick, Engine, RiskConfig
+    from engine.tradingdays import parse_time
+
+    Engine({"WARM": 6000}, impl=impl, risk=RiskConfig()).submit(
+        ClockTick(parse_time("2024-03-04T10:00:00")))
+
+
+class _Opening:
+    """An opening balance (the shape of ``ledger.session.OpeningBalance``)."""
+
+    def __init__(self, account, type_, cash, allowances):
+        self.account, self.type, self.cash, self.allowances = account, type_, cash, allowances
+
+
+def parse_start(text: str) -> int:
+    """``YYYY-MM-DD`` (09:30 that day) or an ISO time, as exchange µs."""
+    from engine.tradingdays import parse_time
+
+    if len(text) == 10:
+        return day_of_date(_dt.date.fromisoformat(text)) * DAY_US + AM_OPEN_US
+    ts = parse_time(text)
+    if ts is None:
+        raise ValueError(f"--start {text!r}: give YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS")
+    return ts
+
+
+def serve(config: ServerConfig, ready=None) -> int:
+    """Run the server until SIGINT/SIGTERM; ``ready(summary, host, port)`` once listening."""
+    import uvloop
+
+    server = ExchangeServer(config)
+    summary = server.open()
+
+    async def main():
+        host, port = await server.start()
+        if ready is not None:
+            ready(server, summary, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waiter = loop.create_task(stop.wait())
+        while not stop.is_set() and server.failed is None:
+            await asyncio.wait([waiter], timeout=0.2)
+        await server.stop(snapshot=server.failed is None)
+
+    uvloop.run(main())
+    return 1 if server.failed is not None else 0
