@@ -23,6 +23,9 @@ app.add_typer(bench_app, name="bench")
 ledger_app = typer.Typer(no_args_is_help=True, help="The settlement ledger: balances, "
                          "statements, reconciliation.")
 app.add_typer(ledger_app, name="ledger")
+journal_app = typer.Typer(no_args_is_help=True, help="The server's journal: verify it, replay "
+                          "it into the exchange's state.")
+app.add_typer(journal_app, name="journal")
 LEDGER_HELP = "Ledger: a SQLite path (default out/ledger.sqlite) or a postgresql:// URL."
 
 
@@ -220,6 +223,122 @@ def ledger_reconcile(
     against = " and the engine's balances" if balances is not None else ""
     typer.echo(f"reconciled: {rec.accounts} accounts, {rec.trades} trades; postings net to "
                f"zero, balances equal the postings replayed{against}")
+
+
+@app.command()
+def serve(
+    data_dir: Path = typer.Option(Path("cea-data"), "--data-dir",
+                                  help="Journal, snapshots, ledger and tokens live here."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(7878, "--port", min=0, max=65535, help="TCP port (0: any free)."),
+    prior_close: List[str] = typer.Option(
+        ["60.00"], "--prior-close", help="First prior close, CNY (NAME=60.00 per instrument; "
+        "repeat). Used when the data directory is new."),
+    accounts: Optional[Path] = typer.Option(
+        None, "--accounts", help="Opening balances CSV (account,type,cash,<instrument>...) for a "
+        "new data directory; default: four demo accounts."),
+    tokens: Optional[Path] = typer.Option(
+        None, "--tokens", help="account,token CSV for a new data directory; default: generate "
+        "tokens into DATA_DIR/credentials.csv."),
+    fsync: str = typer.Option("on", "--fsync", help="on: fsync the journal before every "
+                              "acknowledgement; off: for simulations (a crash may lose the "
+                              "last acknowledged commands)."),
+    recover: bool = typer.Option(False, "--recover", help="Require an existing journal to "
+                                 "recover from (an existing one is always recovered)."),
+    clock: str = typer.Option("sim", "--clock", help="sim: exchange time runs from --start; "
+                              "wall: Shanghai time now."),
+    start: Optional[str] = typer.Option(None, "--start", help="Sim clock start: YYYY-MM-DD "
+                                        "(09:30) or an ISO time; default today or next "
+                                        "trading day, 09:30."),
+    rate_limit: int = typer.Option(200_000, "--rate-limit", min=0,
+                                   help="Messages per second per session (0: none)."),
+    fee_bps_listed: int = typer.Option(0, "--fee-bps-listed", min=0, max=1000),
+    fee_bps_block: int = typer.Option(0, "--fee-bps-block", min=0, max=1000),
+    ledger: str = typer.Option("sqlite", "--ledger", help="sqlite (DATA_DIR/ledger.sqlite), a "
+                               "postgresql:// URL, or off."),
+    engine: EngineChoice = typer.Option(EngineChoice.numba, "--engine"),
+) -> None:
+    """Run the exchange: gateway, sequencer, journal, engine, ledger, market data."""
+    from gateway.auth import read_token_file
+    from gateway.server import ServerConfig, parse_start, serve as run
+
+    if fsync not in ("on", "off"):
+        _fail(f"--fsync must be on or off, not {fsync!r}")
+    if clock not in ("sim", "wall"):
+        _fail(f"--clock must be sim or wall, not {clock!r}")
+    instruments = list(_prior_closes(prior_close).items())
+    config = ServerConfig(
+        data_dir=data_dir, host=host, port=port, fsync=fsync == "on", instruments=instruments,
+        fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block, clock=clock,
+        rate_limit=rate_limit, ledger=None if ledger == "off" else ledger,
+        impl=engine.value, recover=recover)
+    try:
+        if start is not None:
+            config.start_us = parse_start(start)
+        if accounts is not None:
+            from ledger.session import read_accounts_file
+
+            config.accounts = read_accounts_file(accounts, [n for n, _ in instruments])
+        if tokens is not None:
+            config.tokens = read_token_file(tokens)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+
+    def ready(server, summary, host, port):
+        typer.echo(f"cea serve: {summary}")
+        if server.credentials is not None:
+            typer.echo(f"cea serve: logon tokens written to {server.credentials} "
+                       "(only their hashes are kept)")
+        typer.echo(f"cea serve: journal {data_dir / 'journal.log'} (fsync {fsync}), clock "
+                   f"{clock} at {_time(server.clock.now())}")
+        typer.echo(f"cea serve: listening on {host}:{port}  (Ctrl-C stops)", )
+
+    try:
+        code = run(config, ready=ready)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    raise typer.Exit(code)
+
+
+def _time(ts: int) -> str:
+    from engine.tradingdays import format_time
+
+    return format_time(ts)[:19]
+
+
+@journal_app.command("verify")
+def journal_verify(
+    data_dir: Path = typer.Argument(Path("cea-data"), help="The server's data directory."),
+    engine: EngineChoice = typer.Option(EngineChoice.numba, "--engine"),
+) -> None:
+    """Check every record (CRC, order), replay from the genesis, check the snapshots' state."""
+    from gateway.journal import JournalError, verify
+
+    try:
+        report = verify(data_dir, impl=engine.value)
+    except (JournalError, OSError) as e:
+        _fail(str(e), 1)
+    for line in report.lines:
+        typer.echo(line)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@journal_app.command("replay")
+def journal_replay(
+    data_dir: Path = typer.Argument(Path("cea-data"), help="The server's data directory."),
+    to: Optional[int] = typer.Option(None, "--to", min=0, help="Stop after this record."),
+    trades: Optional[Path] = typer.Option(None, "--trades", help="Write the trades (CSV)."),
+    engine: EngineChoice = typer.Option(EngineChoice.numba, "--engine"),
+) -> None:
+    """Rebuild the exchange's state from the journal alone; print the state hash."""
+    from gateway.journal import JournalError, replay
+
+    try:
+        result = replay(data_dir, impl=engine.value, to_seq=to, trades_path=trades)
+    except (JournalError, OSError) as e:
+        _fail(str(e), 1)
+    typer.echo(result)
 
 
 def _print_table(rows: list[list[str]]) -> None:

@@ -60,18 +60,19 @@ class Names:
     """
 
     def __init__(self):
-        self._handles: dict[str, int] = {}
+        #: name -> handle; read directly by hot loops that cannot afford a method call
+        self.handles: dict[str, int] = {}
         self._names: list[str] = []
 
     def handle(self, name: str) -> int:
-        h = self._handles.get(name)
+        h = self.handles.get(name)
         if h is None:
-            h = self._handles[name] = len(self._names)
+            h = self.handles[name] = len(self._names)
             self._names.append(name)
         return h
 
     def find(self, name: str) -> int:
-        return self._handles.get(name, NO_REF)
+        return self.handles.get(name, NO_REF)
 
     def name(self, handle: int) -> str:
         return self._names[handle] if 0 <= handle < len(self._names) else ""

@@ -18,7 +18,7 @@ order) and ``AdminOp`` (accounts, halts, prior closes).
 >>> _ = ex.submit([(SYSTEM, AdminOp(0, "DEPOSIT", account="A001", value=10**9))], 0)
 >>> t = parse_time("2024-03-04T10:00:00")
 >>> turn = ex.submit([(a, P.NewOrder("o1", "CEA", Side.BUY, 500, 6000))], t)
->>> [(acct, r[1].name, r[2]) for acct, r in turn.reports]
+>>> [(acct, ExecKind(r[1]).name, r[2]) for acct, r in turn.reports]
 [(1, 'ACCEPTED', 'o1')]
 """
 
@@ -37,7 +37,7 @@ from engine.codes import (
     NO_PRICE, NO_REF, NO_TIME, Action, AccountType, EventKind, HUGE_PRICE, OrderType, Reason,
     Segment, Side, Stp, TimeInForce,
 )
-from engine.rules import DAY_CLOSE_US, DAY_US
+from engine.rules import DAY_CLOSE_US, DAY_US, MAX_QTY
 from engine.tradingdays import TradingCalendar, date_of_day, parse_time  # noqa: F401 (doctest)
 
 from . import protocol as P
@@ -52,6 +52,18 @@ _SIDES = {int(v) for v in Side}
 _TYPES = {int(v) for v in OrderType}
 _TIFS = {int(v) for v in TimeInForce}
 _STPS = {int(v) for v in Stp}
+_NEW_ORDER = P.NewOrder
+_LIMIT, _MARKET, _IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(TimeInForce.IOC)
+_A_NEW = int(Action.NEW)
+# event kinds and report kinds as plain ints: enum attribute lookups cost in the hot loop
+_EV_ACCEPTED, _EV_REJECTED, _EV_TRADE, _EV_CANCELLED, _EV_EXPIRED, _EV_AMENDED, _EV_DAY = (
+    int(k) for k in (EventKind.ACCEPTED, EventKind.REJECTED, EventKind.TRADE,
+                     EventKind.CANCELLED, EventKind.EXPIRED, EventKind.AMENDED,
+                     EventKind.DAY_CLOSED))
+_X_ACCEPTED, _X_PARTIAL, _X_FILL, _X_CANCELLED, _X_EXPIRED, _X_AMENDED = (
+    int(k) for k in (ExecKind.ACCEPTED, ExecKind.PARTIAL_FILL, ExecKind.FILL,
+                     ExecKind.CANCELLED, ExecKind.EXPIRED, ExecKind.AMENDED))
+_MD_TRADE = 41  # MdTrade's tag: trades are framed from tuples, encoded like the Struct
 _ER = 32  # ExecutionReport's tag: reports are built as tuples, encoded like the Struct
 _REJECT_KIND = {Action.NEW: ExecKind.REJECTED, Action.CANCEL: ExecKind.CANCEL_REJECTED,
                 Action.AMEND: ExecKind.AMEND_REJECTED}
@@ -99,6 +111,20 @@ record_encoder = msgspec.msgpack.Encoder()
 record_decoder = msgspec.msgpack.Decoder(Record)
 
 _ACCOUNT_OPS = {"OPEN_ACCOUNT", "DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT"}
+
+
+def _new_order_check(msg, instrument: int) -> int:
+    """The first reason a NewOrder fails on its own (spec §7 order), or 0."""
+    if (not msg.cl_ord_id or instrument < 0 or msg.side not in _SIDES
+            or msg.type not in _TYPES or msg.tif not in _TIFS or msg.stp not in _STPS
+            or (msg.type == _MARKET and msg.tif != _IOC)):
+        return Reason.MALFORMED
+    check = qty_check(msg.qty)
+    if check:
+        return check
+    if msg.type == _MARKET:
+        return Reason.INVALID_PRICE if msg.price is not None else 0
+    return price_check(msg.price)
 
 
 @dataclass
@@ -189,37 +215,40 @@ class Exchange:
         origins: list[int] = []
         new_orders: list[tuple[int, str]] = []
         halted, index = self.halted, self.instrument_index
+        handles = self.engine.orders.handles
         intern = self._intern
         for account, msg in entries:
             kind = type(msg)
-            if kind is P.NewOrder:
+            if kind is _NEW_ORDER:
                 instrument = index.get(msg.instrument, -1)
                 if instrument >= 0 and halted[instrument]:
                     turn.reports.append((account, self._gateway_reject(
                         ExecKind.REJECTED, msg.cl_ord_id, ts, GatewayReason.INSTRUMENT_HALTED)))
                     continue
-                clid = msg.cl_ord_id
-                check = 0
-                if (instrument < 0 or msg.side not in _SIDES or msg.type not in _TYPES
-                        or msg.tif not in _TIFS or msg.stp not in _STPS
-                        or (msg.type == OrderType.MARKET and msg.tif != TimeInForce.IOC)):
-                    check = Reason.MALFORMED
-                handle = intern(account, clid, instrument, new_orders) if clid else NO_REF
-                if not clid:
-                    check = Reason.MALFORMED
-                check = check or qty_check(msg.qty)
-                price = msg.price
-                if msg.type == OrderType.MARKET:
-                    check = check or (Reason.INVALID_PRICE if price is not None else 0)
+                clid, qty, price = msg.cl_ord_id, msg.qty, msg.price
+                if clid:
+                    handle = handles.get((account, clid))
+                    if handle is None:
+                        handle = intern(account, clid, instrument, new_orders)
                 else:
-                    check = check or price_check(price)
-                if check:
-                    rows.append((ts, handle, NO_PRICE, 0, account, 0, Action.NEW, check,
-                                 0, 0, 0, 0))
+                    handle = NO_REF
+                # the common case, valid on its own, in one test; anything else is checked
+                # field by field in the spec's order
+                if (instrument >= 0 and clid and type(qty) is int and 0 < qty <= MAX_QTY
+                        and msg.side in _SIDES and msg.tif in _TIFS and msg.stp in _STPS
+                        and ((msg.type == _LIMIT and type(price) is int and 0 < price < HUGE_PRICE)
+                             or (msg.type == _MARKET and msg.tif == _IOC and price is None))):
+                    rows.append((ts, handle, NO_PRICE if price is None else price, qty, account,
+                                 instrument, _A_NEW, 0, msg.side, msg.type, msg.tif, msg.stp))
                 else:
-                    rows.append((ts, handle, NO_PRICE if price is None else min(price, HUGE_PRICE),
-                                 msg.qty, account, instrument, Action.NEW, 0, msg.side,
-                                 msg.type, msg.tif, msg.stp))
+                    check = _new_order_check(msg, instrument)
+                    if check:
+                        rows.append((ts, handle, NO_PRICE, 0, account, 0, _A_NEW, check,
+                                     0, 0, 0, 0))
+                    else:  # a price beyond int64: in no band
+                        rows.append((ts, handle, min(price, HUGE_PRICE), qty, account,
+                                     instrument, _A_NEW, 0, msg.side, msg.type, msg.tif,
+                                     msg.stp))
             elif kind is P.Cancel:
                 handle = self.engine.orders.find((account, msg.cl_ord_id))
                 rows.append((ts, handle, NO_PRICE, 0, account, 0, Action.CANCEL,
@@ -249,7 +278,8 @@ class Exchange:
             self._live_batch(turn, rows, clids, origins, new_orders)
         return turn
 
-    def _gateway_reject(self, kind, clid, ts, reason):
+    @staticmethod
+    def _gateway_reject(kind, clid, ts, reason):
         return (_ER, kind, clid, ts, "", 0, 0, None, 0, 0, 0, int(reason), 0)
 
     def _live_batch(self, turn, rows, clids, origins, new_orders) -> None:
@@ -419,57 +449,68 @@ class Exchange:
         sides = self.order_side
         md = self.md
         changed: set[int] = set()
+        channels = md.channels
+        encode = P.encode
         for row in events.tolist():
             kind = row[0]
-            if kind == EventKind.TRADE:
-                instrument, segment = row[B.INSTRUMENT], row[B.SEGMENT]
-                price, qty, ts = row[B.PRICE], row[B.QTY], row[B.TS]
-                for h, account, side, left in ((row[B.ORDER], row[B.ACCOUNT], Side.BUY,
-                                                row[B.AUX1]),
-                                               (row[B.ORDER2], row[B.ACCOUNT2], Side.SELL,
-                                                row[B.AUX2])):
-                    filled[h] += qty
-                    open_[h] = left
-                    if left == 0:
-                        open_orders.get(account, {}).pop(h, None)
-                    if reports is not None:
-                        reports.append((account, (
-                            _ER, ExecKind.FILL if left == 0 else ExecKind.PARTIAL_FILL,
-                            clid_of[h], ts, names[instrument], segment, side, price, qty,
-                            filled[h], left, 0, row[B.TRADE_ID])))
+            if kind == _EV_TRADE:
+                _, _, ts, instrument, segment, bh, ba, aggressor, price, qty, _, trade_id, \
+                    sh, sa, b_left, s_left = row
+                filled[bh] += qty
+                filled[sh] += qty
+                open_[bh] = b_left
+                open_[sh] = s_left
+                if b_left == 0:
+                    open_orders[ba].pop(bh, None)
+                if s_left == 0:
+                    open_orders[sa].pop(sh, None)
+                name = names[instrument]
+                if reports is not None:
+                    reports.append((ba, (_ER, _X_FILL if b_left == 0 else _X_PARTIAL,
+                                         clid_of[bh], ts, name, segment, 1, price, qty,
+                                         filled[bh], b_left, 0, trade_id)))
+                    reports.append((sa, (_ER, _X_FILL if s_left == 0 else _X_PARTIAL,
+                                         clid_of[sh], ts, name, segment, 2, price, qty,
+                                         filled[sh], s_left, 0, trade_id)))
                 c = instrument * 2 + segment
                 changed.add(c)
-                md.channels[c].publish(lambda seq, r=row, n=names[instrument]: P.MdTrade(
-                    n, r[B.SEGMENT], seq, r[B.TS], r[B.TRADE_ID], r[B.PRICE], r[B.QTY],
-                    Side(r[B.SIDE])))
+                channel = channels[c]
+                channel.seq += 1
+                channel.ring.append(encode((_MD_TRADE, name, segment, channel.seq, ts, trade_id,
+                                            price, qty, aggressor)))
                 continue
-            if kind == EventKind.REJECTED:
+            if kind == _EV_REJECTED:
                 if reports is not None and row[B.ACCOUNT] >= 0 and origins[row[B.CMD]] != SYSTEM:
                     reports.append((row[B.ACCOUNT], (
                         _ER, _REJECT_KIND.get(row[B.AUX1], ExecKind.REJECTED),
                         clids[row[B.CMD]], row[B.TS], "", 0, 0, None, 0, 0, 0, row[B.REASON],
                         0)))
                 continue
-            if kind == EventKind.DAY_CLOSED:
+            if kind == _EV_DAY:
                 self._day_summary(row)
                 continue
             h, account = row[B.ORDER], row[B.ACCOUNT]
             instrument, segment, side = row[B.INSTRUMENT], row[B.SEGMENT], row[B.SIDE]
             changed.add(instrument * 2 + segment)
             price = None if row[B.PRICE] == NO_PRICE else row[B.PRICE]
-            if kind == EventKind.ACCEPTED:
+            qty, reason = row[B.QTY], 0
+            if kind == _EV_ACCEPTED:
                 sides[h] = side
-                open_[h] = row[B.QTY]
-                open_orders.setdefault(account, {})[h] = None
-                exec_kind, qty, reason = ExecKind.ACCEPTED, row[B.QTY], 0
-            elif kind == EventKind.AMENDED:
-                open_[h] = row[B.QTY]
-                exec_kind, qty, reason = ExecKind.AMENDED, row[B.QTY], 0
+                open_[h] = qty
+                if account not in open_orders:
+                    open_orders[account] = {}
+                open_orders[account][h] = None
+                exec_kind = _X_ACCEPTED
+            elif kind == _EV_AMENDED:
+                open_[h] = qty
+                exec_kind = _X_AMENDED
             else:  # CANCELLED, EXPIRED: the open quantity is gone
                 open_[h] = 0
-                open_orders.get(account, {}).pop(h, None)
-                exec_kind = ExecKind.CANCELLED if kind == EventKind.CANCELLED else ExecKind.EXPIRED
-                qty, reason = row[B.QTY], row[B.REASON] if kind == EventKind.CANCELLED else 0
+                open_orders[account].pop(h, None)
+                if kind == _EV_CANCELLED:
+                    exec_kind, reason = _X_CANCELLED, row[B.REASON]
+                else:
+                    exec_kind = _X_EXPIRED
             if reports is not None:
                 reports.append((account, (_ER, exec_kind, clid_of[h], row[B.TS],
                                           names[instrument], segment, side, price, qty,
