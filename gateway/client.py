@@ -136,7 +136,7 @@ class Client:
         self.logon: P.LogonAck | None = None
         self.connected = asyncio.Event()
         self._waiters: dict[str, list[asyncio.Future]] = collections.defaultdict(list)
-        self._replies: dict[type, collections.deque] = collections.defaultdict(collections.deque)
+        self._replies: list[tuple[str, asyncio.Future]] = []  # (command, future) awaited
         self._writer = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
@@ -238,10 +238,10 @@ class Client:
             pass
 
     def _fail_waiters(self, exc: Exception) -> None:
-        for futures in list(self._waiters.values()) + list(self._replies.values()):
-            for f in futures:
-                if not f.done():
-                    f.set_exception(exc)
+        futures = [f for fs in self._waiters.values() for f in fs]
+        for f in futures + [f for _, f in self._replies]:
+            if not f.done():
+                f.set_exception(exc)
         self._waiters.clear()
         self._replies.clear()
 
@@ -284,11 +284,14 @@ class Client:
         elif kind is P.Heartbeat:
             pass
         else:
-            queue = self._replies.get(kind)
-            if queue:
-                f = queue.popleft()
-                if not f.done():
-                    f.set_result(msg)
+            # an AdminAck answers the command it names; a Balance the oldest BalanceRequest
+            command = msg.command if kind is P.AdminAck else "BalanceRequest"
+            for i, (name, f) in enumerate(self._replies):
+                if name == command:
+                    del self._replies[i]
+                    if not f.done():
+                        f.set_result(msg)
+                    break
 
     # -------------------------------------------------------------- outgoing
 
@@ -300,9 +303,9 @@ class Client:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    def _expect(self, kind: type) -> asyncio.Future:
+    def _expect(self, command: str) -> asyncio.Future:
         f = asyncio.get_running_loop().create_future()
-        self._replies[kind].append(f)
+        self._replies.append((command, f))
         return f
 
     def _report_for(self, cl_ord_id: str) -> asyncio.Future:
@@ -341,7 +344,7 @@ class Client:
         return await asyncio.wait_for(f, timeout)
 
     async def _admin(self, msg, timeout: float = 10.0) -> P.AdminAck:
-        f = self._expect(P.AdminAck)
+        f = self._expect(type(msg).__name__)
         self.send(msg)
         return await asyncio.wait_for(f, timeout)
 
@@ -360,8 +363,9 @@ class Client:
     async def set_prior_close(self, instrument: str, price: int) -> P.AdminAck:
         return await self._admin(P.SetPriorClose(instrument, price))
 
-    async def balance(self, timeout: float = 10.0) -> P.Balance:
-        f = self._expect(P.Balance)
+    async def balance(self, timeout: float = 10.0) -> P.Balance | P.AdminAck:
+        """The account's balances (an AdminAck refusal for the operator, who has none)."""
+        f = self._expect("BalanceRequest")
         self.send(P.BalanceRequest())
         return await asyncio.wait_for(f, timeout)
 

@@ -21,10 +21,12 @@ ledger is fed every record it had not settled.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as _dt
 import logging
 import queue
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,8 +77,10 @@ class ServerConfig:
     rate_limit: int = 200_000  # messages per second per session (0: unlimited)
     burst: int = 50_000
     max_out_buffer: int = 8 << 20  # a session whose unsent replies exceed this is dropped
+    socket_buffer: int = 1 << 20  # kernel send buffer per session (bounds memory with the above)
     heartbeat_factor: int = 3  # silence of this many heartbeat intervals ends a session
     snapshot_every: int = 20_000  # journal records between snapshots
+    md_ring: int = 65_536  # market-data frames kept per channel for replays
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
     impl: str = "numba"
     recover: bool = False  # require an existing journal
@@ -144,7 +148,10 @@ class Session(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.set_write_buffer_limits(high=1 << 20)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.config.socket_buffer)
+        transport.set_write_buffer_limits(high=min(1 << 20, self.server.config.max_out_buffer))
         self.id = self.server.session_opened(self)
 
     def connection_lost(self, exc):
@@ -234,6 +241,8 @@ class Session(asyncio.Protocol):
         if self.out and not self.closing:
             self.transport.write(bytes(self.out))
             self.last_tx = time.monotonic()
+            if self.transport.get_write_buffer_size() > self.server.config.max_out_buffer:
+                self.abort("slow reader: send buffer over its bound")
         self.out.clear()
 
     def error(self, reason: int, text: str) -> None:
@@ -391,6 +400,8 @@ class ExchangeServer:
             summary = self._create(ledger_url)
         self.tokens = auth.load_tokens(self.data_dir)
         _warm_up(cfg.impl)
+        for channel in self.exchange.md.channels:
+            channel.ring = collections.deque(channel.ring, maxlen=cfg.md_ring)
         self.sent_seq = [c.seq for c in self.exchange.md.channels]
         self.subscribers = {c: set() for c in range(len(self.sent_seq))}
         return summary
