@@ -252,6 +252,12 @@ def serve(
                                         "trading day, 09:30."),
     rate_limit: int = typer.Option(200_000, "--rate-limit", min=0,
                                    help="Messages per second per session (0: none)."),
+    burst: int = typer.Option(50_000, "--burst", min=1,
+                              help="Messages a session may send at once above its rate."),
+    operator: str = typer.Option("OPS", "--operator", help="The operator account (halts, "
+                                 "end of day, prior close) for a new data directory."),
+    snapshot_every: int = typer.Option(20_000, "--snapshot-every", min=1,
+                                       help="Journal records between state snapshots."),
     fee_bps_listed: int = typer.Option(0, "--fee-bps-listed", min=0, max=1000),
     fee_bps_block: int = typer.Option(0, "--fee-bps-block", min=0, max=1000),
     ledger: str = typer.Option("sqlite", "--ledger", help="sqlite (DATA_DIR/ledger.sqlite), a "
@@ -270,7 +276,8 @@ def serve(
     config = ServerConfig(
         data_dir=data_dir, host=host, port=port, fsync=fsync == "on", instruments=instruments,
         fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block, clock=clock,
-        rate_limit=rate_limit, ledger=None if ledger == "off" else ledger,
+        rate_limit=rate_limit, burst=burst, operator=operator, snapshot_every=snapshot_every,
+        ledger=None if ledger == "off" else ledger,
         impl=engine.value, recover=recover)
     try:
         if start is not None:

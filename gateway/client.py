@@ -53,30 +53,37 @@ class BookView:
         self.asked_to = 0  # the highest sequence number a pending replay covers
         self.ready = asyncio.Event()
 
-    def on_snapshot(self, snap: P.MdSnapshot) -> list:
+    def on_snapshot(self, snap: P.MdSnapshot) -> tuple[list, tuple[int, int] | None]:
+        """Messages now in order after the snapshot, and a range to ask for if one is missing."""
         self.seq = snap.seq
         self.status, self.bids, self.asks = snap.status, list(snap.bids), list(snap.asks)
         self.last_price, self.volume = snap.last_price, snap.volume
         self.snapshots += 1
         self.asked_to = 0
         self.ready.set()
-        return self._drain()
+        return self._drain(), self._gap()
 
     def on_incremental(self, msg) -> tuple[list, tuple[int, int] | None]:
-        """Messages now in order, and a (from, to) range to ask for if a gap opened."""
-        if self.seq < 0 or msg.seq > self.seq + 1:
-            if msg.seq > self.seq:
-                self.held[msg.seq] = msg
-            if self.seq < 0 or self.asked_to >= msg.seq - 1:
-                return [], None
-            self.gaps += 1
-            self.replays += 1
-            self.asked_to = msg.seq - 1
-            return [], (self.seq + 1, msg.seq - 1)
-        if msg.seq <= self.seq:
+        """Messages now in order, and a (from, to) range to ask for if a gap is open."""
+        if 0 <= self.seq and msg.seq <= self.seq:
             return [], None  # already seen (a replay overlapping what arrived)
-        self._apply(msg)
-        return [msg, *self._drain()], None
+        if 0 <= self.seq and msg.seq == self.seq + 1:
+            self._apply(msg)
+            ordered = [msg, *self._drain()]
+        else:
+            self.held[msg.seq] = msg
+            ordered = []
+        return ordered, self._gap()
+
+    def _gap(self) -> tuple[int, int] | None:
+        """The next missing range, unless a request for it is already on its way."""
+        if self.seq < 0 or not self.held or self.asked_to > self.seq:
+            return None
+        first = min(self.held)
+        self.gaps += 1
+        self.replays += 1
+        self.asked_to = first - 1
+        return self.seq + 1, first - 1
 
     def _drain(self) -> list:
         out = []
@@ -274,7 +281,9 @@ class Client:
         elif kind is P.MdSnapshot:
             book = self.books.get((msg.instrument, msg.segment))
             if book is not None:
-                ordered = book.on_snapshot(msg)
+                ordered, gap = book.on_snapshot(msg)
+                if gap is not None:
+                    self.send(P.MdReplayRequest(book.instrument, book.segment, *gap))
                 if self.on_market_data is not None:
                     self.on_market_data(msg)
                     for m in ordered:

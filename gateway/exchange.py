@@ -53,6 +53,8 @@ _TYPES = {int(v) for v in OrderType}
 _TIFS = {int(v) for v in TimeInForce}
 _STPS = {int(v) for v in Stp}
 _NEW_ORDER = P.NewOrder
+_REFUSED_KIND = {P.NewOrder: ExecKind.REJECTED, P.Cancel: ExecKind.CANCEL_REJECTED,
+                 P.Amend: ExecKind.AMEND_REJECTED}
 _LIMIT, _MARKET, _IOC = int(OrderType.LIMIT), int(OrderType.MARKET), int(TimeInForce.IOC)
 _A_NEW = int(Action.NEW)
 # event kinds and report kinds as plain ints: enum attribute lookups cost in the hot loop
@@ -98,6 +100,14 @@ class AdminOp(msgspec.Struct, tag=3, array_like=True, frozen=True):
     account: str = ""
     instrument: str = ""
     value: int = 0
+
+
+class Refused(msgspec.Struct, frozen=True):
+    """A command the gateway refused (rate limit) whose reject is reported in sequence,
+    after the reports of what the session sent before it. Not journaled."""
+
+    msg: object
+    reason: int
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -265,6 +275,18 @@ class Exchange:
                 rows.append((ts, handle, min(msg.price, HUGE_PRICE) if not check else NO_PRICE,
                              msg.qty if not check else 0, account, 0, Action.AMEND, check,
                              0, 0, 0, 0))
+            elif kind is Refused:
+                if rows:  # its reject follows the reports of what came before it
+                    self._live_batch(turn, rows, clids, origins, new_orders)
+                    rows, clids, origins, new_orders = [], [], [], []
+                inner = msg.msg
+                if type(inner) in _REFUSED_KIND:
+                    turn.reports.append((account, self._gateway_reject(
+                        _REFUSED_KIND[type(inner)], inner.cl_ord_id, ts, msg.reason)))
+                else:
+                    turn.reports.append((account, P.AdminAck(type(inner).__name__, False,
+                                                             msg.reason)))
+                continue
             else:
                 # everything else sees the book as the orders before it left it
                 if rows:
@@ -475,6 +497,9 @@ class Exchange:
                 c = instrument * 2 + segment
                 changed.add(c)
                 channel = channels[c]
+                channel.last_price = price
+                channel.volume += qty
+                channel.turnover += price * qty
                 channel.seq += 1
                 channel.ring.append(encode((_MD_TRADE, name, segment, channel.seq, ts, trade_id,
                                             price, qty, aggressor)))
@@ -552,6 +577,7 @@ class Exchange:
             channel.publish(lambda seq: P.MdDaySummary(
                 channel.instrument, segment, seq, row[B.TS], date, row[B.AUX1], row[B.PRICE],
                 volume, turnover))
+            channel.last_price, channel.volume, channel.turnover = None, 0, 0  # a new day
 
     # ------------------------------------------------------------------ queries
 
@@ -559,15 +585,15 @@ class Exchange:
         """A channel's state now, numbered with its last sequence number."""
         channel = self.md.channel(instrument, segment)
         day = self.engine.book.open_day()
-        if day is not None:
-            prior_close, close, lv, bv, lt, bt = day[1][instrument]
-            volume, turnover = (lv, lt) if segment == Segment.LISTED else (bv, bt)
-            last = close if lv else None  # the day's VWAP so far
-        else:
-            prior_close, volume, turnover, last = self.genesis.instruments[instrument][1], 0, 0, None
+        # the prior close the day in progress (or the next one) has its band around
+        prior_close = (day[1][instrument][0] if day is not None
+                       else self.genesis.instruments[instrument][1])
+        if day is not None and not day[2]:
+            prior_close = day[1][instrument][1]  # the day closed: its close comes next
         bids, asks = channel.depth
         return P.MdSnapshot(channel.instrument, segment, channel.seq, channel.status, bids,
-                            asks, prior_close, last, volume, turnover)
+                            asks, prior_close, channel.last_price, channel.volume,
+                            channel.turnover)
 
     def balance(self, account: str) -> P.Balance:
         b = self.engine.balance(account)

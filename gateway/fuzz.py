@@ -352,6 +352,7 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
     gen = FrameGen(rng, deep_nesting)
     c = Counter()
     by_type = Counter()
+    unexpected = Counter()  # exception type names
     failures: list[dict] = []
     reader = P.FrameReader(P.CLIENT_MESSAGES)
     history: list[bytes] = []  # everything fed to this reader: a failure's reproduction
@@ -432,6 +433,7 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
                 break
             except Exception as e:  # noqa: BLE001 - the contract says this cannot happen
                 c["unexpected"] += 1
+                unexpected[type(e).__name__] += 1
                 fail("exception", f"{type(e).__name__}: {e}", traceback.format_exc())
                 errored = True
                 break
@@ -457,6 +459,7 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
                              "bytes")}
     out["frames"] = made
     out["by_type"] = dict(sorted(by_type.items()))
+    out["unexpected_by_type"] = dict(unexpected)
     out["failures"] = failures
     return out
 
@@ -481,6 +484,7 @@ class _Conn:
         self.c, self.by_type = c, by_type
         self.messages: list = []
         self.end: str | None = None  # "eof", "reset", "bad_reply"
+        self.bad_reply = ""
         self.arrived = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._read())
 
@@ -494,9 +498,12 @@ class _Conn:
                 try:
                     msgs = self.frames.feed(data)
                 except P.ProtocolError as e:
+                    # the server sent what its own client cannot read (e.g. a frame longer
+                    # than MAX_FRAME): an anomaly, with the frame's start as evidence
                     self.c["bad_replies"] += 1
                     self.messages.extend(e.messages)
                     self.end = "bad_reply"
+                    self.bad_reply = f"{e} in {data[:120].hex()}..."
                     return
                 for m in msgs:
                     if type(m) not in SERVER_TYPES:  # pragma: no cover - decoder contract
@@ -643,6 +650,8 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
         if not await conn.closed(reply_timeout):
             anomaly("missed_close", f"{sorted(outcomes)} expected after {data[:200].hex()}")
             return
+        if conn.end == "bad_reply":  # we stopped reading: counted as bad_reply
+            return
         kinds = {type(m) for m in conn.messages}
         c["errors_received"] += sum(type(m) is P.Error for m in conn.messages)
         if P.Error in kinds:
@@ -657,6 +666,11 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
         if seen not in outcomes:
             anomaly(f"{seen}_instead_of_{'_or_'.join(sorted(outcomes))}",
                     f"after {data[:200].hex()}: {conn.messages[-3:]!r:.300}")
+
+    async def finish(conn: _Conn) -> None:
+        if conn.bad_reply:
+            anomaly("bad_reply", conn.bad_reply)
+        await conn.close()
 
     async def bug(conn: _Conn) -> None:
         """The mirror decoder raised something else than ProtocolError: so does the
@@ -673,7 +687,9 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
         if conn is None:
             return
         try:
-            n = rng.randint(1, 4)
+            n = min(rng.randint(1, 4), frames - sent[0])
+            if n <= 0:
+                return
             data = b"".join(gen.any()[1] if rng.random() < 0.6 else P.encode(gen.message())
                             for _ in range(n))
             mirror = P.FrameReader(P.CLIENT_MESSAGES)
@@ -694,7 +710,7 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
             else:
                 await check_end(conn, outcomes, data)
         finally:
-            await conn.close()
+            await finish(conn)
 
     async def session(rng: random.Random, gen: FrameGen) -> None:
         conn = await connect()
@@ -735,6 +751,8 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
                     return
                 if not ok or conn.end is not None:
                     await asyncio.sleep(0)
+                    if conn.end == "bad_reply":
+                        return
                     if not any(type(m) is P.Error and "heartbeat" in m.text
                                for m in conn.messages):
                         anomaly("unexpected_close", f"after {data[:200].hex()} "
@@ -744,7 +762,7 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
             # done: one more message the session must take, then leave
             await conn.send(rng, P.encode(P.Heartbeat(1)))
         finally:
-            await conn.close()
+            await finish(conn)
 
     async def worker(i: int) -> None:
         rng = random.Random(f"{seed}:{i}")

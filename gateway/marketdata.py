@@ -32,7 +32,8 @@ DEPTH_LEVELS = 5
 class Channel:
     """One instrument's segment: its sequence number, status, last depth and recent frames."""
 
-    __slots__ = ("instrument", "segment", "seq", "status", "depth", "ring")
+    __slots__ = ("instrument", "segment", "seq", "status", "depth", "ring", "last_price",
+                 "volume", "turnover")
 
     def __init__(self, instrument: str, segment: int, ring: int):
         self.instrument = instrument
@@ -41,6 +42,8 @@ class Channel:
         self.status = Status.CLOSED
         self.depth = ([], [])  # (bids, asks) as last published
         self.ring: deque[bytes] = deque(maxlen=ring)
+        self.last_price = None  # the day's last trade on this channel (None before one)
+        self.volume = self.turnover = 0  # the day's trades on this channel so far
 
     def publish(self, make) -> int:
         """Number and frame the message ``make(seq)``; return its sequence number."""
@@ -90,12 +93,13 @@ class MarketData:
 
     def __getstate__(self):
         # snapshots keep numbers and depth; the frames are rebuilt by replaying the journal
-        return [(c.instrument, c.segment, c.seq, c.status, c.depth, c.ring.maxlen)
-                for c in self.channels]
+        return [(c.instrument, c.segment, c.seq, c.status, c.depth, c.ring.maxlen,
+                 c.last_price, c.volume, c.turnover) for c in self.channels]
 
     def __setstate__(self, state):
         self.channels = []
-        for instrument, segment, seq, status, depth, ring in state:
+        for instrument, segment, seq, status, depth, ring, last, volume, turnover in state:
             c = Channel(instrument, segment, ring)
             c.seq, c.status, c.depth = seq, status, depth
+            c.last_price, c.volume, c.turnover = last, volume, turnover
             self.channels.append(c)

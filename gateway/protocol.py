@@ -39,12 +39,14 @@ class GatewayReason(IntEnum):
     """
 
     THROTTLED = 40  # the session sent faster than its rate limit
-    NOT_LOGGED_ON = 41  # an order or query before a successful Logon
+    NOT_LOGGED_ON = 41  # (Error) a message other than Logon before a successful Logon
     INSTRUMENT_HALTED = 42  # NEW/AMEND while an operator has halted the instrument
     NOT_AUTHORIZED = 43  # an admin command from an account that is not the operator
     UNKNOWN_INSTRUMENT = 44  # a subscription or admin command naming no instrument
     BAD_VALUE = 45  # an admin command's value is out of range or not allowed now
-    SERVER_BUSY = 46  # the exchange is recovering or shutting down
+    PROTOCOL_ERROR = 46  # (Error) a frame that does not decode, or a second Logon
+    HEARTBEAT_TIMEOUT = 47  # (Error) nothing received for three heartbeat intervals
+    LOGON_TIMEOUT = 48  # (Error) no Logon within 5 s of connecting
 
 
 def reason_name(code: int) -> str:
@@ -157,14 +159,14 @@ class Subscribe(_Msg, tag=16):
     """Market data of one instrument's segment: a ``MdSnapshot``, then incrementals."""
 
     instrument: str
-    segment: Segment = Segment.LISTED
+    segment: int = Segment.LISTED  # 0 LISTED, 1 BLOCK; another value is refused (AdminAck)
 
 
 class MdReplayRequest(_Msg, tag=17):
     """Resend market data ``from_seq`` .. ``to_seq`` (inclusive) of one channel."""
 
     instrument: str
-    segment: Segment
+    segment: int
     from_seq: int
     to_seq: int
 
@@ -262,10 +264,10 @@ class MdSnapshot(_Msg, tag=40):
     status: Status
     bids: list[Level]
     asks: list[Level]
-    prior_close: int
-    last_price: int | None
-    volume: int
-    turnover: int
+    prior_close: int  # the band's reference: today's prior close (the next day's, between days)
+    last_price: int | None  # the day's last trade on this channel, None before one
+    volume: int  # the day's traded tonnes on this channel
+    turnover: int  # the day's traded value on this channel, fen
 
 
 class MdTrade(_Msg, tag=41):

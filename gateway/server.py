@@ -41,7 +41,7 @@ from engine.tradingdays import day_of_date
 
 from . import auth
 from . import protocol as P
-from .exchange import SYSTEM, AdminOp, Exchange, Genesis, Tick
+from .exchange import SYSTEM, AdminOp, Exchange, Genesis, Refused, Tick
 from .journal import JOURNAL, JournalWriter, rebuild, start_journal, write_snapshot
 from .marketdata import status_at
 
@@ -50,6 +50,7 @@ log = logging.getLogger("cea.serve")
 #: Shanghai keeps UTC+8 all year (no daylight saving): exchange time without a tz database.
 _SHANGHAI_US = 8 * 3600 * 1_000_000
 FEED = "journal"  # the ledger's name for our journal
+LOGON_TIMEOUT_S = 5.0
 
 DEMO_ACCOUNTS = [  # (name, type, cash fen, allowances t) for a first start with no --accounts
     ("A001", AccountType.COVERED_ENTITY, 100_000_000_00, 500_000),
@@ -139,7 +140,7 @@ class Session(asyncio.Protocol):
         self.out = bytearray()
         self.tokens = float(server.config.burst)
         self.refill_at = time.monotonic()
-        self.last_rx = self.last_tx = time.monotonic()
+        self.opened = self.last_rx = self.last_tx = time.monotonic()
         self.subscriptions: set[int] = set()
         self.closing = False
         self.id = 0
@@ -171,17 +172,12 @@ class Session(asyncio.Protocol):
             return
         self.last_rx = time.monotonic()
         try:
-            messages = self.reader.feed(data)
-        except P.ProtocolError as e:
-            for msg in e.messages:
-                self._handle(msg)
-            self.error(P.GatewayReason.BAD_VALUE, str(e))
+            messages, bad = self.reader.feed(data), None
+        except P.ProtocolError as e:  # what came before the bad frame still counts
+            messages, bad = e.messages, e
+        if self.account < 0 and messages and type(messages[0]) is not P.Logon:
+            self.error(P.GatewayReason.NOT_LOGGED_ON, "the first message must be Logon")
             return
-        if self.account < 0 and messages:
-            first = messages[0]
-            if type(first) is not P.Logon:
-                self.error(P.GatewayReason.NOT_LOGGED_ON, "the first message must be Logon")
-                return
         limit = self.server.config.rate_limit
         if limit:
             now = self.last_rx
@@ -191,14 +187,13 @@ class Session(asyncio.Protocol):
         pending = self.server.pending
         account = self.account
         for msg in messages:
-            kind = type(msg)
-            if kind in _SEQUENCED:
+            if type(msg) in _SEQUENCED:
                 if account < 0:
                     self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
                     return
                 if limit:
-                    if self.tokens < 1:
-                        self.send(self.server.throttled(msg))
+                    if self.tokens < 1:  # refused in sequence, after what came before
+                        pending.append((account, Refused(msg, P.GatewayReason.THROTTLED)))
                         continue
                     self.tokens -= 1
                 pending.append((account, msg))
@@ -206,8 +201,10 @@ class Session(asyncio.Protocol):
                 self._handle(msg)
                 account = self.account
                 if self.closing:
-                    return
+                    break
         self.server.schedule_flush()
+        if bad is not None and not self.closing:
+            self.error(P.GatewayReason.PROTOCOL_ERROR, str(bad))
         self.flush()
 
     # -------------------------------------------------------------- messages
@@ -231,8 +228,6 @@ class Session(asyncio.Protocol):
             server.md_replay(self, msg)
         elif kind is P.BalanceRequest:
             self.send(server.balance(self))
-        elif kind in _SEQUENCED:
-            self.server.pending.append((self.account, msg))
 
     def send(self, msg) -> None:
         P.encode_into(msg, self.out)
@@ -481,7 +476,7 @@ class ExchangeServer:
         self.credentials = None
         return (f"recovered {rec.records} journal records (snapshot at {rec.snapshot_seq}, "
                 f"{rec.replayed} replayed, {rec.truncated} torn bytes cut), "
-                f"state hash {rec.state_hash[:16]}")
+                f"state hash {rec.state_hash}")
 
     async def start(self) -> tuple[str, int]:
         self.loop = asyncio.get_running_loop()
@@ -532,7 +527,7 @@ class ExchangeServer:
         ex = self.exchange
         stored = self.tokens.get(msg.account)
         if session.account >= 0:
-            session.error(P.GatewayReason.BAD_VALUE, "already logged on")
+            session.error(P.GatewayReason.PROTOCOL_ERROR, "already logged on")
             return
         if stored is None or not auth.verify_token(msg.token, stored):
             session.send(P.LogonReject("unknown account or wrong token"))
@@ -559,15 +554,6 @@ class ExchangeServer:
         session.heartbeat_s = hb / 1000
         self.by_account[handle] = session
         session.send(P.LogonAck(msg.account, session.id, self.clock.now(), hb))
-
-    def throttled(self, msg):
-        kind = {P.Cancel: P.ExecKind.CANCEL_REJECTED, P.Amend: P.ExecKind.AMEND_REJECTED}.get(
-            type(msg), P.ExecKind.REJECTED)
-        clid = getattr(msg, "cl_ord_id", "")
-        if clid or type(msg) is P.NewOrder:
-            return P.ExecutionReport(kind, clid, self.clock.now(),
-                                     reason=P.GatewayReason.THROTTLED)
-        return P.AdminAck(type(msg).__name__, False, P.GatewayReason.THROTTLED, "rate limit")
 
     def subscribe(self, session: Session, msg: P.Subscribe) -> None:
         i = self.exchange.instrument_index.get(msg.instrument, -1)
@@ -678,8 +664,10 @@ class ExchangeServer:
                     if session.closing:
                         continue
                     hb = session.heartbeat_s
-                    if now - session.last_rx > hb * self.config.heartbeat_factor:
-                        session.error(P.GatewayReason.BAD_VALUE, "heartbeat timeout")
+                    if session.account < 0 and now - session.opened > LOGON_TIMEOUT_S:
+                        session.error(P.GatewayReason.LOGON_TIMEOUT, "no Logon in time")
+                    elif now - session.last_rx > hb * self.config.heartbeat_factor:
+                        session.error(P.GatewayReason.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                     elif now - session.last_tx > hb and session.account >= 0:
                         session.send(P.Heartbeat(self.clock.now()))
                         session.flush()
