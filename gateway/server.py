@@ -729,13 +729,13 @@ def serve(config: ServerConfig, ready=None) -> int:
     summary = server.open()
 
     async def main():
-        host, port = await server.start()
-        if ready is not None:
-            ready(server, summary, host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        host, port = await server.start()
+        if ready is not None:
+            ready(server, summary, host, port)
         waiter = loop.create_task(stop.wait())
         while not stop.is_set() and server.failed is None:
             await asyncio.wait([waiter], timeout=0.2)
