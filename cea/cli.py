@@ -386,6 +386,21 @@ def bench_ledger(
                          postgres=postgres, echo=typer.echo)
 
 
+@bench_app.command("gateway")
+def bench_gateway(
+    orders: int = typer.Option(200_000, "--orders", min=1000,
+                               help="Orders pipelined for the throughput figure."),
+    rate: int = typer.Option(10_000, "--rate", min=100, help="Orders/s offered, open loop."),
+    seconds: float = typer.Option(5.0, "--seconds", min=0.5, help="Length of each latency run."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the figures here."),
+) -> None:
+    """cea serve over loopback: pipelined orders/s, round-trip latency with fsync on and off."""
+    from bench.gateway import run_gateway_benchmark
+
+    run_gateway_benchmark(orders=orders, rate=rate, seconds=seconds, json_path=json_path,
+                          echo=typer.echo)
+
+
 def main() -> None:
     try:
         app()

@@ -19,7 +19,7 @@ known message); the server answers it with ``Error`` and closes the connection.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
 
@@ -30,6 +30,12 @@ from engine.codes import OrderType, Reason, Segment, Side, Stp, TimeInForce
 MAX_FRAME = 4096
 
 _HEADER = 4
+
+
+# Strings a client sends are bounded, so no reply that echoes them can outgrow a frame.
+ClOrdId = Annotated[str, msgspec.Meta(max_length=64)]
+Name = Annotated[str, msgspec.Meta(max_length=32)]  # an instrument or account
+Token = Annotated[str, msgspec.Meta(max_length=256)]
 
 
 class GatewayReason(IntEnum):
@@ -112,8 +118,8 @@ class Error(_Msg, tag=2):
 class Logon(_Msg, tag=10):
     """First message of a session. ``token`` is the account's secret (stored hashed)."""
 
-    account: str
-    token: str
+    account: Name
+    token: Token
     cancel_on_disconnect: bool = True
     heartbeat_ms: int = 5000
 
@@ -125,8 +131,8 @@ class Logout(_Msg, tag=11):
 class NewOrder(_Msg, tag=12):
     """Enter an order. ``cl_ord_id`` is the client's id, unique per account, for ever."""
 
-    cl_ord_id: str
-    instrument: str
+    cl_ord_id: ClOrdId
+    instrument: Name
     side: int  # engine.codes.Side; codes are checked by the engine (MALFORMED), not here
     qty: int
     price: int | None = None  # fen; None for MARKET
@@ -136,13 +142,13 @@ class NewOrder(_Msg, tag=12):
 
 
 class Cancel(_Msg, tag=13):
-    cl_ord_id: str
+    cl_ord_id: ClOrdId
 
 
 class Amend(_Msg, tag=14):
     """New limit price (fen) and new open quantity (t) of a resting order."""
 
-    cl_ord_id: str
+    cl_ord_id: ClOrdId
     price: int
     qty: int
 
@@ -151,21 +157,21 @@ class MassCancel(_Msg, tag=15):
     """Cancel every resting order of the session's account, optionally of one instrument
     (empty: all) and side (0: both)."""
 
-    instrument: str = ""
+    instrument: Name = ""
     side: int = 0
 
 
 class Subscribe(_Msg, tag=16):
     """Market data of one instrument's segment: a ``MdSnapshot``, then incrementals."""
 
-    instrument: str
+    instrument: Name
     segment: int = Segment.LISTED  # 0 LISTED, 1 BLOCK; another value is refused (AdminAck)
 
 
 class MdReplayRequest(_Msg, tag=17):
     """Resend market data ``from_seq`` .. ``to_seq`` (inclusive) of one channel."""
 
-    instrument: str
+    instrument: Name
     segment: int
     from_seq: int
     to_seq: int
@@ -174,11 +180,11 @@ class MdReplayRequest(_Msg, tag=17):
 class Halt(_Msg, tag=20):
     """Operator: stop NEW and AMEND on an instrument (cancels still go through)."""
 
-    instrument: str
+    instrument: Name
 
 
 class Resume(_Msg, tag=21):
-    instrument: str
+    instrument: Name
 
 
 class EndDay(_Msg, tag=22):
@@ -188,7 +194,7 @@ class EndDay(_Msg, tag=22):
 class SetPriorClose(_Msg, tag=23):
     """Operator: the prior close (fen) for the next trading day; not while a day is open."""
 
-    instrument: str
+    instrument: Name
     price: int
 
 
@@ -378,6 +384,8 @@ class FrameReader:
                     out.append(decode(view[pos + _HEADER:stop]))
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:
                     raise ProtocolError(f"undecodable frame: {e}") from None
+                except RecursionError:  # msgspec skipping an absurdly nested extra field
+                    raise ProtocolError("undecodable frame: nested too deeply") from None
                 pos = stop
         except ProtocolError as e:
             self._buf = b""

@@ -202,9 +202,11 @@ class Session(asyncio.Protocol):
                 account = self.account
                 if self.closing:
                     break
-        self.server.schedule_flush()
         if bad is not None and not self.closing:
+            self.server._flush()  # answer what came before the bad frame, then close
             self.error(P.GatewayReason.PROTOCOL_ERROR, str(bad))
+            return
+        self.server.schedule_flush()
         self.flush()
 
     # -------------------------------------------------------------- messages
