@@ -37,7 +37,7 @@ from engine.codes import (
     NO_PRICE, NO_REF, NO_TIME, Action, AccountType, EventKind, HUGE_PRICE, OrderType, Reason,
     Segment, Side, Stp, TimeInForce,
 )
-from engine.rules import DAY_CLOSE_US, DAY_US, MAX_QTY
+from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, MAX_QTY, PM_OPEN_US
 from engine.tradingdays import TradingCalendar, date_of_day, parse_time  # noqa: F401 (doctest)
 
 from . import protocol as P
@@ -123,6 +123,17 @@ record_decoder = msgspec.msgpack.Decoder(Record)
 _ACCOUNT_OPS = {"OPEN_ACCOUNT", "DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT"}
 
 
+def _next_boundary(clock: int) -> int:
+    """The first session boundary (09:30, 11:30, 13:00, 15:00, midnight) after ``clock``."""
+    if clock == NO_TIME:
+        return NO_TIME + 1
+    day = clock // DAY_US * DAY_US
+    for t in (AM_OPEN_US, AM_CLOSE_US, PM_OPEN_US, DAY_CLOSE_US, DAY_US):
+        if clock < day + t:
+            return day + t
+    return day + DAY_US
+
+
 def _new_order_check(msg, instrument: int) -> int:
     """The first reason a NewOrder fails on its own (spec §7 order), or 0."""
     if (not msg.cl_ord_id or instrument < 0 or msg.side not in _SIDES
@@ -146,7 +157,7 @@ class Turn:
     market_data: list = field(default_factory=list)  # (channel index, frame bytes)
     events: list = field(default_factory=list)  # engine event arrays, for the ledger
     ledger_ops: list = field(default_factory=list)  # (seq, AdminOp) account operations
-    day_ended: bool = False
+    day_ended: bool = False  # a trading day closed in this turn (EndDay or 15:00)
 
 
 class Exchange:
@@ -175,6 +186,7 @@ class Exchange:
         self.order_side: list[int] = []
         self.open_orders: dict[int, dict[int, None]] = {}  # account -> its resting orders
         self.md = MarketData(names)
+        self._status_until = NO_TIME  # statuses hold until the clock reaches this
         self.seq = 0  # the last journal record applied (Genesis is 0)
 
     # ------------------------------------------------------------------ names
@@ -336,7 +348,6 @@ class Exchange:
                 return ts
             end = max(ts, (clock // DAY_US) * DAY_US + DAY_CLOSE_US)
             self._tick(turn, end)
-            turn.day_ended = True
             turn.reports.append((account, P.AdminAck(name, True)))
             return end
         instrument = self.instrument_index.get(msg.instrument, -1)
@@ -456,7 +467,7 @@ class Exchange:
             eng.set_prior_close(op.instrument, op.value)
         else:
             raise ValueError(f"unknown operation {op.op!r}")
-        self._publish_status(turn, op.ts_us)
+        self._publish_status(turn, op.ts_us, force=True)
 
     def _apply_batch(self, cmds: np.ndarray, turn: Turn, clids, origins) -> None:
         """Run one batch through the engine; update order tracking and market data; with
@@ -513,6 +524,7 @@ class Exchange:
                 continue
             if kind == _EV_DAY:
                 self._day_summary(row)
+                turn.day_ended = True
                 continue
             h, account = row[B.ORDER], row[B.ACCOUNT]
             instrument, segment, side = row[B.INSTRUMENT], row[B.SEGMENT], row[B.SIDE]
@@ -557,8 +569,11 @@ class Exchange:
             channel.publish(lambda seq: P.MdDepth(channel.instrument, segment, seq, ts,
                                                   depth[0], depth[1]))
 
-    def _publish_status(self, turn: Turn, ts: int) -> None:
+    def _publish_status(self, turn: Turn, ts: int, force: bool = False) -> None:
         clock = self.engine.book.globals()[0]
+        if not force and clock < self._status_until:
+            return  # no session boundary passed since the last look
+        self._status_until = _next_boundary(clock)
         trading_day = clock != NO_TIME and self.calendar.is_trading_day(clock // DAY_US)
         for c, channel in enumerate(self.md.channels):
             status = status_at(clock, channel.segment, trading_day, self.halted[c // 2])

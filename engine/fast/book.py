@@ -147,13 +147,10 @@ class FastBook:
 
     def depth(self, instrument: int, segment: int, side: int, levels: int = 5):
         """[(price, open quantity, order count)] of the best ``levels`` levels of ``side``."""
-        out = []
-        for price, bs, li in self._levels_in_priority(self._book(instrument, segment), side):
-            if len(out) == levels:
-                break
-            out.append((price, int(self.levels[bs, S.LV_QTY, li]),
-                        int(self.levels[bs, S.LV_COUNT, li])))
-        return out
+        out = np.empty((max(0, levels), 3), dtype=np.int64)
+        n = K._top_levels(self.levels, self.books, self._book(instrument, segment), int(side),
+                         levels, out)
+        return [tuple(row) for row in out[:n].tolist()]
 
     def resting_orders(self):
         """Every resting order as (instrument, segment, side, price, order, account, open, seq),

@@ -892,3 +892,25 @@ def _run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events,
         glob[GL_DONE] += 1
     glob[GL_NEXT_CMD] = cmds.shape[0]
     return DONE
+
+
+@_kernel
+def _top_levels(levels, books, b, side, n, out):
+    """The best ``n`` levels of one side of book ``b`` into ``out`` rows (price, open qty,
+    orders), walking out from the best-level pointer; returns how many were found."""
+    bs = b * 2 + side - 1
+    li = books[b, BK_BEST_BID] if side == 1 else books[b, BK_BEST_ASK]
+    if li == NIL:
+        return 0
+    width = books[b, BK_WIDTH]
+    step = -1 if side == 1 else 1
+    found = 0
+    while 0 <= li < width and found < n:
+        if levels[bs, LV_COUNT, li] > 0:
+            out[found, 0] = books[b, BK_BASE] + li
+            out[found, 1] = levels[bs, LV_QTY, li]
+            out[found, 2] = levels[bs, LV_COUNT, li]
+            found += 1
+        li += step
+    return found
+
