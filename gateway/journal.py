@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import queue
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +124,10 @@ class JournalWriter:
         self.syncs = 0
 
     def append(self, records) -> None:
-        data = b"".join([frame(seq, record) for seq, record in records])
+        self.write(b"".join([frame(seq, record) for seq, record in records]))
+
+    def write(self, data: bytes) -> None:
+        """Append framed records (``frame``) as they are."""
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
@@ -138,6 +143,56 @@ class JournalWriter:
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
+
+
+class JournalThread(threading.Thread):
+    """Group commit off the event loop: writes and fsyncs whatever turns are queued, then
+    tells the loop (``on_durable(seq)``, through ``call_soon_threadsafe``) which record is
+    now durable. Matching the next turn overlaps the fsync of the last one."""
+
+    def __init__(self, writer: JournalWriter, loop, on_durable):
+        super().__init__(name="journal", daemon=True)
+        self.writer, self.loop, self.on_durable = writer, loop, on_durable
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    def submit(self, seq: int, data: bytes) -> None:
+        self.queue.put((seq, data))
+
+    def sync(self) -> None:
+        """Block until everything submitted so far is durable."""
+        done = threading.Event()
+        self.queue.put(done)
+        done.wait()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            while True:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [item for item in items if type(item) is tuple]
+            if records and self.error is None:
+                try:
+                    self.writer.write(b"".join([data for _, data in records]))
+                    self.writer.commit()
+                    self.loop.call_soon_threadsafe(self.on_durable, records[-1][0])
+                except BaseException as e:  # noqa: BLE001 - the loop stops the server
+                    self.error = e
+                    self.loop.call_soon_threadsafe(self.on_durable, -1)
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is None for item in items):
+                return
 
 
 def start_journal(data_dir: Path, genesis: Genesis) -> None:
@@ -160,6 +215,20 @@ def _fsync_dir(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- snapshots
+
+def fork_snapshot(data_dir: Path, exchange: Exchange) -> int:
+    """Write a snapshot from a forked child (copy-on-write: the loop goes on at once, as
+    Redis's BGSAVE does); returns the child's pid for the caller to reap."""
+    pid = os.fork()
+    if pid == 0:  # the child: pickle, write, leave without running anything of the parent's
+        code = 1
+        try:
+            write_snapshot(data_dir, exchange)
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
 
 def write_snapshot(data_dir: Path, exchange: Exchange) -> Path:
     body = pickle.dumps(exchange, protocol=pickle.HIGHEST_PROTOCOL)

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import datetime as _dt
 import logging
+import os
 import queue
 import signal
 import socket
@@ -43,7 +44,10 @@ from engine.tradingdays import day_of_date
 from . import auth
 from . import protocol as P
 from .exchange import SYSTEM, AdminOp, Exchange, Genesis, Refused, Tick
-from .journal import JOURNAL, JournalWriter, rebuild, start_journal, write_snapshot
+from .journal import (
+    JOURNAL, JournalThread, JournalWriter, fork_snapshot, frame, rebuild, start_journal,
+    write_snapshot,
+)
 from .marketdata import status_at
 
 log = logging.getLogger("cea.serve")
@@ -84,6 +88,7 @@ class ServerConfig:
     snapshot_every: int = 20_000  # journal records between snapshots
     md_ring: int = 65_536  # market-data frames kept per channel for replays
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
+    fork_snapshots: bool = hasattr(os, "fork")  # write snapshots from a forked child
     impl: str = "numba"
     recover: bool = False  # require an existing journal
 
@@ -204,7 +209,7 @@ class Session(asyncio.Protocol):
                 if self.closing:
                     break
         if bad is not None and not self.closing:
-            self.server._flush()  # answer what came before the bad frame, then close
+            self.server.flush_now()  # answer what came before the bad frame, then close
             self.error(P.GatewayReason.PROTOCOL_ERROR, str(bad))
             return
         self.server.schedule_flush()
@@ -230,7 +235,7 @@ class Session(asyncio.Protocol):
         elif kind is P.MdReplayRequest:
             server.md_replay(self, msg)
         elif kind is P.BalanceRequest:
-            self.send(server.balance(self))
+            server.answer(self, server.balance(self))
 
     def send(self, msg) -> None:
         P.encode_into(msg, self.out)
@@ -374,12 +379,16 @@ class ExchangeServer:
         self.sessions: dict[int, Session] = {}
         self.by_account: dict[int, Session] = {}
         self.subscribers: dict[int, set[Session]] = {}
-        self.sent_seq: list[int] = []
+        self.captured_seq: list[int] = []  # market data handed to turns, per channel
         self._next_session = 1
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server = None
         self.recovery = None
         self.records_since_snapshot = 0
+        self.journal_thread = None  # group commit off the loop (fsync on, once listening)
+        self.waiting: collections.deque = collections.deque()  # turns awaiting durability
+        self.durable = -1
+        self.snapshot_pid = 0
         self.stats = {"turns": 0, "commands": 0, "max_batch": 0}
         self.failed: BaseException | None = None
 
@@ -405,8 +414,7 @@ class ExchangeServer:
         _warm_up(cfg.impl)
         for channel in self.exchange.md.channels:
             channel.ring = collections.deque(channel.ring, maxlen=cfg.md_ring)
-        self.sent_seq = [c.seq for c in self.exchange.md.channels]
-        self.subscribers = {c: set() for c in range(len(self.sent_seq))}
+        self.subscribers = {c: set() for c in range(len(self.captured_seq))}
         return summary
 
     def _ledger(self, url, exchange) -> LedgerPublisher | None:
@@ -427,6 +435,7 @@ class ExchangeServer:
         exchange = Exchange(genesis, impl=cfg.impl)  # checks the configuration first
         start_journal(self.data_dir, genesis)
         self.exchange = exchange
+        self.captured_seq = [c.seq for c in exchange.md.channels]
         self.clock = ExchangeClock(cfg.clock, exchange.calendar, cfg.start_us)
         self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=True)
         self.ledger = self._ledger(ledger_url, exchange)
@@ -473,6 +482,7 @@ class ExchangeServer:
                       if seq > position else None)
         self.recovery = rec
         self.exchange = rec.exchange
+        self.captured_seq = [c.seq for c in self.exchange.md.channels]
         self.clock = ExchangeClock(cfg.clock, self.exchange.calendar, cfg.start_us)
         clock = self.exchange.engine.book.globals()[0]
         self.clock.resume(clock, self.exchange.engine.day_in_progress())
@@ -490,6 +500,10 @@ class ExchangeServer:
         self.loop = asyncio.get_running_loop()
         self.server = await self.loop.create_server(lambda: Session(self), self.config.host,
                                                     self.config.port)
+        self.durable = self.exchange.seq
+        if self.journal.fsync:
+            self.journal_thread = JournalThread(self.journal, self.loop, self._on_durable)
+            self.journal_thread.start()
         self._clock_tick()  # publish the status the clock says now
         self._timer = self.loop.create_task(self._tick_loop())
         host, port = self.server.sockets[0].getsockname()[:2]
@@ -507,6 +521,12 @@ class ExchangeServer:
             session.transport.close()
         if self.pending and self.failed is None:
             self._flush()
+        if self.journal_thread is not None:
+            if self.failed is None:
+                self.journal_thread.sync()
+                self._on_durable(self.exchange.seq)
+            self.journal_thread.stop()
+        self._reap_snapshot(wait=True)
         if snapshot and self.failed is None:
             write_snapshot(self.data_dir, self.exchange)
         self.journal.close()
@@ -566,26 +586,28 @@ class ExchangeServer:
     def subscribe(self, session: Session, msg: P.Subscribe) -> None:
         i = self.exchange.instrument_index.get(msg.instrument, -1)
         if i < 0 or msg.segment not in (0, 1):
-            session.send(P.AdminAck("Subscribe", False, P.GatewayReason.UNKNOWN_INSTRUMENT,
-                                    f"no channel {msg.instrument!r}/{msg.segment}"))
+            self.answer(session, P.AdminAck("Subscribe", False, P.GatewayReason.UNKNOWN_INSTRUMENT,
+                                            f"no channel {msg.instrument!r}/{msg.segment}"))
             return
         c = i * 2 + msg.segment
-        session.subscriptions.add(c)
-        self.subscribers[c].add(session)
-        session.send(self.exchange.snapshot(i, msg.segment))
+
+        def subscribed():  # incrementals from the one after the snapshot on
+            session.subscriptions.add(c)
+            self.subscribers[c].add(session)
+
+        self.answer(session, self.exchange.snapshot(i, msg.segment), then=subscribed)
 
     def md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
         i = self.exchange.instrument_index.get(msg.instrument, -1)
         if i < 0 or msg.segment not in (0, 1):
-            session.send(P.AdminAck("MdReplayRequest", False,
-                                    P.GatewayReason.UNKNOWN_INSTRUMENT, "no such channel"))
+            self.answer(session, P.AdminAck("MdReplayRequest", False,
+                                            P.GatewayReason.UNKNOWN_INSTRUMENT, "no such channel"))
             return
         frames = self.exchange.md.channel(i, msg.segment).replay(msg.from_seq, msg.to_seq)
         if frames is None:  # no longer kept (or never sent): start again from a snapshot
-            session.send(self.exchange.snapshot(i, msg.segment))
+            self.answer(session, self.exchange.snapshot(i, msg.segment))
         else:
-            for f in frames:
-                session.out += f
+            self.answer(session, *frames)
 
     def balance(self, session: Session):
         if not self.exchange.is_account(session.account_name):
@@ -600,6 +622,14 @@ class ExchangeServer:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Sequence what is queued and send its results before returning (rare paths: a
+        session about to be closed must get the answers to what it sent before)."""
+        self._flush()
+        if self.journal_thread is not None and self.failed is None:
+            self.journal_thread.sync()
+            self._on_durable(self.exchange.seq)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self.pending or self.failed is not None:
@@ -609,34 +639,110 @@ class ExchangeServer:
             turn = self.exchange.submit(entries, self.clock.now())
             self._commit(turn)
         except BaseException as e:
-            # the journal and the state may now differ: stop, and let recovery rebuild it
-            self.failed = e
-            log.exception("sequencer failed; the server stops")
-            for session in list(self.sessions.values()):
-                session.transport.abort()
-            if self.server is not None:
-                self.server.close()
+            log.exception("sequencer failed")
+            self._fail(e)
             return
         self.stats["turns"] += 1
         self.stats["commands"] += len(entries)
         self.stats["max_batch"] = max(self.stats["max_batch"], len(entries))
-        self._send(turn)
         if turn.day_ended:
             self.clock.day_ended(self.exchange.engine.book.globals()[0])
         if self.records_since_snapshot >= self.config.snapshot_every:
-            write_snapshot(self.data_dir, self.exchange)
-            self.records_since_snapshot = 0
+            self._snapshot()
 
     def _commit(self, turn) -> None:
-        """Journal the turn (durably) and hand it to the ledger: nothing is sent before."""
+        """Journal the turn; its reports, market data and ledger entries go out once the
+        journal holds it durably (at once with fsync off), in turn order."""
+        channels, captured = self.exchange.md.channels, self.captured_seq
+        md = []  # (channel, frames) published by this turn, taken while the ring has them
+        for c in sorted(set(turn.market_data)):
+            seq = channels[c].seq
+            if seq > captured[c]:
+                md.append((c, b"".join(channels[c].replay(captured[c] + 1, seq) or ())))
+                captured[c] = seq
+        last = self.exchange.seq
         if turn.records:
-            self.journal.append(turn.records)
-            self.journal.commit()
             self.records_since_snapshot += len(turn.records)
-            if self.ledger is not None:
-                self.ledger.publish(turn.records[-1][0], turn)
+            if self.journal_thread is None:  # fsync off, or before the loop runs
+                self.journal.append(turn.records)
+                self.journal.commit()
+                self.durable = last
+            else:
+                self.journal_thread.submit(last, b"".join(
+                    [frame(seq, record) for seq, record in turn.records]))
+        if last <= self.durable and not self.waiting:
+            self._release(turn, md)
+        else:
+            self.waiting.append((last, turn, md))
 
-    def _send(self, turn) -> None:
+    def _on_durable(self, seq: int) -> None:
+        if seq < 0:  # the journal could not be written: stop before acknowledging more
+            self._fail(self.journal_thread.error)
+            return
+        self.durable = max(self.durable, seq)
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= self.durable:
+            _, turn, md = waiting.popleft()
+            self._release(turn, md)
+
+    def _release(self, turn, md) -> None:
+        if turn is None:  # an answer held back until the state it shows is durable
+            session, payload, then = md
+            if not session.closing:
+                session.out += payload
+                session.flush()
+                if then is not None:
+                    then()
+            return
+        if turn.records and self.ledger is not None:
+            self.ledger.publish(turn.records[-1][0], turn)
+        self._send(turn, md)
+
+    def answer(self, session: Session, *messages, then=None) -> None:
+        """Reply with what the state shows now, once that state is durable: a client never
+        sees what a crash could still undo. ``then()`` runs right after it is sent."""
+        payload = bytearray()
+        for msg in messages:
+            if isinstance(msg, (bytes, bytearray)):
+                payload += msg
+            else:
+                P.encode_into(msg, payload)
+        if self.exchange.seq <= self.durable and not self.waiting:
+            session.out += payload
+            if then is not None:
+                then()
+        else:
+            self.waiting.append((self.exchange.seq, None, (session, bytes(payload), then)))
+
+    def _snapshot(self) -> None:
+        """A snapshot of the state now; the journal is made durable up to it first."""
+        if self.journal_thread is not None:
+            self.journal_thread.sync()
+        self._reap_snapshot(wait=True)
+        if self.config.fork_snapshots:
+            self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange)
+        else:
+            write_snapshot(self.data_dir, self.exchange)
+        self.records_since_snapshot = 0
+
+    def _reap_snapshot(self, wait: bool = False) -> None:
+        if self.snapshot_pid:
+            pid, status = os.waitpid(self.snapshot_pid, 0 if wait else os.WNOHANG)
+            if pid:
+                if status != 0:
+                    log.error("snapshot writer exited with status %s", status)
+                self.snapshot_pid = 0
+
+    def _fail(self, e: BaseException) -> None:
+        """The journal and the state may now differ: stop; recovery rebuilds from the journal."""
+        self.failed = e
+        log.error("the server stops: %s", e)
+        for session in list(self.sessions.values()):
+            session.transport.abort()
+        if self.server is not None:
+            self.server.close()
+
+    def _send(self, turn, md) -> None:
         by_account = self.by_account
         encode_into = P.encode_into
         touched = set()
@@ -645,17 +751,10 @@ class ExchangeServer:
             if session is not None:
                 encode_into(report, session.out)
                 touched.add(session)
-        channels = self.exchange.md.channels
-        for c in set(turn.market_data):
-            seq = channels[c].seq
-            if seq > self.sent_seq[c]:
-                frames = channels[c].replay(self.sent_seq[c] + 1, seq)
-                self.sent_seq[c] = seq
-                if frames:
-                    data = b"".join(frames)
-                    for session in self.subscribers[c]:
-                        session.out += data
-                        touched.add(session)
+        for c, data in md:
+            for session in self.subscribers[c]:
+                session.out += data
+                touched.add(session)
         for session in touched:
             session.flush()
 
@@ -666,6 +765,7 @@ class ExchangeServer:
         try:
             while True:
                 await asyncio.sleep(0.05)
+                self._reap_snapshot()
                 now = time.monotonic()
                 for session in list(self.sessions.values()):
                     if session.closing:
