@@ -89,6 +89,7 @@ class ServerConfig:
     md_ring: int = 65_536  # market-data frames kept per channel for replays
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
     fork_snapshots: bool = hasattr(os, "fork")  # write snapshots from a forked child
+    journal_thread: bool = False  # fsync on a thread, overlapping the next turn (see docs)
     impl: str = "numba"
     recover: bool = False  # require an existing journal
 
@@ -501,7 +502,7 @@ class ExchangeServer:
         self.server = await self.loop.create_server(lambda: Session(self), self.config.host,
                                                     self.config.port)
         self.durable = self.exchange.seq
-        if self.journal.fsync:
+        if self.config.journal_thread and self.journal.fsync:
             self.journal_thread = JournalThread(self.journal, self.loop, self._on_durable)
             self.journal_thread.start()
         self._clock_tick()  # publish the status the clock says now
