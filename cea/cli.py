@@ -304,6 +304,11 @@ def serve(
         code = run(config, ready=ready)
     except (ValueError, OSError) as e:
         _fail(str(e))
+    if code == 0:
+        typer.echo("cea serve: stopped; state saved (a snapshot and the journal)")
+    else:
+        typer.echo("cea serve: stopped after a failure (see above); `cea serve --recover` "
+                   "rebuilds the acknowledged state from the journal", err=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,88 @@
+"""``cea serve`` and ``cea journal`` from the command line: start, stop, recover, verify,
+replay, and bad options answered with one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+import signal
+import subprocess
+import sys
+
+from engine.codes import Side
+from gateway.client import Client
+from gateway.protocol import ExecKind
+
+from ..test_cli import ROOT, invoke
+
+
+def _serve(data_dir, *args):
+    proc = subprocess.Popen([sys.executable, "-m", "cea", "serve", "--data-dir", str(data_dir),
+                             "--port", "0", "--start", "2024-03-04", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"listening on [\d.]+:(\d+)", line)
+        if m:
+            return proc, int(m.group(1)), "".join(lines)
+    _, err = proc.communicate()
+    raise AssertionError("".join(lines) + err)
+
+
+def _stop(proc) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_serve_trade_stop_recover_verify_replay(tmp_path):
+    data = tmp_path / "data"
+    proc, port, out = _serve(data)
+    assert "new exchange: 4 accounts" in out and "credentials.csv" in out
+    tokens = dict(csv.reader((data / "credentials.csv").read_text().splitlines()))
+    assert set(tokens) == {"account", "A001", "A002", "A003", "A004", "OPS"}
+
+    async def trade():
+        async with Client("127.0.0.1", port, "A001", tokens["A001"]) as a, \
+                Client("127.0.0.1", port, "A002", tokens["A002"]) as b:
+            assert (await a.place("b1", "CEA", Side.BUY, 500, 6010)).exec == ExecKind.ACCEPTED
+            assert (await b.place("s1", "CEA", Side.SELL, 200, 6000)).exec == ExecKind.ACCEPTED
+
+    try:
+        asyncio.run(trade())
+    finally:
+        _stop(proc)
+    proc, port, out = _serve(data, "--recover")
+    assert re.search(r"recovered \d+ journal records .* state hash [0-9a-f]{64}", out), out
+    assert "credentials" not in out  # tokens are made once
+    _stop(proc)
+
+    result = invoke("journal", "verify", data)
+    assert result.exit_code == 0, result.output
+    assert "1 trades" in result.output and result.output.rstrip().endswith("ok")
+    trades = tmp_path / "trades.csv"
+    result = invoke("journal", "replay", data, "--trades", trades)
+    assert result.exit_code == 0 and "1 trades, state hash" in result.output, result.output
+    rows = list(csv.reader(trades.read_text().splitlines()))
+    assert rows[0][:3] == ["trade_id", "time", "instrument"]
+    assert rows[1][4:10] == ["60.10", "200", "A001", "b1", "A002", "s1"]
+
+
+def test_bad_options_and_missing_journal(tmp_path):
+    for args, message in (
+            (["serve", "--fsync", "maybe"], "--fsync must be on or off"),
+            (["serve", "--clock", "moon"], "--clock must be sim or wall"),
+            (["serve", "--start", "yesterday", "--data-dir", tmp_path / "x"], "--start"),
+            (["serve", "--recover", "--data-dir", tmp_path / "empty", "--port", "0"],
+             "no journal"),
+            (["serve", "--accounts", tmp_path / "nope.csv", "--data-dir", tmp_path / "y"],
+             "cannot read accounts file"),
+            (["journal", "verify", tmp_path / "nothing"], "no such file"),
+            (["journal", "replay", tmp_path / "nothing"], "no such file")):
+        result = invoke(*args)
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert message in result.output.lower() or message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
