@@ -11,8 +11,8 @@ The pipeline, one writer (the event loop):
 3. **journal**: the turn's records are appended and fsync'd (group commit) *before* any
    report or market data leaves, so whatever a client saw acknowledged survives a crash.
 4. **results**: reports to their accounts' sessions, market data to subscribers, trades and
-   account operations to the ledger publisher thread (SQLite by default), which settles them
-   idempotently and records how far the journal has been settled.
+   account operations to the ledger publisher process (``gateway.publisher``; SQLite by
+   default), which settles them idempotently and records how far the journal is settled.
 
 Recovery on start: the latest snapshot plus the journal (``gateway.journal.rebuild``); the
 ledger is fed every record it had not settled.
@@ -25,11 +25,8 @@ import collections
 import datetime as _dt
 import logging
 import os
-import queue
 import signal
 import socket
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +45,13 @@ from .journal import (
     JOURNAL, JournalThread, JournalWriter, fork_snapshot, frame, rebuild, start_journal,
     write_snapshot,
 )
+from .publisher import FEED, LedgerPublisher
 from .marketdata import status_at
 
 log = logging.getLogger("cea.serve")
 
 #: Shanghai keeps UTC+8 all year (no daylight saving): exchange time without a tz database.
 _SHANGHAI_US = 8 * 3600 * 1_000_000
-FEED = "journal"  # the ledger's name for our journal
 LOGON_TIMEOUT_S = 5.0
 
 DEMO_ACCOUNTS = [  # (name, type, cash fen, allowances t) for a first start with no --accounts
@@ -266,109 +263,6 @@ _SEQUENCED = {P.NewOrder, P.Cancel, P.Amend, P.MassCancel, P.Halt, P.Resume, P.E
               P.SetPriorClose}
 
 
-class LedgerPublisher(threading.Thread):
-    """Settles the journal's trades and account operations into the ledger, off the loop.
-
-    Items are (seq, events, ledger_ops) in journal order; consecutive items are settled in
-    one transaction with the feed position, so a crash repeats at most work that the ledger's
-    idempotence (trade ids, operation refs) absorbs.
-    """
-
-    def __init__(self, url: str, exchange: Exchange, fees: tuple[int, int]):
-        super().__init__(name="ledger-publisher", daemon=True)
-        self.url, self.exchange, self.fees = url, exchange, fees
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.error: BaseException | None = None
-        self.position = -1
-        self.ready = threading.Event()
-        self.linger = 0.05  # seconds
-
-    def run(self) -> None:
-        from ledger.core import Ledger
-
-        try:
-            ledger = Ledger.open(self.url, self.exchange.instruments, *self.fees)
-        except BaseException as e:  # noqa: BLE001 - reported by the server
-            self.error = e
-            self.ready.set()
-            return
-        self.position = ledger.feed_position(FEED)
-        self.ready.set()
-        try:
-            while True:
-                items = [self.queue.get()]
-                if items[0] is not None:
-                    # group commit: gather what the next few turns publish into one
-                    # transaction, instead of one durable commit (and GIL time) per turn
-                    time.sleep(self.linger)
-                while len(items) < 100_000:
-                    try:
-                        items.append(self.queue.get_nowait())
-                    except queue.Empty:
-                        break
-                stop = any(item is None for item in items)
-                self._settle(ledger, [i for i in items if i is not None])
-                if stop:
-                    break
-        except BaseException as e:  # noqa: BLE001
-            self.error = e
-            log.error("ledger publisher stopped: %s", e)
-        finally:
-            ledger.close()
-
-    def _settle(self, ledger, items) -> None:
-        ex = self.exchange
-        events, last = [], -1
-        for seq, evs, ops in items:
-            if seq <= self.position:
-                continue
-            if ops:
-                if events:
-                    self._events(ledger, events, last)
-                    events = []
-                for op_seq, op in ops:
-                    self._operation(ledger, op_seq, op)
-            events.extend(evs)
-            last = seq
-        if last >= 0:
-            self._events(ledger, events, last)
-            self.position = last
-
-    def _events(self, ledger, events, seq) -> None:
-        ex = self.exchange
-        rows = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
-        ledger.settle_events(rows, ex.account_name, ex.order_name, ex.instruments,
-                             feed=(FEED, seq))
-
-    def _operation(self, ledger, seq: int, op: AdminOp) -> None:
-        day = op.ts_us // DAY_US
-        ref = f"{FEED}:{seq}"
-        if op.op == "OPEN_ACCOUNT":
-            ledger.open_account(op.account, AccountType(op.value))
-        elif op.op == "DEPOSIT":
-            ledger.deposit(op.account, op.value, ref=ref, day=day)
-        elif op.op == "WITHDRAW":
-            ledger.withdraw(op.account, op.value, ref=ref, day=day)
-        elif op.op == "ALLOWANCE_IN":
-            ledger.allowance_in(op.account, op.instrument or ex_first(self.exchange), op.value,
-                                ref=ref, day=day)
-        elif op.op == "ALLOWANCE_OUT":
-            ledger.allowance_out(op.account, op.instrument or ex_first(self.exchange), op.value,
-                                 ref=ref, day=day)
-
-    def publish(self, seq: int, turn) -> None:
-        if turn.events or turn.ledger_ops:
-            self.queue.put((seq, turn.events, turn.ledger_ops))
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.queue.put(None)
-        self.join(timeout)
-
-
-def ex_first(exchange: Exchange) -> str:
-    return exchange.instruments[0]
-
-
 class ExchangeServer:
     """The whole exchange: recovery, sessions, sequencer, journal, ledger, market data."""
 
@@ -424,9 +318,6 @@ class ExchangeServer:
         pub = LedgerPublisher(url, exchange, (exchange.genesis.fee_bps_listed,
                                               exchange.genesis.fee_bps_block))
         pub.start()
-        pub.ready.wait()
-        if pub.error is not None:
-            raise pub.error
         return pub
 
     def _create(self, ledger_url) -> str:
@@ -833,8 +724,6 @@ def serve(config: ServerConfig, ready=None) -> int:
     """Run the server until SIGINT/SIGTERM; ``ready(summary, host, port)`` once listening."""
     import uvloop
 
-    # the ledger thread must not hold the event loop off for the default 5 ms slice
-    sys.setswitchinterval(0.0005)
     server = ExchangeServer(config)
     summary = server.open()
 

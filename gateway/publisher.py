@@ -1,0 +1,168 @@
+"""The ledger publisher: a separate process that settles the journal's trades, day closes and
+account operations into the ledger, so the event loop never shares the GIL with SQLite work.
+
+The server hands it, per journaled turn, only what settlement needs (the TRADE and
+DAY_CLOSED rows, the names of their accounts and orders, the account operations), through a
+``multiprocessing`` queue whose feeder thread does the pickling. The child commits in groups
+(every ``LINGER`` seconds of traffic), each with the journal position it reached, so a crash
+repeats at most work the ledger's idempotence absorbs (trade ids, operation refs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import time
+
+import numpy as np
+
+from engine import batch as B
+from engine.codes import AccountType, EventKind
+from engine.rules import DAY_US
+
+FEED = "journal"  # the ledger's name for the server's journal
+LINGER = 0.05  # seconds a group commit waits for more turns
+_SETTLED_KINDS = (int(EventKind.TRADE), int(EventKind.DAY_CLOSED))
+
+
+class LedgerPublisher:
+    """Parent side: ``start``, ``publish(seq, turn)``, ``stop``; ``position`` is how far the
+    ledger had settled the journal when it started."""
+
+    def __init__(self, url: str, exchange, fees: tuple[int, int]):
+        self.exchange = exchange
+        ctx = multiprocessing.get_context("spawn")  # a clean child: no threads, no loop
+        self.queue = ctx.Queue()
+        self.replies = ctx.Queue()
+        self.process = ctx.Process(target=_run, name="cea-ledger", daemon=True,
+                                   args=(url, list(exchange.instruments), fees, self.queue,
+                                         self.replies, os.getpid()))
+        self.position = -1
+        self.error: str | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.process.start()
+        kind, value = self.replies.get(timeout=timeout)
+        if kind == "error":
+            self.process.join(5)
+            raise RuntimeError(f"ledger: {value}")
+        self.position = value
+
+    def publish(self, seq: int, turn) -> None:
+        if seq <= self.position or not (turn.events or turn.ledger_ops):
+            return
+        ex = self.exchange
+        rows = [ev[np.isin(ev[:, B.KIND], _SETTLED_KINDS)] for ev in turn.events]
+        rows = np.concatenate(rows) if rows else np.zeros((0, B.EVENT_WIDTH), np.int64)
+        trades = rows[rows[:, B.KIND] == EventKind.TRADE]
+        accounts = np.unique(np.concatenate([trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2]]))
+        names = {h: ex.account_name(h) for h in accounts.tolist()}
+        orders = {h: ex.order_name(h) for h in
+                  np.concatenate([trades[:, B.ORDER], trades[:, B.ORDER2]]).tolist()}
+        self.queue.put((seq, rows, names, orders, turn.ledger_ops))
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """Settle everything published, then end the child."""
+        self.queue.put(None)
+        try:
+            while True:
+                kind, value = self.replies.get(timeout=timeout)
+                if kind == "error":
+                    self.error = value
+                if kind in ("stopped", "error"):
+                    break
+        except queue.Empty:
+            self.error = "the ledger did not stop in time"
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+        self.queue.close()
+        self.replies.close()
+
+
+def _next(inbox, parent: int):
+    """The next item; None also when the server died (SIGKILL): what it had not handed over
+    is in its journal, and its next start feeds it again."""
+    while True:
+        try:
+            return inbox.get(timeout=0.5)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
+
+
+def _run(url, instruments, fees, inbox, replies, parent) -> None:
+    """Child: open the ledger, then settle groups of turns until told to stop."""
+    from ledger.core import Ledger
+
+    try:
+        ledger = Ledger.open(url, instruments, *fees)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        replies.put(("error", str(e)))
+        return
+    position = ledger.feed_position(FEED)
+    replies.put(("ready", position))
+    try:
+        stop = False
+        while not stop:
+            items = [_next(inbox, parent)]
+            if items[0] is not None:
+                time.sleep(LINGER)
+            while len(items) < 100_000:
+                try:
+                    items.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in items)
+            position = _settle(ledger, instruments, [i for i in items if i is not None],
+                               position)
+        replies.put(("stopped", position))
+    except BaseException as e:  # noqa: BLE001
+        replies.put(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        ledger.close()
+
+
+def _settle(ledger, instruments, items, position) -> int:
+    """One transaction per run of turns between account operations; returns the position."""
+    group, names, orders, last = [], {}, {}, -1
+    for seq, rows, item_names, item_orders, ops in items:
+        if seq <= position:
+            continue
+        if ops:
+            _events(ledger, instruments, group, names, orders, last)
+            group, names, orders = [], {}, {}
+            for op_seq, op in ops:
+                _operation(ledger, instruments, op_seq, op)
+        group.append(rows)
+        names.update(item_names)
+        orders.update(item_orders)
+        last = seq
+    if last >= 0:
+        _events(ledger, instruments, group, names, orders, last)
+        position = last
+    return position
+
+
+def _events(ledger, instruments, group, names, orders, seq) -> None:
+    if seq < 0:
+        return
+    rows = np.concatenate(group) if group else np.zeros((0, B.EVENT_WIDTH), np.int64)
+    ledger.settle_events(rows, names.__getitem__, orders.__getitem__, instruments,
+                         feed=(FEED, seq))
+
+
+def _operation(ledger, instruments, seq: int, op) -> None:
+    day, ref = op.ts_us // DAY_US, f"{FEED}:{seq}"
+    instrument = op.instrument or instruments[0]
+    if op.op == "OPEN_ACCOUNT":
+        ledger.open_account(op.account, AccountType(op.value))
+    elif op.op == "DEPOSIT":
+        ledger.deposit(op.account, op.value, ref=ref, day=day)
+    elif op.op == "WITHDRAW":
+        ledger.withdraw(op.account, op.value, ref=ref, day=day)
+    elif op.op == "ALLOWANCE_IN":
+        ledger.allowance_in(op.account, instrument, op.value, ref=ref, day=day)
+    elif op.op == "ALLOWANCE_OUT":
+        ledger.allowance_out(op.account, instrument, op.value, ref=ref, day=day)
