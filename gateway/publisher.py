@@ -1,11 +1,11 @@
 """The ledger publisher: a separate process that settles the journal's trades, day closes and
 account operations into the ledger, so the event loop never shares the GIL with SQLite work.
 
-The server hands it, per journaled turn, only what settlement needs (the TRADE and
-DAY_CLOSED rows, the names of their accounts and orders, the account operations), through a
-``multiprocessing`` queue whose feeder thread does the pickling. The child commits in groups
-(every ``LINGER`` seconds of traffic), each with the journal position it reached, so a crash
-repeats at most work the ledger's idempotence absorbs (trade ids, operation refs).
+The server keeps, per journaled turn, only what settlement needs (the TRADE and DAY_CLOSED
+rows, the names of their accounts and orders, the account operations) and hands it over on
+its timer (every 50 ms) through a ``multiprocessing`` queue. The child commits each hand-over
+as a group, with the journal position it reached, so a crash repeats at most work the
+ledger's idempotence absorbs (trade ids, operation refs).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import time
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from engine.codes import AccountType, EventKind
 from engine.rules import DAY_US
 
 FEED = "journal"  # the ledger's name for the server's journal
-LINGER = 0.05  # seconds a group commit waits for more turns
 _SETTLED_KINDS = (int(EventKind.TRADE), int(EventKind.DAY_CLOSED))
 
 
@@ -40,6 +38,7 @@ class LedgerPublisher:
                                          self.replies, os.getpid()))
         self.position = -1
         self.error: str | None = None
+        self.buffer: list = []
 
     def start(self, timeout: float = 120.0) -> None:
         self.process.start()
@@ -60,10 +59,18 @@ class LedgerPublisher:
         names = {h: ex.account_name(h) for h in accounts.tolist()}
         orders = {h: ex.order_name(h) for h in
                   np.concatenate([trades[:, B.ORDER], trades[:, B.ORDER2]]).tolist()}
-        self.queue.put((seq, rows, names, orders, turn.ledger_ops))
+        self.buffer.append((seq, rows, names, orders, turn.ledger_ops))
+
+    def hand_over(self) -> None:
+        """Send what was published since the last call as one message (the server calls this
+        on its timer): one wake-up of the queue's feeder thread per period, not per turn."""
+        if self.buffer:
+            self.queue.put(self.buffer)
+            self.buffer = []
 
     def stop(self, timeout: float = 120.0) -> None:
         """Settle everything published, then end the child."""
+        self.hand_over()
         self.queue.put(None)
         try:
             while True:
@@ -106,17 +113,15 @@ def _run(url, instruments, fees, inbox, replies, parent) -> None:
     try:
         stop = False
         while not stop:
-            items = [_next(inbox, parent)]
-            if items[0] is not None:
-                time.sleep(LINGER)
-            while len(items) < 100_000:
+            batches = [_next(inbox, parent)]
+            while len(batches) < 100:
                 try:
-                    items.append(inbox.get_nowait())
+                    batches.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            stop = any(item is None for item in items)
-            position = _settle(ledger, instruments, [i for i in items if i is not None],
-                               position)
+            stop = any(batch is None for batch in batches)
+            items = [item for batch in batches if batch is not None for item in batch]
+            position = _settle(ledger, instruments, items, position)
         replies.put(("stopped", position))
     except BaseException as e:  # noqa: BLE001
         replies.put(("error", f"{type(e).__name__}: {e}"))

@@ -658,6 +658,8 @@ class ExchangeServer:
             while True:
                 await asyncio.sleep(0.05)
                 self._reap_snapshot()
+                if self.ledger is not None:
+                    self.ledger.hand_over()
                 now = time.monotonic()
                 for session in list(self.sessions.values()):
                     if session.closing:
