@@ -256,7 +256,7 @@ def serve(
                               help="Messages a session may send at once above its rate."),
     operator: str = typer.Option("OPS", "--operator", help="The operator account (halts, "
                                  "end of day, prior close) for a new data directory."),
-    snapshot_every: int = typer.Option(20_000, "--snapshot-every", min=1,
+    snapshot_every: int = typer.Option(200_000, "--snapshot-every", min=1,
                                        help="Journal records between state snapshots."),
     fee_bps_listed: int = typer.Option(0, "--fee-bps-listed", min=0, max=1000),
     fee_bps_block: int = typer.Option(0, "--fee-bps-block", min=0, max=1000),

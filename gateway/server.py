@@ -82,7 +82,7 @@ class ServerConfig:
     max_out_buffer: int = 8 << 20  # a session whose unsent replies exceed this is dropped
     socket_buffer: int = 1 << 20  # kernel send buffer per session (bounds memory with the above)
     heartbeat_factor: int = 3  # silence of this many heartbeat intervals ends a session
-    snapshot_every: int = 20_000  # journal records between snapshots
+    snapshot_every: int = 200_000  # journal records between snapshots
     md_ring: int = 65_536  # market-data frames kept per channel for replays
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
     fork_snapshots: bool = hasattr(os, "fork")  # write snapshots from a forked child
