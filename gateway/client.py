@@ -1,11 +1,12 @@
 """``gateway.client``: an asyncio client of ``cea serve``.
 
->>> async def example(port, token):                                   # doctest: +SKIP
-...     async with Client("127.0.0.1", port, "A001", token) as c:
-...         report = await c.place("o1", "CEA", Side.BUY, 500, 6010)
-...         print(report.exec.name, report.open)
-...         book = await c.subscribe("CEA")
-...         print(book.bids[:1], book.seq)
+Example (a running ``cea serve`` and A001's token; ``tests/gateway`` runs the like)::
+
+    async with Client("127.0.0.1", 7878, "A001", token) as c:
+        report = await c.place("o1", "CEA", Side.BUY, 500, 6010)
+        print(report.exec.name, report.open)        # ACCEPTED 500
+        book = await c.subscribe("CEA")
+        print(book.bids[:1], book.seq)              # [(6010, 500, 1)] 3
 
 Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``; replies arrive at
 ``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``: the first report
