@@ -95,6 +95,21 @@ def read_records(path: Path, scan: Scan | None = None) -> Iterator[tuple[int, ob
         yield seq, record
 
 
+def open_journal(data_dir: Path) -> tuple[Path, Scan, Iterator[tuple[int, object]], Genesis]:
+    """The journal of ``data_dir``: its path, the scan filled as records are read, the
+    iterator over the records after the genesis, and the genesis."""
+    path = Path(data_dir) / JOURNAL
+    if not path.exists():
+        raise JournalError(f"{path}: no journal here")
+    scan = Scan(0, 0, 0, -1)
+    records = read_records(path, scan)
+    first = next(records, None)
+    if first is None or first[0] != 0 or not isinstance(first[1], Genesis):
+        raise JournalError(f"{path}: the first record is not a genesis record"
+                           + (f" ({scan.problem})" if scan.problem else ""))
+    return path, scan, records, first[1]
+
+
 def check_tail(path: Path, scan: Scan) -> None:
     """Raise ``JournalError`` unless reading stopped at the end or at a torn last record."""
     if not scan.problem:
@@ -279,19 +294,11 @@ def rebuild(data_dir: Path, impl: str = "numba", use_snapshot: bool = True,
     later record; ``on_turn(seq, turn)`` sees each applied record's results (the ledger is fed
     from it). A torn tail is cut off if ``truncate`` (the server does; ``verify`` only reports).
     """
-    path = Path(data_dir) / JOURNAL
-    if not path.exists():
-        raise JournalError(f"{path}: no journal here")
-    scan = Scan(0, 0, 0, -1)
-    records = read_records(path, scan)
-    first = next(records, None)
-    if first is None or first[0] != 0 or not isinstance(first[1], Genesis):
-        raise JournalError(f"{path}: the first record is not a genesis record"
-                           + (f" ({scan.problem})" if scan.problem else ""))
+    path, scan, records, genesis = open_journal(data_dir)
     exchange = load_snapshot(data_dir, to_seq) if use_snapshot else None
     snapshot_seq = exchange.seq if exchange is not None else -1
     if exchange is None:
-        exchange = Exchange(first[1], impl=impl)
+        exchange = Exchange(genesis, impl=impl)
     replayed = 0
     for seq, record in records:
         if to_seq is not None and seq > to_seq:
@@ -345,13 +352,8 @@ def verify(data_dir: Path, impl: str = "numba") -> Verification:
     at = {v[0]: (name, v[1]) for name, v in snapshots.items() if v is not None}
     lines, ok = [], True
     commands = trades = 0
-    path = data_dir / JOURNAL
-    scan = Scan(0, 0, 0, -1)
-    records = read_records(path, scan)
-    first = next(records, None)
-    if first is None or not isinstance(first[1], Genesis):
-        raise JournalError(f"{path}: the first record is not a genesis record")
-    exchange = Exchange(first[1], impl=impl)
+    path, scan, records, genesis = open_journal(data_dir)
+    exchange = Exchange(genesis, impl=impl)
     seq = 0
     while True:
         if seq in at:  # a snapshot taken after this record must equal the replay here
@@ -418,13 +420,8 @@ def replay(data_dir: Path, impl: str = "numba", to_seq: int | None = None,
                               ex.account_name(r[B.ACCOUNT2]), ex.order_name(r[B.ORDER2]),
                               "BUY" if r[B.SIDE] == 1 else "SELL"])
 
-    path = Path(data_dir) / JOURNAL
-    scan = Scan(0, 0, 0, -1)
-    records = read_records(path, scan)
-    first = next(records, None)
-    if first is None or not isinstance(first[1], Genesis):
-        raise JournalError(f"{path}: the first record is not a genesis record")
-    exchange = Exchange(first[1], impl=impl)
+    _, _, records, genesis = open_journal(data_dir)
+    exchange = Exchange(genesis, impl=impl)
     try:
         for seq, record in records:
             if to_seq is not None and seq > to_seq:

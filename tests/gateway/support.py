@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from engine.codes import AccountType
 from gateway.server import ExchangeServer, ServerConfig, parse_start
@@ -48,3 +52,20 @@ async def until(predicate, timeout: float = 5.0, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+def start_server_process(data_dir, *args):
+    """``cea serve --data-dir DATA_DIR --port 0 ARGS`` in a subprocess, once it listens:
+    (process, port, what it printed so far)."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "cea", "serve", "--data-dir", str(data_dir),
+                             "--port", "0", *args], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.search(r"listening on [\d.]+:(\d+)", line)
+        if m:
+            return proc, int(m.group(1)), "".join(lines)
+    _, err = proc.communicate()
+    raise AssertionError(f"server did not start: {''.join(lines)}{err}")

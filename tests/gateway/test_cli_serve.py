@@ -7,28 +7,17 @@ import asyncio
 import csv
 import re
 import signal
-import subprocess
-import sys
 
 from engine.codes import Side
 from gateway.client import Client
 from gateway.protocol import ExecKind
 
-from ..test_cli import ROOT, invoke
+from ..test_cli import invoke
+from .support import start_server_process
 
 
 def _serve(data_dir, *args):
-    proc = subprocess.Popen([sys.executable, "-m", "cea", "serve", "--data-dir", str(data_dir),
-                             "--port", "0", "--start", "2024-03-04", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        m = re.search(r"listening on [\d.]+:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), "".join(lines)
-    _, err = proc.communicate()
-    raise AssertionError("".join(lines) + err)
+    return start_server_process(data_dir, "--start", "2024-03-04", *args)
 
 
 def _stop(proc) -> str:
@@ -80,8 +69,8 @@ def test_bad_options_and_missing_journal(tmp_path):
              "no journal"),
             (["serve", "--accounts", tmp_path / "nope.csv", "--data-dir", tmp_path / "y"],
              "cannot read accounts file"),
-            (["journal", "verify", tmp_path / "nothing"], "no such file"),
-            (["journal", "replay", tmp_path / "nothing"], "no such file")):
+            (["journal", "verify", tmp_path / "nothing"], "no journal here"),
+            (["journal", "replay", tmp_path / "nothing"], "no journal here")):
         result = invoke(*args)
         assert result.exit_code in (1, 2), (args, result.output)
         assert message in result.output.lower() or message in result.output, (args, result.output)

@@ -23,11 +23,10 @@ import pytest
 from gateway import protocol as P
 from gateway.client import Client
 from gateway.fuzz import CLIENT_TYPES, FuzzFailure, fuzz_decoder, fuzz_server
-from gateway.server import ExchangeServer, ServerConfig, parse_start
+
+from .support import config, run_with_server
 
 FRAMES = int(os.environ.get("CEA_FUZZ_FRAMES", "200000"))
-TOKENS = {"A001": "t1", "A002": "t2", "OPS": "ops"}
-
 
 
 def _frame(body: bytes) -> bytes:
@@ -41,19 +40,7 @@ def _deep_heartbeat(depth: int = 2000) -> bytes:
 
 def with_server(tmp_path, body):
     """Run ``await body(server, host, port)`` against a fresh in-process server."""
-
-    async def main():
-        server = ExchangeServer(ServerConfig(
-            data_dir=tmp_path, port=0, start_us=parse_start("2024-03-04T10:00:00"),
-            tokens=TOKENS, ledger=None))
-        server.open()
-        host, port = await server.start()
-        try:
-            return await body(server, host, port)
-        finally:
-            await server.stop()
-
-    return asyncio.run(main())
+    return run_with_server(config(tmp_path), body)
 
 
 async def talk(host, port, data: bytes, timeout: float = 5.0):

@@ -8,8 +8,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from gateway.journal import JOURNAL, JournalError, rebuild, verify
 from gateway.protocol import ExecKind
 from ledger.core import Ledger, engine_balances
 
-from .support import START, config, run_with_server
+from .support import config, run_with_server, start_server_process
 from .test_marketdata import _trade_a_while
 
 KILL_CYCLES = int(os.environ.get("CEA_KILL_CYCLES", "6"))
@@ -86,19 +84,9 @@ def test_torn_tail_is_cut_and_corruption_is_refused(tmp_path):
 # ---------------------------------------------------------------- kill and recover
 
 def _start(data_dir, files):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cea", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--tokens", str(files / "tokens.csv"), "--accounts", str(files / "accounts.csv"),
-         "--start", "2024-03-04T10:00:00", "--snapshot-every", "40", "--rate-limit", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        m = re.search(r"listening on [\d.]+:(\d+)", line)
-        if m:
-            return proc, int(m.group(1)), "".join(lines)
-    _, err = proc.communicate()
-    raise AssertionError(f"server did not start: {''.join(lines)}{err}")
+    return start_server_process(
+        data_dir, "--tokens", str(files / "tokens.csv"), "--accounts", str(files / "accounts.csv"),
+        "--start", "2024-03-04T10:00:00", "--snapshot-every", "40", "--rate-limit", "0")
 
 
 async def _load_until_killed(port, proc, cycle, rng, acked, trades):
