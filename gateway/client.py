@@ -23,7 +23,7 @@ import asyncio
 import collections
 from typing import Callable
 
-from engine.codes import OrderType, Side, Stp, TimeInForce
+from engine.codes import OrderType, Stp, TimeInForce
 
 from . import protocol as P
 

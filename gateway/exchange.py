@@ -178,7 +178,6 @@ class Exchange:
         self.operator = self.engine.accounts.handle(genesis.operator)
         self.halted = [False] * len(names)
         # per order handle (engine.orders interns (account, cl_ord_id) tuples)
-        self.order_account: list[int] = []
         self.order_clid: list[str] = []
         self.order_instrument: list[int] = []
         self.order_filled: list[int] = []
@@ -210,7 +209,6 @@ class Exchange:
         handle = orders.handle((account, clid))
         if handle == len(self.order_clid):
             new_orders.append((account, clid))
-            self.order_account.append(account)
             self.order_clid.append(clid)
             self.order_instrument.append(instrument)
             self.order_filled.append(0)
@@ -476,8 +474,7 @@ class Exchange:
         turn.events.append(events)
         reports = turn.reports if clids is not None else None
         names = self.instruments
-        filled, open_, clid_of, owner = (self.order_filled, self.order_open, self.order_clid,
-                                         self.order_account)
+        filled, open_, clid_of = self.order_filled, self.order_open, self.order_clid
         open_orders = self.open_orders
         sides = self.order_side
         md = self.md

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections import deque
 
 from engine.codes import NO_TIME, Segment
-from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US, in_session
+from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US, in_session
 
-from .protocol import MdStatus, Status, encode
+from .protocol import MdStatus, Status, encode  # noqa: F401 (MdStatus: the doctest)
 
 #: Frames a channel keeps for replay requests.
 RING = 65_536

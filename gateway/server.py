@@ -31,9 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from engine import batch as B
 from engine.codes import NO_TIME, AccountType
 from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US
 from engine.tradingdays import day_of_date
