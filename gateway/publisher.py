@@ -49,24 +49,41 @@ class LedgerPublisher:
         self.position = value
 
     def publish(self, seq: int, turn) -> None:
-        if seq <= self.position or not (turn.events or turn.ledger_ops):
+        """Keep a journaled turn's results for the next hand-over (O(1) on the loop)."""
+        if seq > self.position and (turn.events or turn.ledger_ops):
+            self.buffer.append((seq, turn.events, turn.ledger_ops))
+
+    def hand_over(self) -> None:
+        """Send what was published since the last call as one message (the server calls this
+        on its timer): the filtering and naming is done once per period, vectorised, and the
+        queue's feeder thread wakes once, not per turn."""
+        if not self.buffer:
             return
+        items, group, group_seq = [], [], -1
+        for seq, events, ops in self.buffer:
+            if ops:  # account operations settle in their place in the sequence
+                if group:
+                    items.append(self._item(group_seq, group, ()))
+                    group = []
+                items.append(self._item(seq, events, ops))
+            else:
+                group.extend(events)
+                group_seq = seq
+        if group:
+            items.append(self._item(group_seq, group, ()))
+        self.buffer = []
+        self.queue.put(items)
+
+    def _item(self, seq: int, events: list, ops) -> tuple:
         ex = self.exchange
-        rows = [ev[np.isin(ev[:, B.KIND], _SETTLED_KINDS)] for ev in turn.events]
-        rows = np.concatenate(rows) if rows else np.zeros((0, B.EVENT_WIDTH), np.int64)
+        rows = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
+        rows = rows[np.isin(rows[:, B.KIND], _SETTLED_KINDS)]
         trades = rows[rows[:, B.KIND] == EventKind.TRADE]
         accounts = np.unique(np.concatenate([trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2]]))
         names = {h: ex.account_name(h) for h in accounts.tolist()}
         orders = {h: ex.order_name(h) for h in
                   np.concatenate([trades[:, B.ORDER], trades[:, B.ORDER2]]).tolist()}
-        self.buffer.append((seq, rows, names, orders, turn.ledger_ops))
-
-    def hand_over(self) -> None:
-        """Send what was published since the last call as one message (the server calls this
-        on its timer): one wake-up of the queue's feeder thread per period, not per turn."""
-        if self.buffer:
-            self.queue.put(self.buffer)
-            self.buffer = []
+        return seq, rows, names, orders, list(ops)
 
     def stop(self, timeout: float = 120.0) -> None:
         """Settle everything published, then end the child."""
