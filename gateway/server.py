@@ -161,14 +161,6 @@ class Session(asyncio.Protocol):
         self.closing = True
         self.server.session_closed(self)
 
-    def pause_writing(self):
-        # the peer reads slower than we write: past a bound, drop it rather than grow memory
-        if self.transport.get_write_buffer_size() > self.server.config.max_out_buffer:
-            self.abort("slow reader: send buffer over its bound")
-
-    def resume_writing(self):
-        pass
-
     def data_received(self, data: bytes):
         if self.closing:
             return
@@ -222,7 +214,8 @@ class Session(asyncio.Protocol):
             server.logon(self, msg)
         elif self.account < 0:
             self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
-        elif kind is P.Logout:
+        elif kind is P.Logout:  # answer what came before it, then close
+            server.flush_now()
             self.flush()
             self.transport.close()
             self.closing = True
@@ -240,6 +233,7 @@ class Session(asyncio.Protocol):
         if self.out and not self.closing:
             self.transport.write(bytes(self.out))
             self.last_tx = time.monotonic()
+            # the peer reads slower than we write: past a bound, drop it rather than grow memory
             if self.transport.get_write_buffer_size() > self.server.config.max_out_buffer:
                 self.abort("slow reader: send buffer over its bound")
         self.out.clear()

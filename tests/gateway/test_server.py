@@ -280,3 +280,18 @@ def test_order_before_logon_and_bad_frames(tmp_path):
         assert server.failed is None
 
     run_with_server(config(tmp_path), body)
+
+
+def test_logout_answers_what_came_before_it(tmp_path):
+    async def body(server, host, port):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(P.encode(P.Logon("A001", "t1", False)) + P.encode(
+            P.NewOrder("o1", "CEA", Side.BUY, 10, 5900)) + P.encode(P.Logout()))
+        data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+        writer.close()
+        msgs = P.FrameReader(P.SERVER_MESSAGES).feed(data)
+        assert [type(m) for m in msgs] == [P.LogonAck, P.ExecutionReport]
+        assert msgs[1].exec == ExecKind.ACCEPTED
+        assert server.exchange.engine.best_bid() == (5900, 10)  # cancel-on-disconnect off
+
+    run_with_server(config(tmp_path), body)
