@@ -60,39 +60,44 @@ class Scan:
 
 
 def read_records(path: Path, scan: Scan | None = None) -> Iterator[tuple[int, object]]:
-    """(seq, record) for every good record; fills ``scan`` as it goes. Stops at the first
-    bad record, saying why in ``scan.problem`` (the caller decides if that is a torn tail)."""
+    """(seq, record) for every good record, read as a stream (memory stays one record);
+    fills ``scan`` as it goes. Stops at the first bad record, saying why in ``scan.problem``
+    (the caller decides if that is a torn tail)."""
     scan = scan if scan is not None else Scan(0, 0, 0, -1)
-    with open(path, "rb") as f:
-        data = f.read()
-    scan.size = len(data)
+    scan.size = os.path.getsize(path)
     pos = 0
-    while pos < len(data):
-        if len(data) - pos < _HEADER.size:
-            scan.problem = f"offset {pos}: {len(data) - pos} bytes, too short for a header"
-            return
-        magic, length, seq, crc = _HEADER.unpack_from(data, pos)
-        body = data[pos + _HEADER.size: pos + _HEADER.size + length]
-        if magic != MAGIC:
-            scan.problem = f"offset {pos}: bad magic {magic:#x}"
-            return
-        if len(body) < length:
-            scan.problem = f"offset {pos}: record {seq} cut short ({len(body)} of {length} bytes)"
-            return
-        if zlib.crc32(body, zlib.crc32(seq.to_bytes(8, "big"))) != crc:
-            scan.problem = f"offset {pos}: record {seq} fails its CRC"
-            return
-        if seq != scan.last_seq + 1:
-            raise JournalError(f"{path}: offset {pos}: record {seq} follows {scan.last_seq}")
-        try:
-            record = record_decoder.decode(body)
-        except Exception as e:  # noqa: BLE001 - a CRC-clean body that does not decode
-            raise JournalError(f"{path}: offset {pos}: record {seq} does not decode: {e}") from None
-        pos += _HEADER.size + length
-        scan.records += 1
-        scan.end = pos
-        scan.last_seq = seq
-        yield seq, record
+    with open(path, "rb", buffering=1 << 20) as f:
+        while True:
+            header = f.read(_HEADER.size)
+            if not header:
+                return
+            if len(header) < _HEADER.size:
+                scan.problem = f"offset {pos}: {len(header)} bytes, too short for a header"
+                return
+            magic, length, seq, crc = _HEADER.unpack(header)
+            if magic != MAGIC:
+                scan.problem = f"offset {pos}: bad magic {magic:#x}"
+                return
+            body = f.read(length)
+            if len(body) < length:
+                scan.problem = (f"offset {pos}: record {seq} cut short ({len(body)} of "
+                                f"{length} bytes)")
+                return
+            if zlib.crc32(body, zlib.crc32(seq.to_bytes(8, "big"))) != crc:
+                scan.problem = f"offset {pos}: record {seq} fails its CRC"
+                return
+            if seq != scan.last_seq + 1:
+                raise JournalError(f"{path}: offset {pos}: record {seq} follows {scan.last_seq}")
+            try:
+                record = record_decoder.decode(body)
+            except Exception as e:  # noqa: BLE001 - a CRC-clean body that does not decode
+                raise JournalError(f"{path}: offset {pos}: record {seq} does not decode: "
+                                   f"{e}") from None
+            pos += _HEADER.size + length
+            scan.records += 1
+            scan.end = pos
+            scan.last_seq = seq
+            yield seq, record
 
 
 def open_journal(data_dir: Path) -> tuple[Path, Scan, Iterator[tuple[int, object]], Genesis]:
