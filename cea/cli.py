@@ -353,6 +353,45 @@ def journal_replay(
     typer.echo(result)
 
 
+@app.command()
+def replay(
+    data: Optional[Path] = typer.Option(None, "--data", help="Daily history CSV (default: the "
+                                        "SEEE series shipped with the package)."),
+    date_from: Optional[str] = typer.Option(None, "--from", help="First date, YYYY-MM-DD."),
+    date_to: Optional[str] = typer.Option(None, "--to", help="Last date, YYYY-MM-DD."),
+    out: Path = typer.Option(Path("replay"), "--out", help="Directory for days.csv and "
+                             "summary.json."),
+) -> None:
+    """The historical daily path (2021-07-16 onwards) through the engine, day by day."""
+    import datetime as dt
+
+    from sim.history import DATA, HistoryError, load_history
+    from sim.replay import replay as run, write_outputs
+
+    for name, value in (("--from", date_from), ("--to", date_to)):
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                _fail(f"{name} {value!r} is not a date YYYY-MM-DD")
+    try:
+        days = load_history(data or DATA)
+    except HistoryError as e:
+        _fail(str(e))
+    days = [d for d in days if (date_from is None or d.date >= date_from)
+            and (date_to is None or d.date <= date_to)]
+    if not days:
+        _fail("no days in that range")
+    with typer.progressbar(length=len(days), label="replaying", file=sys.stderr) as bar:
+        result = run(days, progress=lambda day: bar.update(1))
+    summary = write_outputs(result, out)
+    infeasible = summary.pop("infeasible")
+    for date, reason in infeasible.items():
+        typer.echo(f"infeasible {date}: {reason}")
+    typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+    typer.echo(f"wrote {out / 'days.csv'} and {out / 'summary.json'}")
+
+
 def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
