@@ -30,6 +30,7 @@ traded in that segment and makes the day infeasible.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 import time
@@ -45,8 +46,6 @@ from engine.rules import (
 from engine.tradingdays import day_of_date
 
 from .history import HistoryDay
-
-import datetime as dt
 
 MAKER, TAKER = "MAKER", "TAKER"
 _SECOND = 1_000_000
