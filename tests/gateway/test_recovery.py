@@ -181,3 +181,19 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
             price, qty, account, clid)
     _ledger_matches_engine(data, ex)
     assert verify(data).ok
+
+
+def test_journal_thread_option_acknowledges_after_durability(tmp_path):
+    """The optional fsync thread (ServerConfig.journal_thread): results wait for durability
+    and the journal alone rebuilds the same state."""
+    async def trade(server, host, port):
+        assert server.journal_thread is not None
+        await _trade_a_while(host, port, 20)
+        async with Client(host, port, "A003", "t3", cancel_on_disconnect=False) as c:
+            report = await c.place("rest", "CEA", Side.BUY, 100, 5800)
+            assert report.exec == ExecKind.ACCEPTED
+            assert server.durable >= server.exchange.seq - 1 and (await c.balance()).cash_reserved
+        return server.exchange.state_hash()
+
+    before = run_with_server(config(tmp_path, journal_thread=True), trade)
+    assert rebuild(tmp_path / "data", use_snapshot=False).state_hash == before
