@@ -359,8 +359,8 @@ def replay(
                                         "SEEE series shipped with the package)."),
     date_from: Optional[str] = typer.Option(None, "--from", help="First date, YYYY-MM-DD."),
     date_to: Optional[str] = typer.Option(None, "--to", help="Last date, YYYY-MM-DD."),
-    out: Path = typer.Option(Path("replay"), "--out", help="Directory for days.csv and "
-                             "summary.json."),
+    out: Path = typer.Option(Path("replay"), "--out", help="Directory for days.csv, "
+                             "summary.json and the plots."),
 ) -> None:
     """The historical daily path (2021-07-16 onwards) through the engine, day by day."""
     import datetime as dt
@@ -385,11 +385,15 @@ def replay(
     with typer.progressbar(length=len(days), label="replaying", file=sys.stderr) as bar:
         result = run(days, progress=lambda day: bar.update(1))
     summary = write_outputs(result, out)
+    from sim.plots import plot_replay
+
+    plots = plot_replay(result.rows, out)
     infeasible = summary.pop("infeasible")
     for date, reason in infeasible.items():
         typer.echo(f"infeasible {date}: {reason}")
     typer.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
-    typer.echo(f"wrote {out / 'days.csv'} and {out / 'summary.json'}")
+    typer.echo(f"wrote {out / 'days.csv'}, {out / 'summary.json'}, "
+               f"{', '.join(str(p) for p in plots)}")
 
 
 def _print_table(rows: list[list[str]]) -> None:

@@ -78,6 +78,8 @@ def test_cli_replay(tmp_path):
     assert summary["days"] == 10 == summary["within_one_tick"]
     assert set(summary) >= {"days", "feasible_days", "within_one_tick", "rmse_close", "seconds"}
     assert (out / "days.csv").read_text().startswith("date,basis,gap_before")
+    for plot in ("path.png", "volume.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for args in (["replay", "--from", "July"], ["replay", "--data", tmp_path / "none.csv"],
                  ["replay", "--from", "2030-01-01", "--out", out]):
         result = invoke(*args)
