@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import select
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from gateway import protocol as P
+from sim.loadtest import local_server
 
 _TOKENS = "account,token\nA001,t1\nA002,t2\nOPS,ops\n"
 _ACCOUNTS = ("account,type,cash,CEA\nA001,COVERED_ENTITY,100000000000.00,0\n"
@@ -36,34 +33,9 @@ _ACCOUNTS = ("account,type,cash,CEA\nA001,COVERED_ENTITY,100000000000.00,0\n"
 
 @contextmanager
 def running_server(fsync: bool, data_root: Path):
-    """``cea serve`` in a subprocess on a free port; yields (port, process)."""
-    d = Path(tempfile.mkdtemp(dir=data_root))
-    (d / "tokens.csv").write_text(_TOKENS)
-    (d / "accounts.csv").write_text(_ACCOUNTS)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cea", "serve", "--data-dir", str(d / "data"), "--port", "0",
-         "--tokens", str(d / "tokens.csv"), "--accounts", str(d / "accounts.csv"),
-         "--start", "2024-03-04T09:30:00", "--rate-limit", "0",
-         "--fsync", "on" if fsync else "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    port = None
-    for line in proc.stdout:
-        m = re.search(r"listening on [\d.]+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    if port is None:
-        _, err = proc.communicate()
-        raise RuntimeError(f"cea serve did not start: {err}")
-    try:
-        yield port, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+    """``cea serve`` in a subprocess on a free port; yields (port, None)."""
+    with local_server(data_root, _ACCOUNTS, _TOKENS, fsync=fsync) as port:
+        yield port, None
 
 
 # ---------------------------------------------------------------- pipelined throughput

@@ -396,6 +396,66 @@ def replay(
                f"{', '.join(str(p) for p in plots)}")
 
 
+def _rates(text: str) -> list[int]:
+    """``10k,50k,1m`` or plain numbers, orders per second."""
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        scale = {"k": 1_000, "m": 1_000_000}.get(part[-1:], 1)
+        number = part[:-1] if scale != 1 else part
+        if not number.isdigit() or int(number) * scale <= 0:
+            _fail(f"--rates: {part!r} is not a rate like 10000 or 10k")
+        out.append(int(number) * scale)
+    return out
+
+
+@app.command()
+def loadtest(
+    rate: int = typer.Option(10_000, "--rate", min=1, max=1_000_000,
+                             help="Orders per second offered (open loop)."),
+    rates: Optional[str] = typer.Option(None, "--rates", help="Sweep: e.g. 5k,10k,20k; finds "
+                                        "the highest rate held with p99 under --p99-bound-us."),
+    duration: float = typer.Option(5.0, "--duration", min=0.5, max=60.0,
+                                   help="Seconds per run."),
+    pairs: int = typer.Option(1, "--pairs", min=1, max=64,
+                              help="Buyer/seller session pairs (connections = 2 x pairs)."),
+    processes: int = typer.Option(1, "--processes", min=1, max=16,
+                                  help="Client processes sharing the load."),
+    p99_bound_us: int = typer.Option(1_000, "--p99-bound-us", min=1),
+    fsync: str = typer.Option("on", "--fsync", help="The server's journal fsync: on or off."),
+    out: Path = typer.Option(Path("loadtest"), "--out", help="loadtest.json and plots here."),
+) -> None:
+    """Open-loop load against a fresh cea serve on loopback: latency percentiles, plots."""
+    import tempfile
+
+    from sim.loadtest import accounts_for, load, local_server, write_report
+
+    if fsync not in ("on", "off"):
+        _fail(f"--fsync must be on or off, not {fsync!r}")
+    sweep = _rates(rates) if rates else [rate]
+    if max(sweep) > 1_000_000:
+        _fail("--rates: at most 1,000,000 orders/s")
+    accounts_csv, tokens_csv, sessions = accounts_for(pairs)
+    runs = []
+    with tempfile.TemporaryDirectory() as root:
+        with local_server(Path(root), accounts_csv, tokens_csv, fsync == "on") as port:
+            for r in sweep:
+                typer.echo(f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
+                           f"from {processes} process(es)...", err=True)
+                run = load(port, r, duration, sessions, processes)
+                runs.append(run)
+                a = run["ack"]
+                typer.echo(f"{r:,}/s offered: {run['achieved_per_s']:,}/s acknowledged; ack "
+                           f"p50 {a.get('p50_us')} p90 {a.get('p90_us')} p99 {a.get('p99_us')} "
+                           f"p99.9 {a.get('p999_us')} max {a.get('max_us')} us; fill p50 "
+                           f"{run['fill'].get('p50_us')} p99 {run['fill'].get('p99_us')} us")
+    report = write_report(runs, out, p99_bound_us if len(sweep) > 1 else None)
+    if "highest_rate_held" in report:
+        typer.echo(f"highest rate held with p99 <= {p99_bound_us} us: "
+                   f"{report['highest_rate_held']}")
+    typer.echo(f"wrote {out / 'loadtest.json'} and plots in {out}")
+
+
 def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
