@@ -39,6 +39,12 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _on_off(option: str, value: str) -> bool:
+    if value not in ("on", "off"):
+        _fail(f"{option} must be on or off, not {value!r}")
+    return value == "on"
+
+
 def _prior_closes(values: List[str]) -> dict[str, int]:
     """``60.00`` for one instrument named CEA, or ``NAME=60.00`` once per instrument."""
     from engine.orderfile import parse_prior_close
@@ -268,13 +274,12 @@ def serve(
     from gateway.auth import read_token_file
     from gateway.server import ServerConfig, parse_start, serve as run
 
-    if fsync not in ("on", "off"):
-        _fail(f"--fsync must be on or off, not {fsync!r}")
+    fsync_on = _on_off("--fsync", fsync)
     if clock not in ("sim", "wall"):
         _fail(f"--clock must be sim or wall, not {clock!r}")
     instruments = list(_prior_closes(prior_close).items())
     config = ServerConfig(
-        data_dir=data_dir, host=host, port=port, fsync=fsync == "on", instruments=instruments,
+        data_dir=data_dir, host=host, port=port, fsync=fsync_on, instruments=instruments,
         fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block, clock=clock,
         rate_limit=rate_limit, burst=burst, operator=operator, snapshot_every=snapshot_every,
         ledger=None if ledger == "off" else ledger,
@@ -430,15 +435,14 @@ def loadtest(
 
     from sim.loadtest import accounts_for, load, local_server, write_report
 
-    if fsync not in ("on", "off"):
-        _fail(f"--fsync must be on or off, not {fsync!r}")
+    fsync_on = _on_off("--fsync", fsync)
     sweep = _rates(rates) if rates else [rate]
     if max(sweep) > 1_000_000:
         _fail("--rates: at most 1,000,000 orders/s")
     accounts_csv, tokens_csv, sessions = accounts_for(pairs)
     runs = []
     with tempfile.TemporaryDirectory() as root:
-        with local_server(Path(root), accounts_csv, tokens_csv, fsync == "on") as port:
+        with local_server(Path(root), accounts_csv, tokens_csv, fsync_on) as port:
             for r in sweep:
                 typer.echo(f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
                            f"from {processes} process(es)...", err=True)

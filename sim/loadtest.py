@@ -153,7 +153,7 @@ def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None) -
     """``loadtest.json`` and plots: the percentile curve of each run's acknowledgement
     latency, and with several rates, latency against offered rate."""
     out.mkdir(parents=True, exist_ok=True)
-    from .plots import _pyplot
+    from .plots import _pyplot, save
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -171,11 +171,7 @@ def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None) -
     ax.set_xticklabels(["0", "50", "90", "99", "99.9", "99.99", "max"])
     ax.set_xlabel("percentile")
     ax.set_ylabel("send → acknowledgement, µs")
-    ax.set_title("cea loadtest: latency by percentile (open loop)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
-    plt.close(fig)
+    save(plt, fig, ax, out / "latency.png", "cea loadtest: latency by percentile (open loop)")
     report = {"runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs]}
     if len(runs) > 1:
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -188,11 +184,7 @@ def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None) -
         ax.set_yscale("log")
         ax.set_xlabel("offered orders/s")
         ax.set_ylabel("send → acknowledgement, µs")
-        ax.set_title("cea loadtest: latency against offered rate")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "sweep.png", dpi=110)
-        plt.close(fig)
+        save(plt, fig, ax, out / "sweep.png", "cea loadtest: latency against offered rate")
     if p99_bound_us:
         held = [r["offered_per_s"] for r in runs
                 if r["ack"] and r["ack"]["p99_us"] <= p99_bound_us

@@ -18,6 +18,19 @@ def _pyplot():
     return plt
 
 
+def save(plt, fig, ax, path: Path, title: str, legend_loc: str = "best",
+         dates: bool = False) -> Path:
+    """Title, legend, layout, write the PNG and free the figure."""
+    ax.set_title(title)
+    ax.legend(loc=legend_loc, fontsize=8)
+    if dates:
+        fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_replay(rows, out: Path) -> list[Path]:
     """``path.png`` (published close and the replay's close, band limits, flagged days) and
     ``volume.png`` (replayed listed and block volume per day, compliance deadlines)."""
@@ -49,13 +62,8 @@ def plot_replay(rows, out: Path) -> list[Path]:
         ax.axvspan(composite[0], composite[-1], color="grey", alpha=0.08,
                    label="composite close era")
     ax.set_ylabel("CNY / t")
-    ax.set_title("CEA daily close: history and replay")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    written.append(out / "path.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(plt, fig, ax, out / "path.png", "CEA daily close: history and replay",
+                        "upper left", dates=True))
 
     fig, ax = plt.subplots(figsize=(12, 4))
     listed = [r.replayed_listed_volume / 1e6 for r in rows]
@@ -69,11 +77,6 @@ def plot_replay(rows, out: Path) -> list[Path]:
             ax.text(day, ax.get_ylim()[1] * 0.95, " compliance\n deadline", color="red",
                     fontsize=7, va="top")
     ax.set_ylabel("million t")
-    ax.set_title("Replayed daily volume")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    written.append(out / "volume.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
+    written.append(save(plt, fig, ax, out / "volume.png", "Replayed daily volume",
+                        "upper left", dates=True))
     return written
