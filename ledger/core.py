@@ -35,6 +35,10 @@ CASH = "CNY"  # asset 0: fen
 BANK, REGISTRY, FEES = "@BANK", "@REGISTRY", "@FEES"
 EXTERNAL = (BANK, REGISTRY, FEES)
 SOURCE_TRADE, SOURCE_OPERATION = 1, 2
+#: a trade's segment code in the ledger: the engine's two book segments, and one-way bidding
+#: (the allowance auction, cleared outside the continuous books)
+AUCTION = 2
+SEGMENT_NAMES = {Segment.LISTED: "LISTED", Segment.BLOCK: "BLOCK", AUCTION: "AUCTION"}
 OPERATIONS = ("DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT")
 
 
@@ -81,9 +85,10 @@ class Ledger:
     """The settlement ledger over one store. One writer at a time."""
 
     def __init__(self, store: Store, instruments: Sequence[str] = ("CEA",),
-                 fee_bps_listed: int = 0, fee_bps_block: int = 0):
+                 fee_bps_listed: int = 0, fee_bps_block: int = 0, fee_bps_auction: int = 0):
         self.store = store
-        self.fee_bps = (int(fee_bps_listed), int(fee_bps_block))
+        # indexed by the trade's segment code: LISTED 0, BLOCK 1, AUCTION 2 (one-way bidding)
+        self.fee_bps = (int(fee_bps_listed), int(fee_bps_block), int(fee_bps_auction))
         self.version = migrate(store)
         self._load()
         missing = [name for name in [CASH, *instruments] if name not in self.assets]
@@ -101,11 +106,11 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str, instruments: Sequence[str] = ("CEA",), fee_bps_listed: int = 0,
-             fee_bps_block: int = 0) -> "Ledger":
+             fee_bps_block: int = 0, fee_bps_auction: int = 0) -> "Ledger":
         """Open (creating and migrating as needed) the ledger at ``url``."""
         store = open_store(url)
         try:
-            return cls(store, instruments, fee_bps_listed, fee_bps_block)
+            return cls(store, instruments, fee_bps_listed, fee_bps_block, fee_bps_auction)
         except BaseException:
             store.close()
             raise
@@ -272,10 +277,12 @@ class Ledger:
                 closes: list[tuple] = (), feed: tuple[str, int] | None = None) -> int:
         """cols: trade_id, day, ts, asset, segment, price, qty, buyer, seller (ledger ids)."""
         if len(cols):
-            bad = np.flatnonzero((cols[:, 5] <= 0) | (cols[:, 6] <= 0) | (cols[:, 7] == cols[:, 8]))
+            bad = np.flatnonzero((cols[:, 5] <= 0) | (cols[:, 6] <= 0) | (cols[:, 7] == cols[:, 8])
+                                 | (cols[:, 4] < 0) | (cols[:, 4] >= len(self.fee_bps)))
             if len(bad):
                 raise LedgerError(f"trade {int(cols[bad[0], 0])}: price and quantity must be "
-                                  "positive and the buyer differ from the seller")
+                                  "positive, the buyer differ from the seller and the segment "
+                                  "be LISTED 0, BLOCK 1 or AUCTION 2")
             if len(np.unique(cols[:, 0])) != len(cols):
                 raise LedgerError("a batch names the same trade id twice")
         store = self.store
@@ -290,7 +297,7 @@ class Ledger:
                 cols = cols[keep]
                 new = len(cols)
             if new:
-                bps = np.where(cols[:, 4] == Segment.LISTED, self.fee_bps[0], self.fee_bps[1])
+                bps = np.array(self.fee_bps, dtype=np.int64)[cols[:, 4]]
                 fees = (cols[:, 5] * cols[:, 6] * bps + 5000) // 10000  # engine.accounts.fee
                 kept = np.flatnonzero(keep).tolist()
                 rows = list(zip(*cols.T.tolist(), [buy_orders[k] for k in kept],
@@ -403,7 +410,7 @@ class Ledger:
                 "(buyer = ? OR seller = ?) ORDER BY trade_id", (day, account, account)):
             buy = buyer == account
             trades.append(StatementTrade(
-                tid, format_time(ts), self.asset_names[asset], Segment(seg).name,
+                tid, format_time(ts), self.asset_names[asset], SEGMENT_NAMES[seg],
                 "BUY" if buy else "SELL", price, qty, bo if buy else so,
                 self.account_names[seller if buy else buyer],
                 -(price * qty + bfee) if buy else price * qty - sfee, qty if buy else -qty,
