@@ -513,6 +513,13 @@ def bench_gateway(
                           echo=typer.echo)
 
 
+# commands kept in their own modules, one per part of the market they serve
+from cea import auction_cmd, compliance_cmd, registry_cmd  # noqa: E402
+
+for _module in (registry_cmd, compliance_cmd, auction_cmd):
+    _module.register(app)
+
+
 def main() -> None:
     try:
         app()
