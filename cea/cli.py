@@ -401,6 +401,52 @@ def replay(
                f"{', '.join(str(p) for p in plots)}")
 
 
+@app.command()
+def simulate(
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML configuration (see "
+                                          "--print-config for every field and its default)."),
+    days: Optional[int] = typer.Option(None, "--days", help="Trading days to simulate."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random draw."),
+    out: Path = typer.Option(Path("simulation"), "--out", help="Directory for the order, "
+                             "trade and day files, the ledger, the summary and the plots."),
+    via_server: bool = typer.Option(False, "--via-server", help="Run the agents as clients "
+                                    "of a fresh cea serve on loopback instead of in-process."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the default "
+                                      "configuration as TOML and exit."),
+) -> None:
+    """Agent-based trading sessions (covered entities, market makers, noise traders,
+    institutions, individuals, block traders), seeded and reproducible."""
+    from sim.simulate import SimConfigError, default_config_toml, load_config
+
+    if print_config:
+        typer.echo(default_config_toml(), nl=False)
+        return
+    try:
+        cfg = load_config(config, days=days, seed=seed)
+    except SimConfigError as e:
+        _fail(str(e))
+    label = "simulating via cea serve" if via_server else "simulating"
+    with typer.progressbar(length=cfg.days, label=label, file=sys.stderr) as bar:
+        if via_server:
+            from sim.viaserver import run_via_server
+
+            result, paths = run_via_server(cfg, out, progress=lambda date: bar.update(1))
+        else:
+            from sim.simout import run
+
+            result, paths = run(cfg, out, progress=lambda date: bar.update(1))
+    s = result.summary
+    typer.echo(f"{s['days']} days {s['first_day']}..{s['last_day']}, agents "
+               f"{sum(s['agents'].values())}, orders {s['orders']}, trades {s['trades']}, "
+               f"listed {s['listed_volume_t']} t, block {s['block_volume_t']} t, "
+               f"close {s['first_close']} -> {s['last_close']}, {s['seconds']} s")
+    if s["rejects"]:
+        typer.echo("rejects: " + ", ".join(f"{k} {v}" for k, v in s["rejects"].items()))
+    typer.echo(f"trade checksum {s['trade_checksum']}")
+    typer.echo(f"wrote {len(paths)} files into {out}/ (summary.json, trades.csv, "
+               "commands.csv, close.png, volume.png, intraday.png, depth.png, ...)")
+
+
 def _rates(text: str) -> list[int]:
     """``10k,50k,1m`` or plain numbers, orders per second."""
     out = []

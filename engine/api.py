@@ -74,6 +74,23 @@ class Names:
     def find(self, name: str) -> int:
         return self.handles.get(name, NO_REF)
 
+    def add_many(self, names: list[str]) -> int:
+        """Intern new names in bulk; return the first one's handle (the rest follow densely).
+
+        Raises ``ValueError`` (and adds nothing) if any name is known or given twice.
+
+        >>> n = Names(); n.handle("a"); n.add_many(["b", "c"]), n.find("c")
+        0
+        (1, 2)
+        """
+        first = len(self._names)
+        fresh = dict(zip(names, range(first, first + len(names))))
+        if len(fresh) != len(names) or not self.handles.keys().isdisjoint(fresh):
+            raise ValueError("add_many: a name is already known or given twice")
+        self.handles.update(fresh)
+        self._names.extend(names)
+        return first
+
     def name(self, handle: int) -> str:
         return self._names[handle] if 0 <= handle < len(self._names) else ""
 

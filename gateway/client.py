@@ -373,6 +373,10 @@ class Client:
     async def set_prior_close(self, instrument: str, price: int) -> P.AdminAck:
         return await self._admin(P.SetPriorClose(instrument, price))
 
+    async def set_clock(self, ts_us: int) -> P.AdminAck:
+        """Operator, ``--clock sim`` servers: move the exchange clock forward to ``ts_us``."""
+        return await self._admin(P.SetClock(ts_us))
+
     async def balance(self, timeout: float = 10.0) -> P.Balance | P.AdminAck:
         """The account's balances (an AdminAck refusal for the operator, who has none)."""
         f = self._expect("BalanceRequest")

@@ -202,6 +202,15 @@ class BalanceRequest(_Msg, tag=24):
     """The session's own cash and holdings (answered by ``Balance``)."""
 
 
+class SetClock(_Msg, tag=25):
+    """Operator, simulated clock (``--clock sim``) only: move the exchange clock forward to
+    ``ts_us`` (exchange local time, µs), e.g. a simulation stepping through a day. What was
+    sent before it is sequenced at the old time first; a session boundary or 15:00 that the
+    jump passes takes effect at once. Answered by ``AdminAck``."""
+
+    ts_us: int
+
+
 # ---------------------------------------------------------------- server to client
 
 class LogonAck(_Msg, tag=30):
@@ -323,7 +332,7 @@ class MdDaySummary(_Msg, tag=44):
 MarketData = Union[MdTrade, MdDepth, MdStatus, MdDaySummary]
 
 ClientMessage = Union[Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, MassCancel, Subscribe,
-                      MdReplayRequest, Halt, Resume, EndDay, SetPriorClose, BalanceRequest]
+                      MdReplayRequest, Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock]
 ServerMessage = Union[Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck,
                       Balance, MdSnapshot, MdTrade, MdDepth, MdStatus, MdDaySummary]
 CLIENT_MESSAGES = ClientMessage

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from engine.codes import NO_TIME, AccountType
 from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US
-from engine.tradingdays import day_of_date
+from engine.tradingdays import day_of_date, format_time
 
 from . import auth
 from . import protocol as P
@@ -121,6 +121,11 @@ class ExchangeClock:
         if self.mode == "sim" and engine_clock != NO_TIME:
             self._base = engine_clock if day_open else self._morning(engine_clock, 1)
             self._t0 = time.monotonic_ns()
+
+    def set(self, ts: int) -> None:
+        """Jump the simulated clock to ``ts``; it runs on at wall speed from there."""
+        self._base = ts
+        self._t0 = time.monotonic_ns()
 
     def day_ended(self, engine_clock: int) -> None:
         if self.mode == "sim":
@@ -225,6 +230,8 @@ class Session(asyncio.Protocol):
             server.md_replay(self, msg)
         elif kind is P.BalanceRequest:
             server.answer(self, server.balance(self))
+        elif kind is P.SetClock:
+            server.set_clock(self, msg)
 
     def send(self, msg) -> None:
         P.encode_into(msg, self.out)
@@ -667,6 +674,26 @@ class ExchangeServer:
                 self._clock_tick()
         except asyncio.CancelledError:
             pass
+
+    def set_clock(self, session: Session, msg) -> None:
+        """The operator's ``SetClock``: forward only, simulated clock only."""
+        def refuse(reason, text):
+            self.answer(session, P.AdminAck("SetClock", False, int(reason), text))
+
+        if session.account != self.exchange.operator:
+            return refuse(P.GatewayReason.NOT_AUTHORIZED, "only the operator account may do this")
+        if self.clock.mode != "sim":
+            return refuse(P.GatewayReason.BAD_VALUE, "the wall clock cannot be set "
+                          "(only a server started with --clock sim)")
+        self._flush()  # what came before keeps its time
+        now = self.clock.now()
+        if msg.ts_us < now:
+            return refuse(P.GatewayReason.BAD_VALUE, f"the clock only moves forward: it is "
+                          f"{format_time(now)}, not {format_time(msg.ts_us)}")
+        self.clock.set(msg.ts_us)
+        self._clock_tick()  # a session boundary or 15:00 the jump passed
+        self._flush()
+        self.answer(session, P.AdminAck("SetClock", True))
 
     def _clock_tick(self) -> None:
         ex = self.exchange

@@ -1,9 +1,11 @@
-"""PNG plots of a replay (matplotlib, headless): the price path and the volumes."""
+"""PNG plots (matplotlib, headless) of a replay and of a simulation."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+
+import numpy as np
 
 #: Compliance deadlines (cea-rules.md, "Deadlines"): 100 % surrender due.
 DEADLINES = ("2021-12-31", "2023-12-31", "2024-12-31")
@@ -79,4 +81,88 @@ def plot_replay(rows, out: Path) -> list[Path]:
     ax.set_ylabel("million t")
     written.append(save(plt, fig, ax, out / "volume.png", "Replayed daily volume",
                         "upper left", dates=True))
+    return written
+
+
+def plot_simulation(result, out: Path, plot_day: str) -> list[Path]:
+    """A simulation's plots: ``close.png`` (daily close, high/low and the listed and block
+    bands), ``volume.png`` (listed and block volume per day, the surrender deadline),
+    ``intraday.png`` (trades, best bid and offer through ``plot_day``) and ``depth.png``
+    (the listed book's depth at the snapshot taken that afternoon)."""
+    from .simout import plot_day_samples
+
+    plt = _pyplot()
+    rows = result.days
+    dates = [dt.date.fromisoformat(r.date) for r in rows]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(12, 5))
+    ax.fill_between(dates, [r.block_low / 100 for r in rows], [r.block_high / 100 for r in rows],
+                    step="mid", alpha=0.06, color="C2", label="block band ±30 %")
+    ax.fill_between(dates, [r.listed_low / 100 for r in rows],
+                    [r.listed_high / 100 for r in rows], step="mid", alpha=0.15, color="C0",
+                    label="listed band ±10 % around the prior close")
+    ranged = [(d, r) for d, r in zip(dates, rows) if r.high is not None]
+    if ranged:
+        ax.vlines([d for d, _ in ranged], [r.low / 100 for _, r in ranged],
+                  [r.high / 100 for _, r in ranged], color="grey", lw=0.8,
+                  label="listed high-low")
+    ax.plot(dates, [r.close / 100 for r in rows], color="C1", lw=1.4,
+            label="close (listed VWAP)")
+    ax.set_ylabel("CNY / t")
+    written.append(save(plt, fig, ax, out / "close.png", "Simulated daily close and bands",
+                        "upper left", dates=True))
+
+    fig, ax = plt.subplots(figsize=(12, 4))
+    listed = [r.listed_volume / 1e6 for r in rows]
+    block = [r.block_volume / 1e6 for r in rows]
+    ax.bar(dates, listed, width=1.0, label="listed")
+    ax.bar(dates, block, width=1.0, bottom=listed, label="block")
+    for c in result.compliance + [{"deadline": result.config.deadline}]:
+        day = dt.date.fromisoformat(c["deadline"])
+        if dates and dates[0] <= day <= dates[-1] + dt.timedelta(days=7):
+            ax.axvline(day, color="red", lw=0.8, ls=":")
+            ax.text(day, ax.get_ylim()[1] * 0.95, " surrender\n deadline", color="red",
+                    fontsize=7, va="top")
+    ax.set_ylabel("million t")
+    written.append(save(plt, fig, ax, out / "volume.png", "Simulated daily volume",
+                        "upper left", dates=True))
+
+    samples, trades = plot_day_samples(result, plot_day)
+    fig, ax = plt.subplots(figsize=(12, 5))
+    if len(samples):
+        hours = (samples[:, 0] % 86_400_000_000) / 3.6e9
+        for col, label, color in ((1, "best bid", "C2"), (2, "best offer", "C3")):
+            ok = samples[:, col] > 0
+            ax.step(hours[ok], samples[ok, col] / 100, where="post", color=color, lw=1,
+                    label=label)
+    if len(trades):
+        from engine import batch as B
+
+        ax.scatter((trades[:, B.TS] % 86_400_000_000) / 3.6e9, trades[:, B.PRICE] / 100,
+                   s=6, color="C0", alpha=0.6, label="listed trades")
+    ax.set_xlabel("hour (Shanghai)")
+    ax.set_ylabel("CNY / t")
+    written.append(save(plt, fig, ax, out / "intraday.png",
+                        f"Intraday price and spread, {plot_day}"))
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    depth = result.depth
+    for key, label, color in (("bids", "bids", "C2"), ("asks", "offers", "C3")):
+        levels = depth.get(key) or []
+        if levels:
+            prices = [lv.price / 100 for lv in levels]
+            cum = np.cumsum([lv.qty for lv in levels]) / 1e3
+            ax.step(prices, cum, where="post" if key == "asks" else "pre", color=color,
+                    label=f"{label} (cumulative)")
+            ax.fill_between(prices, cum, step="post" if key == "asks" else "pre",
+                            alpha=0.2, color=color)
+    ax.set_xlabel("CNY / t")
+    ax.set_ylabel("thousand t")
+    when = ""
+    if depth:
+        from engine.tradingdays import format_time
+
+        when = format_time(depth["time"])
+    written.append(save(plt, fig, ax, out / "depth.png", f"Listed order book depth {when}"))
     return written

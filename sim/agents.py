@@ -1,0 +1,336 @@
+"""The simulator's participants: who they are, what they hold, and the orders they decide on.
+
+Every agent type decides in vectorised numpy over all agents of that type at once, drawing
+from one seeded ``numpy.random.Generator``, so a simulation is reproducible and 2,000+ agents
+cost a few numpy calls per decision step. The types (``AgentKind``):
+
+- **covered entities** (重点排放单位) trade towards their compliance position: short ones
+  buy, long ones sell part of their surplus; they act more often and cross the spread more
+  as the surrender deadline comes closer (the urgency), and the large ones also trade in the
+  block segment in the afternoon window;
+- **market makers** quote both sides around the last price inside the band, skew their quotes
+  against their inventory and stop quoting a side past their inventory limit;
+- **noise traders** send random limit and IOC orders around the last price;
+- **institutions** trade towards a slowly drifting fundamental value (value traders);
+- **individuals** send small orders, do not check their balances first and now and then
+  mistype a price outside the band (so rejects with reasons appear as they would);
+- **block traders** negotiate 100,000 t+ lots in the afternoon block window.
+
+Institutions and individuals exist only where the configuration admits them (cea-rules.md §5:
+not admitted through 2024; opening the market to them is discussed, so it is a what-if).
+
+The agents see what a participant of the real market sees: the last price, the best bid and
+offer, the day's bands, their own balances (available cash, sellable allowances) and their
+own working orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from engine.codes import AccountType, Side, TimeInForce
+from engine.rules import BLOCK_MIN_QTY, LISTED_MAX_QTY
+
+
+class AgentKind(IntEnum):
+    COVERED_ENTITY = 0
+    MARKET_MAKER = 1
+    NOISE_TRADER = 2
+    INSTITUTION = 3
+    INDIVIDUAL = 4
+    BLOCK_TRADER = 5
+
+
+#: account type each agent kind trades under (cea-rules.md §5)
+ACCOUNT_TYPE = {
+    AgentKind.COVERED_ENTITY: AccountType.COVERED_ENTITY,
+    AgentKind.MARKET_MAKER: AccountType.COVERED_ENTITY,  # a trading arm of a large group
+    AgentKind.NOISE_TRADER: AccountType.COVERED_ENTITY,
+    AgentKind.INSTITUTION: AccountType.INSTITUTION,
+    AgentKind.INDIVIDUAL: AccountType.INDIVIDUAL,
+    AgentKind.BLOCK_TRADER: AccountType.COVERED_ENTITY,
+}
+PREFIX = {AgentKind.COVERED_ENTITY: "CE", AgentKind.MARKET_MAKER: "MM",
+          AgentKind.NOISE_TRADER: "NT", AgentKind.INSTITUTION: "IN",
+          AgentKind.INDIVIDUAL: "ID", AgentKind.BLOCK_TRADER: "BT"}
+
+
+@dataclass
+class Orders:
+    """One decision step's commands: cancels first, then new orders (handles come later)."""
+
+    cancel_agent: list[np.ndarray] = field(default_factory=list)
+    cancel_order: list[np.ndarray] = field(default_factory=list)
+    agent: list[np.ndarray] = field(default_factory=list)
+    side: list[np.ndarray] = field(default_factory=list)
+    tif: list[np.ndarray] = field(default_factory=list)
+    price: list[np.ndarray] = field(default_factory=list)
+    qty: list[np.ndarray] = field(default_factory=list)
+
+    def new(self, agent, side, tif, price, qty) -> None:
+        keep = qty > 0
+        if keep.any():
+            n = int(keep.sum())
+            self.agent.append(np.asarray(agent)[keep])
+            self.side.append(np.broadcast_to(np.asarray(side, dtype=np.int64), keep.shape)[keep])
+            self.tif.append(np.broadcast_to(np.asarray(tif, dtype=np.int64), keep.shape)[keep])
+            self.price.append(np.asarray(price, dtype=np.int64)[keep])
+            self.qty.append(np.asarray(qty, dtype=np.int64)[keep])
+            assert len(self.qty[-1]) == n
+
+    def cancel(self, agent, order) -> None:
+        if len(agent):
+            self.cancel_agent.append(np.asarray(agent, dtype=np.int64))
+            self.cancel_order.append(np.asarray(order, dtype=np.int64))
+
+    @staticmethod
+    def _cat(parts) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Market:
+    """What agents see at a decision step (prices in fen)."""
+
+    ts: int
+    afternoon: bool  # the block segment is open
+    last: int  # last listed trade price, or the prior close before the first
+    bid: int | None
+    ask: int | None
+    band: tuple[int, int]
+    block_band: tuple[int, int]
+    days_left: int  # calendar days to the surrender deadline
+    fundamental: int
+    cash: np.ndarray  # available cash per agent (fen)
+    sellable: np.ndarray  # sellable allowances per agent (t)
+    holdings: np.ndarray  # allowances held per agent (t), sellable or not
+
+
+@dataclass
+class Agents:
+    """Every agent, as parallel arrays indexed by agent number (= engine account handle)."""
+
+    kind: np.ndarray
+    names: list[str]
+    cash: np.ndarray  # opening cash (fen)
+    allowances: np.ndarray  # opening allowances (t)
+    need: np.ndarray  # covered entities: tonnes still to buy (+) or sell (-) this year
+    year_need: np.ndarray  # each compliance year's need, restored after a deadline
+    working: np.ndarray  # (n, 2): handle of the working order per side, -1 none
+    params: dict
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def of(self, kind: AgentKind) -> np.ndarray:
+        return np.flatnonzero(self.kind == kind)
+
+    def counts(self) -> dict[str, int]:
+        return {k.name: int((self.kind == k).sum()) for k in AgentKind}
+
+
+def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | None,
+          prior_close: int, params: dict, rng: np.random.Generator) -> Agents:
+    """The agents, ``counts`` of each kind; ``needs`` are the covered entities' compliance
+    positions (tonnes to buy +, to sell -), ``names`` theirs if given. Agent numbers follow
+    the order of ``AgentKind``."""
+    kinds, all_names, cash, allowances, need = [], [], [], [], []
+    for kind in AgentKind:
+        n = int(counts.get(kind, 0))
+        if n <= 0:
+            continue
+        kinds.append(np.full(n, int(kind), dtype=np.int64))
+        if kind == AgentKind.COVERED_ENTITY:
+            all_names += names or [f"CE{i + 1:04d}" for i in range(n)]
+            nd = needs.astype(np.int64)
+            # short entities hold cash for twice their need at the prior close (prices move);
+            # long ones hold their surplus, and a working balance
+            cash.append(np.maximum(nd, 0) * prior_close * 2 + 1_000_000_00)
+            allowances.append(np.maximum(-nd, 0) + 1_000)
+            need.append(nd)
+            continue
+        all_names += [f"{PREFIX[kind]}{i + 1:04d}" for i in range(n)]
+        p = params[kind.name.lower()]
+        # opening cash in CNY and allowances in tonnes, spread x0.5..x1.5 across agents
+        spread = rng.uniform(0.5, 1.5, n)
+        cash.append((p["cash"] * 100 * spread).astype(np.int64))
+        allowances.append((p["allowances"] * spread).astype(np.int64))
+        need.append(np.zeros(n, dtype=np.int64))
+    kind = np.concatenate(kinds)
+    need_all = np.concatenate(need)
+    return Agents(kind, all_names, np.concatenate(cash), np.concatenate(allowances), need_all,
+                  need_all.copy(), np.full((len(kind), 2), -1, dtype=np.int64), params)
+
+
+def _ticks(rng, mean, sigma, n) -> np.ndarray:
+    return np.rint(rng.normal(mean, sigma, n)).astype(np.int64)
+
+
+def _clip(price, band) -> np.ndarray:
+    return np.clip(price, band[0], band[1])
+
+
+def _affordable(qty, price, cash):
+    return np.minimum(qty, cash // np.maximum(price, 1))
+
+
+def decide(agents: Agents, m: Market, rng: np.random.Generator, open_of) -> Orders:
+    """The orders every agent sends at this step. ``open_of(handle)`` is an order's open
+    quantity (0 once filled, cancelled or expired)."""
+    out = Orders()
+    p = agents.params
+    _covered(agents, m, rng, out, p["covered_entity"], open_of)
+    _market_makers(agents, m, rng, out, p["market_maker"], open_of)
+    _noise(agents, m, rng, out, p["noise_trader"], AgentKind.NOISE_TRADER, careful=True)
+    _noise(agents, m, rng, out, p["individual"], AgentKind.INDIVIDUAL, careful=False)
+    _institutions(agents, m, rng, out, p["institution"], open_of)
+    _block_traders(agents, m, rng, out, p["block_trader"])
+    return out
+
+
+def _replace_working(agents: Agents, who: np.ndarray, side: int, out: Orders, open_of) -> None:
+    """Cancel the open working orders of ``who`` on ``side`` (they are about to send anew)."""
+    handles = agents.working[who, side - 1]
+    has = handles >= 0
+    live = [i for i, h in zip(who[has].tolist(), handles[has].tolist()) if open_of(h) > 0]
+    out.cancel(live, agents.working[live, side - 1])
+    agents.working[who, side - 1] = -1
+
+
+def urgency(days_left: int, p: dict) -> float:
+    """1 far from the deadline, rising linearly to ``urgency_max`` on the deadline."""
+    ramp = min(max(1 - days_left / p["urgency_days"], 0.0), 1.0)
+    return 1.0 + (p["urgency_max"] - 1.0) * ramp
+
+
+def _covered(agents, m, rng, out, p, open_of) -> None:
+    idx = agents.of(AgentKind.COVERED_ENTITY)
+    if not len(idx):
+        return
+    u = urgency(m.days_left, p)
+    need = agents.need[idx]
+    act = (need != 0) & (rng.random(len(idx)) < p["act_probability"] * u)
+    who, need = idx[act], need[act]
+    if not len(who):
+        return
+    buy = need > 0
+    # far from the deadline they bid below the last price; close to it they pay up
+    offset = _ticks(rng, p["aggression_ticks"] * (u - 1) - p["patience_ticks"],
+                    p["price_sigma_ticks"], len(who))
+    block = m.afternoon & (np.abs(need) >= BLOCK_MIN_QTY) & \
+        (rng.random(len(who)) < p["block_probability"])
+    lot = rng.integers(p["lot_min"], p["lot_max"] + 1, len(who))
+    block_lot = rng.integers(BLOCK_MIN_QTY, p["block_lot_max"] + 1, len(who))
+    qty = np.where(block, np.minimum(np.abs(need), block_lot),
+                   np.minimum(np.minimum(np.abs(need), lot), LISTED_MAX_QTY))
+    block &= qty >= BLOCK_MIN_QTY
+    for side, mask in ((Side.BUY, buy), (Side.SELL, ~buy)):
+        w = who[mask]
+        if not len(w):
+            continue
+        _replace_working(agents, w, side, out, open_of)
+        sign = 1 if side == Side.BUY else -1
+        price = m.last + sign * offset[mask]
+        price = np.where(block[mask], _clip(price, m.block_band), _clip(price, m.band))
+        q = qty[mask]
+        q = _affordable(q, price, m.cash[w]) if side == Side.BUY else np.minimum(q, m.sellable[w])
+        # a lot that shrank under the block minimum goes to the listed segment instead
+        q = np.where(block[mask] & (q < BLOCK_MIN_QTY), np.minimum(q, LISTED_MAX_QTY), q)
+        price = np.where(q > LISTED_MAX_QTY, price, _clip(price, m.band))
+        out.new(w, side, TimeInForce.DAY, price, q)
+        agents.working[w[q > 0], side - 1] = -2  # filled in with the handle once assigned
+
+
+def _market_makers(agents, m, rng, out, p, open_of) -> None:
+    idx = agents.of(AgentKind.MARKET_MAKER)
+    if not len(idx):
+        return
+    for side in (Side.BUY, Side.SELL):
+        _replace_working(agents, idx, side, out, open_of)
+    inventory = m.holdings[idx] - agents.allowances[idx]  # how far from their opening stock
+    skew = (inventory * p["skew_ticks_per_10k"]) // 10_000
+    half = p["half_spread_ticks"]
+    mid = m.last if m.bid is None or m.ask is None else (m.bid[0] + m.ask[0]) // 2
+    bid = _clip(mid - half - skew, m.band)
+    ask = _clip(mid + half - skew, m.band)
+    qty = np.full(len(idx), p["quote_qty"], dtype=np.int64)
+    limit = p["inventory_limit"]
+    bid_qty = np.where(inventory >= limit, 0, _affordable(qty, bid, m.cash[idx]))
+    ask_qty = np.where(inventory <= -limit, 0, np.minimum(qty, m.sellable[idx]))
+    out.new(idx, Side.BUY, TimeInForce.DAY, bid, bid_qty)
+    out.new(idx, Side.SELL, TimeInForce.DAY, ask, ask_qty)
+    agents.working[idx[bid_qty > 0], 0] = -2
+    agents.working[idx[ask_qty > 0], 1] = -2
+
+
+def _noise(agents, m, rng, out, p, kind, careful: bool) -> None:
+    idx = agents.of(kind)
+    if not len(idx):
+        return
+    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    if not len(who):
+        return
+    n = len(who)
+    buy = rng.random(n) < 0.5
+    ioc = rng.random(n) < p["ioc_share"]
+    offset = _ticks(rng, 0, p["price_sigma_ticks"], n)
+    # IOC orders are sent to trade now: priced through the last price on their side
+    offset = np.where(ioc, np.abs(offset), offset)
+    price = _clip(m.last + np.where(buy, offset, -offset), m.band)
+    if p.get("fat_finger", 0):
+        typo = rng.random(n) < p["fat_finger"]
+        wide = rng.integers(1, 500, n)  # a slipped digit: outside the band, rejected
+        price = np.where(typo & buy, m.band[1] + wide, np.where(typo, m.band[0] - wide, price))
+        price = np.maximum(price, 1)
+    qty = rng.integers(p["qty_min"], p["qty_max"] + 1, n)
+    if careful:
+        qty = np.where(buy, _affordable(qty, price, m.cash[who]),
+                       np.minimum(qty, m.sellable[who]))
+    for side, mask in ((Side.BUY, buy), (Side.SELL, ~buy)):
+        out.new(who[mask], side, np.where(ioc[mask], TimeInForce.IOC, TimeInForce.DAY),
+                price[mask], qty[mask])
+
+
+def _institutions(agents, m, rng, out, p, open_of) -> None:
+    idx = agents.of(AgentKind.INSTITUTION)
+    if not len(idx):
+        return
+    gap = (m.fundamental - m.last) * 10_000 // max(m.last, 1)  # basis points
+    if abs(gap) < p["threshold_bps"]:
+        return
+    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    if not len(who):
+        return
+    side = Side.BUY if gap > 0 else Side.SELL
+    _replace_working(agents, who, side, out, open_of)
+    sign = 1 if side == Side.BUY else -1
+    # they pay up (or give way) part of the way to their value, at least a few ticks
+    chase = max(p["offset_ticks"], abs(m.fundamental - m.last) * p["chase_pct"] // 100)
+    price = _clip(m.last + sign * _ticks(rng, chase, 2, len(who)), m.band)
+    qty = rng.integers(p["qty_min"], p["qty_max"] + 1, len(who))
+    qty = _affordable(qty, price, m.cash[who]) if side == Side.BUY else \
+        np.minimum(qty, m.sellable[who])
+    out.new(who, side, TimeInForce.DAY, price, qty)
+    agents.working[who[qty > 0], side - 1] = -2
+
+
+def _block_traders(agents, m, rng, out, p) -> None:
+    idx = agents.of(AgentKind.BLOCK_TRADER)
+    if not len(idx) or not m.afternoon:
+        return
+    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    if not len(who):
+        return
+    n = len(who)
+    buy = rng.random(n) < 0.5
+    # negotiated lots trade near the listed price, within a few percent either way
+    move = (m.last * rng.integers(-p["spread_bps"], p["spread_bps"] + 1, n)) // 10_000
+    price = _clip(m.last + move, m.block_band)
+    qty = rng.integers(BLOCK_MIN_QTY, p["qty_max"] + 1, n)
+    qty = np.where(buy, _affordable(qty, price, m.cash[who]), np.minimum(qty, m.sellable[who]))
+    qty = np.where(qty >= BLOCK_MIN_QTY, qty, 0)
+    for side, mask in ((Side.BUY, buy), (Side.SELL, ~buy)):
+        out.new(who[mask], side, TimeInForce.DAY, price[mask], qty[mask])

@@ -1,0 +1,166 @@
+"""The files a simulation writes: the engine's order files, the run's tables and summary.
+
+``commands.csv`` (every command the agents sent, in the order file format of spec §8) and
+``accounts.csv`` (the opening balances) make a simulation replayable without the agents:
+``cea match commands.csv --accounts accounts.csv --prior-close P`` gives the same
+``trades.csv``, ``orders.csv``, ``rejects.csv`` and ``days.csv``, byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine import batch as B
+from engine.codes import Action, OrderStatus, Reason, Segment, Side, TimeInForce
+from engine.orderfile import HEADER
+from engine.tradingdays import format_time
+
+from .agents import ACCOUNT_TYPE, AgentKind
+from .simulate import SimResult, _cny
+
+
+def _write(path: Path, rows) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    return path
+
+
+def write_tables(r: SimResult, out: Path) -> list[Path]:
+    """commands, accounts, trades, orders, rejects, days, intraday (CSV) and summary.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = r.agents.names
+    order = r.engine.orders.name
+    cmds = r.commands
+    paths = []
+
+    rows = [HEADER]
+    for ts, action, account, ref, side, tif, price, qty in zip(
+            cmds["ts"].tolist(), cmds["action"].tolist(), cmds["account"].tolist(),
+            cmds["order"].tolist(), cmds["side"].tolist(), cmds["tif"].tolist(),
+            cmds["price"].tolist(), cmds["qty"].tolist()):
+        if action == Action.NEW:
+            rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
+                         "LIMIT", TimeInForce(tif).name, _cny(price), qty, ""])
+        else:
+            rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
+                         "", "", ""])
+    paths.append(_write(out / "commands.csv", rows))
+
+    instrument = r.config.instrument
+    rows = [["account", "type", "cash", instrument]]
+    for i, name in enumerate(names):
+        kind = ACCOUNT_TYPE[AgentKind(int(r.agents.kind[i]))].name
+        rows.append([name, kind, _cny(int(r.agents.cash[i])), int(r.agents.allowances[i])])
+    paths.append(_write(out / "accounts.csv", rows))
+
+    rows = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
+             "buy_account", "sell_account", "aggressor"]]
+    for t in r.trades.tolist():
+        rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
+                     _cny(t[B.PRICE]), t[B.QTY], order(t[B.ORDER]), order(t[B.ORDER2]),
+                     names[t[B.ACCOUNT]], names[t[B.ACCOUNT2]], Side(t[B.SIDE]).name])
+    paths.append(_write(out / "trades.csv", rows))
+
+    rows = [["order_id", "account", "segment", "side", "status", "reason", "filled_qty",
+             "open_qty"]]
+    state = r.engine.book.order_state
+    for a in r.accepted.tolist():
+        status, reason, _, filled, open_qty = state(a[B.ORDER])
+        rows.append([order(a[B.ORDER]), names[a[B.ACCOUNT]], Segment(a[B.SEGMENT]).name,
+                     Side(a[B.SIDE]).name, OrderStatus(status).name,
+                     Reason(reason).name if status == OrderStatus.CANCELLED else "", filled,
+                     open_qty])
+    paths.append(_write(out / "orders.csv", rows))
+
+    rows = [["line", "action", "order_id", "reason"]]
+    for i, reason in r.rejects.tolist():
+        c = cmds[i]
+        rows.append([i + 1, Action(int(c["action"])).name, order(int(c["order"])),
+                     Reason(reason).name])
+    paths.append(_write(out / "rejects.csv", rows))
+
+    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
+             "listed_turnover", "block_turnover"]]
+    for d in r.days:
+        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
+                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
+    paths.append(_write(out / "days.csv", rows))
+
+    rows = [["time", "best_bid", "best_ask", "last"]]
+    for ts, bid, ask, last in r.samples.tolist():
+        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
+                     _cny(last) if last else ""])
+    paths.append(_write(out / "intraday.csv", rows))
+
+    path = out / "summary.json"
+    path.write_text(json.dumps(r.summary, indent=2) + "\n", encoding="utf-8")
+    paths.append(path)
+    return paths
+
+
+def plot_day_samples(r: SimResult, date: str) -> tuple[np.ndarray, np.ndarray]:
+    """(step samples, listed trades) of one day, for the intraday plot."""
+    from engine.rules import DAY_US
+    from engine.tradingdays import day_of_date
+    import datetime as dt
+
+    day = day_of_date(dt.date.fromisoformat(date))
+    s = r.samples[r.samples[:, 0] // DAY_US == day] if len(r.samples) else r.samples
+    t = r.trades
+    if len(t):
+        t = t[(t[:, B.TS] // DAY_US == day) & (t[:, B.SEGMENT] == Segment.LISTED)]
+    return s, t
+
+
+def run(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
+    """Simulate ``cfg`` and write everything into ``out``: the tables and summary, the
+    ledger (``ledger.sqlite``, recreated) with statements of one account of each agent kind
+    for the last day, the engine's balances and their reconciliation, and the plots."""
+    import datetime as dt
+    from dataclasses import asdict
+
+    from ledger.core import Ledger, engine_balances
+    from ledger.statements import write_statement
+
+    from .plots import plot_simulation
+    from .simulate import simulate
+
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = None
+    if cfg.ledger:
+        path = out / "ledger.sqlite"
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)  # a simulation's ledger is its output
+        ledger = Ledger.open(str(path), [cfg.instrument], cfg.fee_bps_listed, cfg.fee_bps_block)
+    try:
+        result = simulate(cfg, progress=progress, ledger=ledger)
+        paths = write_tables(result, out)
+        if ledger is not None:
+            expected, fees = engine_balances(result.engine.balances, result.engine.accounts.name,
+                                             [cfg.instrument])
+            reconciliation = ledger.reconcile(expected, fees)
+            result.summary["ledger_reconciles"] = reconciliation.ok
+            (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n",
+                                              encoding="utf-8")
+            for name, data in (("balances.json", {"accounts": expected, "fees": fees}),
+                               ("reconcile.json", asdict(reconciliation))):
+                (out / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+                paths.append(out / name)
+            last = dt.date.fromisoformat(result.days[-1].date)
+            for kind in AgentKind:
+                members = result.agents.of(kind)
+                if len(members):
+                    st = ledger.statement(result.agents.names[int(members[0])], last)
+                    paths += write_statement(st, out / "statements")
+            paths.append(out / "ledger.sqlite")
+    finally:
+        if ledger is not None:
+            ledger.close()
+    day = cfg.plot_day or result.days[len(result.days) // 2].date
+    paths += plot_simulation(result, out, day)
+    return result, paths

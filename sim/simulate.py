@@ -1,0 +1,645 @@
+"""``cea simulate``: agent-based trading sessions through the real engine, settled in the ledger.
+
+A simulation is a pure function of its configuration (``SimConfig``, read from TOML) and its
+seed: the agents (``sim.agents``) draw every decision from one seeded generator, the engine
+is deterministic, so the same configuration gives the same trades, byte for byte.
+
+Each trading day (the XSHG calendar from ``start``) has decision steps every
+``60 / steps_per_hour`` minutes through both sessions (09:30-11:30, 13:00-15:00). At each step
+the agents see the market as a participant would (last price, best bid and offer, bands,
+their own balances and working orders) and send orders; the step's commands go to the engine
+as one batch (one jitted call, reservation on), its trades move the agents' positions. At
+15:00 the day closes (DAY orders expire, the close is the listed VWAP), its trades and close
+are settled into the ledger, and the next day's bands follow from the close.
+
+>>> cfg = SimConfig(days=2, population=Population(covered_entities=40, market_makers=2,
+...                 noise_traders=10, institutions=2, individuals=5, block_traders=2))
+>>> result = simulate(cfg)
+>>> len(result.days), result.summary["trades"] > 0, result.summary["book_crossed_steps"]
+(2, True, 0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from engine import Engine
+from engine import batch as B
+from engine.accounts import CA_RESERVED, CA_TOTAL, HD_PENDING, HD_RESERVED, HD_TOTAL, RiskConfig
+from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, Stp
+from engine.orderfile import parse_prior_close
+from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
+from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
+
+from . import agents as A
+
+
+class SimConfigError(ValueError):
+    """The configuration cannot be used; the message names the field."""
+
+
+# ---------------------------------------------------------------------- configuration
+
+class Population(msgspec.Struct, forbid_unknown_fields=True):
+    """How many agents of each kind. ``source``: ``simple`` (built in: 39 % of the covered
+    entities short, as 847 of 2,162 were in the first period) or ``generator``
+    (``sim.population``, calibrated to the first period's published totals)."""
+
+    covered_entities: int = 2000
+    market_makers: int = 10
+    noise_traders: int = 200
+    institutions: int = 40
+    individuals: int = 300
+    block_traders: int = 8
+    source: str = "simple"
+    #: with source = simple: mean tonnes a short entity must buy, and a long one has spare,
+    #: per compliance year (188 Mt over two years across 847 short entities ~ 111,000 t)
+    mean_shortfall: int = 111_000
+    mean_surplus: int = 150_000
+    #: share of its surplus a long entity offers (the rest it banks)
+    long_sell_share_pct: int = 60
+
+
+class CoveredEntity(msgspec.Struct, forbid_unknown_fields=True):
+    act_probability: float = 0.0005  # per decision step, far from the deadline
+    urgency_days: int = 90  # urgency ramps up over the last 90 calendar days
+    urgency_max: float = 6.0  # x6 more active on the deadline, and more aggressive
+    aggression_ticks: int = 3  # price offset per unit of urgency above 1 (ticks)
+    patience_ticks: int = 4  # far from the deadline they bid this far below the last price
+    price_sigma_ticks: int = 4
+    lot_min: int = 1_000
+    lot_max: int = 50_000
+    block_probability: float = 0.5  # afternoon: chance a large need goes to the block book
+    block_lot_max: int = 300_000
+
+
+class MarketMaker(msgspec.Struct, forbid_unknown_fields=True):
+    quote_qty: int = 5_000
+    half_spread_ticks: int = 8
+    skew_ticks_per_10k: int = 2  # quotes shift down 2 ticks per 10,000 t of long inventory
+    inventory_limit: int = 200_000  # no more bids (offers) this far long (short)
+    cash: int = 100_000_000  # CNY
+    allowances: int = 1_000_000  # t
+
+
+class NoiseTrader(msgspec.Struct, forbid_unknown_fields=True):
+    act_probability: float = 0.01
+    ioc_share: float = 0.3
+    price_sigma_ticks: int = 30
+    qty_min: int = 100
+    qty_max: int = 2_000
+    fat_finger: float = 0.0
+    cash: int = 5_000_000
+    allowances: int = 60_000
+
+
+class Individual(msgspec.Struct, forbid_unknown_fields=True):
+    act_probability: float = 0.005
+    ioc_share: float = 0.2
+    price_sigma_ticks: int = 40
+    qty_min: int = 10
+    qty_max: int = 2_000
+    fat_finger: float = 0.01  # share of orders priced outside the band by mistake
+    cash: int = 300_000
+    allowances: int = 3_000
+
+
+class Institution(msgspec.Struct, forbid_unknown_fields=True):
+    act_probability: float = 0.01
+    threshold_bps: int = 100  # trade when the price is 1 % or more from their value
+    offset_ticks: int = 2  # at least this far through the last price
+    chase_pct: int = 30  # and this share of the way to their value
+    qty_min: int = 2_000
+    qty_max: int = 20_000
+    cash: int = 50_000_000
+    allowances: int = 300_000
+
+
+class BlockTrader(msgspec.Struct, forbid_unknown_fields=True):
+    act_probability: float = 0.02  # per afternoon step
+    spread_bps: int = 200  # lots priced within 2 % of the last listed price
+    qty_max: int = 500_000
+    cash: int = 300_000_000
+    allowances: int = 3_000_000
+
+
+class Fundamental(msgspec.Struct, forbid_unknown_fields=True):
+    """The value institutions trade towards: a daily random walk from the prior close."""
+
+    daily_vol_bps: int = 150
+    drift_bps: int = 0
+
+
+class SimConfig(msgspec.Struct, forbid_unknown_fields=True):
+    seed: int = 1
+    days: int = 250
+    start: str = "2024-01-02"  # first trading day on or after this date
+    prior_close: str = "70.00"  # CNY: the band reference of the first day
+    deadline: str = "2024-12-31"  # surrender deadline; a new compliance year follows it
+    steps_per_hour: int = 12  # decision steps per trading hour (every 5 minutes)
+    instrument: str = "CEA"
+    #: account types admitted to trade (cea-rules.md §5: only covered entities through 2024;
+    #: institutions and individuals are a what-if); agents of other types are not created
+    admitted: list[str] = msgspec.field(
+        default_factory=lambda: ["COVERED_ENTITY", "INSTITUTION", "INDIVIDUAL"])
+    fee_bps_listed: int = 0
+    fee_bps_block: int = 0
+    ledger: bool = True
+    plot_day: str = ""  # YYYY-MM-DD for the intraday and depth plots (default: middle day)
+    population: Population = msgspec.field(default_factory=Population)
+    covered_entity: CoveredEntity = msgspec.field(default_factory=CoveredEntity)
+    market_maker: MarketMaker = msgspec.field(default_factory=MarketMaker)
+    noise_trader: NoiseTrader = msgspec.field(default_factory=NoiseTrader)
+    individual: Individual = msgspec.field(default_factory=Individual)
+    institution: Institution = msgspec.field(default_factory=Institution)
+    block_trader: BlockTrader = msgspec.field(default_factory=BlockTrader)
+    fundamental: Fundamental = msgspec.field(default_factory=Fundamental)
+
+
+def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
+    """The configuration in the TOML file ``path`` (defaults for what it omits), with
+    ``overrides`` (top-level fields, None ignored) applied; checked at once."""
+    cfg = SimConfig()
+    if path is not None:
+        try:
+            text = Path(path).read_bytes()
+        except OSError as e:
+            raise SimConfigError(f"{path}: {e.strerror}") from None
+        try:
+            cfg = msgspec.toml.decode(text, type=SimConfig)
+        except msgspec.ValidationError as e:
+            raise SimConfigError(f"{path}: {e}") from None
+        except msgspec.DecodeError as e:
+            raise SimConfigError(f"{path}: not valid TOML: {e}") from None
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes:
+        cfg = msgspec.structs.replace(cfg, **changes)
+    check_config(cfg)
+    return cfg
+
+
+def _date(name: str, text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise SimConfigError(f"{name} must be a date YYYY-MM-DD, not {text!r}") from None
+
+
+def check_config(cfg: SimConfig) -> None:
+    """Raise ``SimConfigError`` naming the first field out of range."""
+    from engine.codes import AccountType
+
+    if not 1 <= cfg.days <= 5000:
+        raise SimConfigError(f"days must be 1..5000, not {cfg.days}")
+    if not 1 <= cfg.steps_per_hour <= 3600:
+        raise SimConfigError(f"steps_per_hour must be 1..3600, not {cfg.steps_per_hour}")
+    if not 0 <= cfg.seed < 2**63:
+        raise SimConfigError(f"seed must be 0..2**63-1, not {cfg.seed}")
+    _date("start", cfg.start)
+    _date("deadline", cfg.deadline)
+    if cfg.plot_day:
+        _date("plot_day", cfg.plot_day)
+    try:
+        parse_prior_close(cfg.prior_close)
+    except ValueError as e:
+        raise SimConfigError(str(e)) from None
+    for name in cfg.admitted:
+        if name not in AccountType.__members__:
+            raise SimConfigError(f"admitted: {name!r} is not one of "
+                                 f"{', '.join(AccountType.__members__)}")
+    for name in ("fee_bps_listed", "fee_bps_block"):
+        if not 0 <= getattr(cfg, name) <= 1000:
+            raise SimConfigError(f"{name} must be 0..1000, not {getattr(cfg, name)}")
+    pop = cfg.population
+    for name in ("covered_entities", "market_makers", "noise_traders", "institutions",
+                 "individuals", "block_traders"):
+        if not 0 <= getattr(pop, name) <= 1_000_000:
+            raise SimConfigError(f"population.{name} must be 0..1000000")
+    if pop.source not in ("simple", "generator"):
+        raise SimConfigError(f"population.source must be simple or generator, not "
+                             f"{pop.source!r}")
+    if not 0 <= pop.long_sell_share_pct <= 100 or pop.mean_shortfall < 0 or \
+            pop.mean_surplus < 0:
+        raise SimConfigError("population: long_sell_share_pct 0..100, means >= 0")
+    for section in ("covered_entity", "market_maker", "noise_trader", "individual",
+                    "institution", "block_trader"):
+        for key, value in msgspec.structs.asdict(getattr(cfg, section)).items():
+            if value < 0 or (("probability" in key or "share" in key or key == "fat_finger")
+                             and value > 1):
+                raise SimConfigError(f"{section}.{key} = {value} is out of range")
+        p = getattr(cfg, section)
+        if hasattr(p, "qty_min") and not 1 <= p.qty_min <= p.qty_max:
+            raise SimConfigError(f"{section}: need 1 <= qty_min <= qty_max")
+    if not 1 <= cfg.covered_entity.lot_min <= cfg.covered_entity.lot_max:
+        raise SimConfigError("covered_entity: need 1 <= lot_min <= lot_max")
+    if cfg.covered_entity.urgency_max < 1 or cfg.covered_entity.urgency_days < 1:
+        raise SimConfigError("covered_entity: urgency_max >= 1 and urgency_days >= 1")
+    if cfg.block_trader.qty_max < 100_000 or cfg.covered_entity.block_lot_max < 100_000:
+        raise SimConfigError("block lots need qty_max / block_lot_max >= 100000 t")
+
+
+def default_config_toml() -> str:
+    """The defaults as a TOML file (``cea simulate --print-config``); it reads back as the
+    defaults.
+
+    >>> msgspec.toml.decode(default_config_toml(), type=SimConfig) == SimConfig()
+    True
+    """
+    return _toml(msgspec.to_builtins(SimConfig()))
+
+
+def _toml(data: dict) -> str:
+    def value(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    top = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = [f"\n[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+              for k, v in data.items() if isinstance(v, dict)]
+    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
+
+
+# ---------------------------------------------------------------------- the population
+
+def covered_positions(cfg: SimConfig, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, list[str] | None, dict]:
+    """Each covered entity's yearly need (t to buy +, to sell -), names, and a description."""
+    pop = cfg.population
+    n = pop.covered_entities
+    share = pop.long_sell_share_pct
+    if pop.source == "generator":
+        from .population import generate
+
+        population = generate(entities=n, seed=cfg.seed)
+        position = np.array([e.allocation - e.verified_emissions
+                             for e in population.entities], dtype=np.int64)
+        names = [e.name for e in population.entities]
+    else:
+        short = rng.random(n) < 847 / 2162
+        size = rng.lognormal(0.0, 1.0, n)  # mean e^0.5
+        mean = np.where(short, pop.mean_shortfall, pop.mean_surplus) / np.exp(0.5)
+        position = np.where(short, -1, 1) * np.maximum((size * mean).astype(np.int64), 1)
+        names = None
+    # short: buy the whole gap; long: offer a share of the surplus, bank the rest
+    need = np.where(position < 0, -position, -(position * share // 100))
+    info = {"source": pop.source, "short_entities": int((position < 0).sum()),
+            "shortfall_t": int(-position[position < 0].sum()),
+            "surplus_t": int(position[position > 0].sum()),
+            "offered_t": int(-need[need < 0].sum())}
+    return need.astype(np.int64), names, info
+
+
+# ---------------------------------------------------------------------- the run
+
+@dataclass
+class DayRow:
+    date: str
+    prior_close: int
+    close: int
+    listed_low: int  # band
+    listed_high: int
+    block_low: int
+    block_high: int
+    listed_volume: int
+    block_volume: int
+    listed_turnover: int
+    block_turnover: int
+    high: int | None
+    low: int | None
+    mean_spread: int | None  # fen, over the steps with both sides quoted
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    agents: A.Agents
+    engine: Engine
+    days: list[DayRow]
+    commands: np.ndarray  # every command sent, in order (COMMAND_DTYPE)
+    trades: np.ndarray  # the TRADE event rows
+    rejects: np.ndarray  # (command index, reason)
+    accepted: np.ndarray  # ACCEPTED event rows
+    samples: np.ndarray  # per step: ts, bid, ask, last (0: none)
+    depth: dict  # the snapshot for the depth plot
+    compliance: list[dict]
+    population: dict
+    seconds: float
+    summary: dict = field(default_factory=dict)
+
+
+def trading_days(cfg: SimConfig, calendar: TradingCalendar) -> list[int]:
+    day = day_of_date(_date("start", cfg.start))
+    out = []
+    while len(out) < cfg.days:
+        if calendar.is_trading_day(day):
+            out.append(day)
+        day += 1
+    return out
+
+
+def step_times(steps_per_hour: int) -> np.ndarray:
+    """Times of day (µs) of the decision steps in the two sessions."""
+    every = 3_600_000_000 // steps_per_hour
+    return np.concatenate([np.arange(AM_OPEN_US, AM_CLOSE_US, every),
+                           np.arange(PM_OPEN_US, DAY_CLOSE_US, every)])
+
+
+class _Buffer:
+    """Growing int64 row storage (events kept for the output files)."""
+
+    def __init__(self, width: int):
+        self.parts: list[np.ndarray] = []
+        self.width = width
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows):
+            self.parts.append(rows)
+
+    def array(self, dtype=np.int64) -> np.ndarray:
+        if not self.parts:
+            return np.zeros((0, self.width), dtype=dtype) if self.width else np.zeros(0, dtype)
+        return np.concatenate(self.parts)
+
+
+def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
+    """Run the simulation; ``ledger`` (a ``ledger.Ledger``, accounts not yet open) settles it.
+
+    ``progress(date)`` is called after each day."""
+    check_config(cfg)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    prior = parse_prior_close(cfg.prior_close)
+    calendar = TradingCalendar.xshg(weekdays_beyond=True)
+    days = trading_days(cfg, calendar)
+    admitted = set(cfg.admitted)
+    pop = cfg.population
+    wanted = {A.AgentKind.COVERED_ENTITY: pop.covered_entities,
+              A.AgentKind.MARKET_MAKER: pop.market_makers,
+              A.AgentKind.NOISE_TRADER: pop.noise_traders,
+              A.AgentKind.INSTITUTION: pop.institutions,
+              A.AgentKind.INDIVIDUAL: pop.individuals,
+              A.AgentKind.BLOCK_TRADER: pop.block_traders}
+    # a type the rules do not admit cannot open a trading account: no agents of it
+    counts = {k: n if A.ACCOUNT_TYPE[k].name in admitted else 0 for k, n in wanted.items()}
+    needs, names, pop_info = covered_positions(cfg, rng)
+    if not counts[A.AgentKind.COVERED_ENTITY]:
+        needs, names = needs[:0], None
+    params = {k: msgspec.structs.asdict(getattr(cfg, k)) for k in (
+        "covered_entity", "market_maker", "noise_trader", "individual", "institution",
+        "block_trader")}
+    agents = A.build(counts, needs, names, prior, params, rng)
+    risk = RiskConfig(fee_bps_listed=cfg.fee_bps_listed, fee_bps_block=cfg.fee_bps_block)
+    engine = Engine({cfg.instrument: prior}, calendar=calendar, risk=risk)
+    first_day = days[0]
+    for i, name in enumerate(agents.names):
+        kind = A.ACCOUNT_TYPE[A.AgentKind(int(agents.kind[i]))]
+        engine.open_account(name, kind)
+        if agents.cash[i]:
+            engine.deposit(name, int(agents.cash[i]))
+        if agents.allowances[i]:
+            engine.allowance_in(name, int(agents.allowances[i]))
+        if ledger is not None:
+            ledger.open_account(name, kind)
+            if agents.cash[i]:
+                ledger.deposit(name, int(agents.cash[i]), ref=f"opening:{name}:CNY",
+                               day=first_day - 1)
+            if agents.allowances[i]:
+                ledger.allowance_in(name, cfg.instrument, int(agents.allowances[i]),
+                                    ref=f"opening:{name}:{cfg.instrument}", day=first_day - 1)
+    bal = engine.balances
+    book = engine.book
+    n_agents = len(agents)
+
+    commands, trades, rejects, accepted = _Buffer(0), _Buffer(B.EVENT_WIDTH), _Buffer(2), \
+        _Buffer(B.EVENT_WIDTH)
+    samples: list[tuple[int, int, int, int]] = []
+    rows: list[DayRow] = []
+    compliance: list[dict] = []
+    deadline = _date("deadline", cfg.deadline)
+    fundamental = prior
+    plot_day = day_of_date(_date("plot_day", cfg.plot_day)) if cfg.plot_day else \
+        days[len(days) // 2]
+    depth: dict = {}
+    times = step_times(cfg.steps_per_hour)
+    depth_step = len(times) * 3 // 4  # mid-afternoon
+    n_commands = 0
+    next_order = 0
+    crossed = 0
+    covered = agents.of(A.AgentKind.COVERED_ENTITY)
+    year_bought = np.zeros(n_agents, dtype=np.int64)
+    year_sold = np.zeros(n_agents, dtype=np.int64)
+    orders_names = engine.orders
+
+    for day in days:
+        date = date_of_day(day)
+        if date > deadline:  # a new compliance year: report the last one, positions anew
+            compliance.append(_compliance_row(deadline, agents, covered, year_bought,
+                                              year_sold))
+            deadline = deadline.replace(year=deadline.year + 1)
+            agents.need[:] = agents.year_need
+            year_bought[:] = 0
+            year_sold[:] = 0
+        days_left = (deadline - date).days
+        last = None
+        day_prices: list[np.ndarray] = []
+        spreads: list[int] = []
+        day_events = _Buffer(B.EVENT_WIDTH)
+        band = block_band = None
+        prior_close = prior if not rows else rows[-1].close
+        for k, tod in enumerate(times):
+            ts = day * DAY_US + int(tod)
+            if band is None:
+                # bands are set when the day opens: open it with a clock tick first
+                ev = engine.submit_batch(_tick(ts))
+                day_events.add(ev)
+                band = engine.band()
+                block_band = engine.band(segment=Segment.BLOCK)
+            bb, ba = engine.best_bid(), engine.best_ask()
+            avail_cash = bal.cash[:n_agents, CA_TOTAL] - bal.cash[:n_agents, CA_RESERVED]
+            h = bal.holdings[:n_agents]  # one instrument: holding row == account handle
+            sellable = h[:, HD_TOTAL] - h[:, HD_RESERVED] - h[:, HD_PENDING]
+            market = A.Market(ts, tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
+                              block_band, days_left, fundamental, avail_cash, sellable,
+                              h[:, HD_TOTAL])
+            decided = A.decide(agents, market, rng,
+                               lambda ref: book.order_state(ref)[4])
+            cmds, next_order = _encode(decided, agents, ts, next_order, rng, orders_names)
+            if len(cmds):
+                ev = engine.submit_batch(cmds)
+                commands.add(cmds)
+                _absorb(ev, n_commands, trades, rejects, accepted, day_events)
+                n_commands += len(cmds)
+                tr = ev[ev[:, B.KIND] == EventKind.TRADE]
+                if len(tr):
+                    bought = np.bincount(tr[:, B.ACCOUNT], tr[:, B.QTY], n_agents).astype(np.int64)
+                    sold = np.bincount(tr[:, B.ACCOUNT2], tr[:, B.QTY], n_agents).astype(np.int64)
+                    agents.need[covered] -= bought[covered] - sold[covered]
+                    year_bought += bought
+                    year_sold += sold
+                    listed = tr[tr[:, B.SEGMENT] == Segment.LISTED]
+                    if len(listed):
+                        last = int(listed[-1, B.PRICE])
+                        day_prices.append(listed[:, B.PRICE])
+            bb, ba = engine.best_bid(), engine.best_ask()
+            if bb and ba:
+                if bb[0] >= ba[0]:
+                    crossed += 1
+                spreads.append(ba[0] - bb[0])
+            samples.append((ts, bb[0] if bb else 0, ba[0] if ba else 0, last or 0))
+            if day == plot_day and k == depth_step:
+                depth = {"time": ts, "bids": engine.depth(side=Side.BUY, levels=15),
+                         "asks": engine.depth(side=Side.SELL, levels=15)}
+        ev = engine.submit_batch(_tick(day * DAY_US + DAY_CLOSE_US))
+        _absorb(ev, n_commands, trades, rejects, accepted, day_events)
+        closed = ev[ev[:, B.KIND] == EventKind.DAY_CLOSED]
+        c = closed[-1]
+        prices = np.concatenate(day_prices) if day_prices else np.zeros(0, np.int64)
+        rows.append(DayRow(
+            date.isoformat(), int(c[B.AUX1]), int(c[B.PRICE]), band[0], band[1],
+            block_band[0], block_band[1], int(c[B.QTY]), int(c[B.AUX2]), int(c[B.ACCOUNT]),
+            int(c[B.ACCOUNT2]), int(prices.max()) if len(prices) else None,
+            int(prices.min()) if len(prices) else None,
+            int(round(sum(spreads) / len(spreads))) if spreads else None))
+        if ledger is not None:
+            ledger.settle_events(day_events.array(), engine.accounts.name, orders_names.name,
+                                 [cfg.instrument])
+        # the fundamental drifts overnight (institutions trade towards it)
+        f = cfg.fundamental
+        step = rng.normal(f.drift_bps, f.daily_vol_bps) / 10_000
+        fundamental = max(1, int(round(fundamental * (1 + step))))
+        if progress is not None:
+            progress(date)
+    if days and date_of_day(days[-1]) >= deadline:
+        compliance.append(_compliance_row(deadline, agents, covered, year_bought, year_sold))
+    result = SimResult(cfg, agents, engine, rows, commands.array(B.COMMAND_DTYPE),
+                       trades.array(), rejects.array(), accepted.array(),
+                       np.array(samples, dtype=np.int64).reshape(-1, 4), depth, compliance,
+                       pop_info, time.perf_counter() - t0)
+    result.summary = summarize(result, crossed)
+    return result
+
+
+def _tick(ts: int) -> np.ndarray:
+    cmd = B.empty_commands(1)
+    cmd["ts"] = ts
+    cmd["action"] = Action.TICK
+    return cmd
+
+
+def _encode(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
+            rng: np.random.Generator, names) -> tuple[np.ndarray, int]:
+    """The step's commands: cancels, then the new orders in a random arrival order."""
+    c_agent, c_order = A.Orders._cat(d.cancel_agent), A.Orders._cat(d.cancel_order)
+    agent, side, tif = A.Orders._cat(d.agent), A.Orders._cat(d.side), A.Orders._cat(d.tif)
+    price, qty = A.Orders._cat(d.price), A.Orders._cat(d.qty)
+    n_cancel, n_new = len(c_agent), len(agent)
+    cmds = B.empty_commands(n_cancel + n_new)
+    if not len(cmds):
+        return cmds, next_order
+    cmds["ts"] = ts + np.arange(len(cmds))
+    cmds["account"][:n_cancel] = c_agent
+    cmds["order"][:n_cancel] = c_order
+    cmds["action"][:n_cancel] = Action.CANCEL
+    if n_new:
+        perm = rng.permutation(n_new)
+        agent, side, tif, price, qty = agent[perm], side[perm], tif[perm], price[perm], qty[perm]
+        handles = np.arange(next_order, next_order + n_new)
+        first = names.add_many([f"o{h}" for h in handles.tolist()])
+        assert first == next_order
+        new = slice(n_cancel, None)
+        cmds["account"][new] = agent
+        cmds["order"][new] = handles
+        cmds["action"][new] = Action.NEW
+        cmds["side"][new] = side
+        cmds["type"][new] = OrderType.LIMIT
+        cmds["tif"][new] = tif
+        cmds["stp"][new] = Stp.CANCEL_NEWEST
+        cmds["price"][new] = price
+        cmds["qty"][new] = qty
+        # the agents waiting for their working order's handle (marked -2) get it
+        col = side - 1
+        waiting = agents.working[agent, col] == -2
+        agents.working[agent[waiting], col[waiting]] = handles[waiting]
+        next_order += n_new
+    return cmds, next_order
+
+
+def _absorb(ev, offset, trades, rejects, accepted, day_events) -> None:
+    kind = ev[:, B.KIND]
+    trades.add(ev[kind == EventKind.TRADE])
+    rj = ev[kind == EventKind.REJECTED]
+    if len(rj):
+        rejects.add(np.stack([rj[:, B.CMD] + offset, rj[:, B.REASON]], axis=1))
+    accepted.add(ev[kind == EventKind.ACCEPTED])
+    day_events.add(ev[(kind == EventKind.TRADE) | (kind == EventKind.DAY_CLOSED)])
+
+
+def _compliance_row(deadline, agents, covered, bought, sold) -> dict:
+    need = agents.year_need[covered]
+    short = need > 0
+    got = np.minimum(bought[covered] - sold[covered], need)
+    return {"deadline": deadline.isoformat(), "short_entities": int(short.sum()),
+            "shortfall_t": int(need[short].sum()),
+            "bought_by_short_t": int(np.maximum(got[short], 0).sum()),
+            "fully_covered": int((short & (agents.need[covered] <= 0)).sum())}
+
+
+def summarize(r: SimResult, crossed: int = 0) -> dict:
+    trades = r.trades
+    listed = trades[trades[:, B.SEGMENT] == Segment.LISTED] if len(trades) else trades
+    block = trades[trades[:, B.SEGMENT] == Segment.BLOCK] if len(trades) else trades
+    closes = [d.close for d in r.days]
+    spreads = [d.mean_spread for d in r.days if d.mean_spread is not None]
+    reasons = np.bincount(r.rejects[:, 1], minlength=32) if len(r.rejects) else np.zeros(32)
+    checksum = hashlib.sha256()
+    if len(trades):
+        cols = [B.TRADE_ID, B.TS, B.SEGMENT, B.PRICE, B.QTY, B.ORDER, B.ORDER2, B.ACCOUNT,
+                B.ACCOUNT2, B.SIDE]
+        checksum.update(np.ascontiguousarray(trades[:, cols]).tobytes())
+    return {
+        "seed": r.config.seed,
+        "days": len(r.days),
+        "first_day": r.days[0].date if r.days else None,
+        "last_day": r.days[-1].date if r.days else None,
+        "agents": r.agents.counts(),
+        "population": r.population,
+        "commands": int(len(r.commands)),
+        "orders": int((r.commands["action"] == Action.NEW).sum()),
+        "cancels": int((r.commands["action"] == Action.CANCEL).sum()),
+        "trades": int(len(trades)),
+        "listed_volume_t": int(listed[:, B.QTY].sum()) if len(listed) else 0,
+        "block_volume_t": int(block[:, B.QTY].sum()) if len(block) else 0,
+        "turnover_cny": _cny(int((trades[:, B.PRICE] * trades[:, B.QTY]).sum())
+                             if len(trades) else 0),
+        "first_close": _cny(closes[0]) if closes else None,
+        "last_close": _cny(closes[-1]) if closes else None,
+        "min_close": _cny(min(closes)) if closes else None,
+        "max_close": _cny(max(closes)) if closes else None,
+        "mean_spread_cny": _cny(round(sum(spreads) / len(spreads))) if spreads else None,
+        "rejects": {Reason(i).name: int(n) for i, n in enumerate(reasons.tolist()) if n},
+        "compliance": r.compliance,
+        "book_crossed_steps": crossed,
+        "trade_checksum": checksum.hexdigest(),
+        "seconds": round(r.seconds, 2),
+    }
+
+
+def _cny(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+__all__ = ["SimConfig", "SimConfigError", "SimResult", "load_config", "simulate"]
