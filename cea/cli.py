@@ -443,8 +443,11 @@ def simulate(
     if s["rejects"]:
         typer.echo("rejects: " + ", ".join(f"{k} {v}" for k, v in s["rejects"].items()))
     typer.echo(f"trade checksum {s['trade_checksum']}")
-    typer.echo(f"wrote {len(paths)} files into {out}/ (summary.json, trades.csv, "
-               "commands.csv, close.png, volume.png, intraday.png, depth.png, ...)")
+    if "ledger_reconciles" in s:
+        typer.echo("ledger reconciles with the engine" if s["ledger_reconciles"] else
+                   "LEDGER DOES NOT RECONCILE: see reconcile.json")
+    top = sorted({p.name for p in paths if p.parent == out})
+    typer.echo(f"wrote {len(paths)} files into {out}/: {', '.join(top)}")
 
 
 def _rates(text: str) -> list[int]:

@@ -210,21 +210,25 @@ def accounts_for(pairs: int) -> tuple[str, str, list]:
 
 @contextmanager
 def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: bool = True,
-                 start: str = "2024-03-04T09:30:00"):
+                 start: str = "2024-03-04T09:30:00", extra: tuple[str, ...] = (),
+                 workdir: Path | None = None):
     """``cea serve`` in a subprocess on a free loopback port, for the given accounts and
-    tokens, rate limit off; yields the port; stopped (SIGTERM) on exit."""
+    tokens, rate limit off; yields the port; stopped (SIGTERM) on exit. Its files go in
+    ``workdir`` (data in ``workdir/data``), or a fresh directory under ``data_root``;
+    ``extra`` are more ``cea serve`` options."""
     import signal
     import subprocess
     import sys
     import tempfile
 
-    d = Path(tempfile.mkdtemp(dir=data_root))
+    d = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(dir=data_root))
+    d.mkdir(parents=True, exist_ok=True)
     (d / "tokens.csv").write_text(tokens_csv)
     (d / "accounts.csv").write_text(accounts_csv)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cea", "serve", "--data-dir", str(d / "data"), "--port", "0",
          "--tokens", str(d / "tokens.csv"), "--accounts", str(d / "accounts.csv"),
-         "--start", start, "--rate-limit", "0", "--fsync", "on" if fsync else "off"],
+         "--start", start, "--rate-limit", "0", "--fsync", "on" if fsync else "off", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     port = None
     for line in proc.stdout:

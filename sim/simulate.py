@@ -374,16 +374,9 @@ class _Buffer:
         return np.concatenate(self.parts)
 
 
-def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
-    """Run the simulation; ``ledger`` (a ``ledger.Ledger``, accounts not yet open) settles it.
-
-    ``progress(date)`` is called after each day."""
-    check_config(cfg)
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    prior = parse_prior_close(cfg.prior_close)
-    calendar = TradingCalendar.xshg(weekdays_beyond=True)
-    days = trading_days(cfg, calendar)
+def build_agents(cfg: SimConfig, rng: np.random.Generator) -> tuple[A.Agents, dict]:
+    """The configured agents (of the admitted types only) and a description of the
+    covered entities' positions."""
     admitted = set(cfg.admitted)
     pop = cfg.population
     wanted = {A.AgentKind.COVERED_ENTITY: pop.covered_entities,
@@ -400,7 +393,21 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     params = {k: msgspec.structs.asdict(getattr(cfg, k)) for k in (
         "covered_entity", "market_maker", "noise_trader", "individual", "institution",
         "block_trader")}
-    agents = A.build(counts, needs, names, prior, params, rng)
+    return A.build(counts, needs, names, parse_prior_close(cfg.prior_close), params, rng), \
+        pop_info
+
+
+def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
+    """Run the simulation; ``ledger`` (a ``ledger.Ledger``, accounts not yet open) settles it.
+
+    ``progress(date)`` is called after each day."""
+    check_config(cfg)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    prior = parse_prior_close(cfg.prior_close)
+    calendar = TradingCalendar.xshg(weekdays_beyond=True)
+    days = trading_days(cfg, calendar)
+    agents, pop_info = build_agents(cfg, rng)
     risk = RiskConfig(fee_bps_listed=cfg.fee_bps_listed, fee_bps_block=cfg.fee_bps_block)
     engine = Engine({cfg.instrument: prior}, calendar=calendar, risk=risk)
     first_day = days[0]

@@ -1,0 +1,313 @@
+"""``cea simulate --via-server``: the same agents as real clients of ``cea serve``.
+
+A fresh server runs in a subprocess on loopback (simulated clock, ledger on, fsync off), with
+the agents' opening balances and one token per agent. Every agent logs on with its own
+session (``gateway.client.Client``); the operator session steps the exchange clock through
+each day with ``SetClock`` and watches the listed book's market data. At each step every
+agent asks for its balance (what it may spend and sell), the agents decide exactly as
+in-process (``sim.agents.decide``), their cancels and orders go over TCP, and the step ends
+when every one is answered. At 15:00 the server closes the day itself.
+
+The results come from the server's own records: after it stops, its journal is replayed
+(``gateway.journal.rebuild``) for the trades and the days, and its ledger gives the
+statements. Unlike in-process runs this mode is not reproducible to the byte: the server
+stamps commands with its clock and interleaves the sessions in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine import batch as B
+from engine.codes import Action, EventKind, Segment, Side
+from engine.orderfile import parse_prior_close
+from engine.rules import DAY_CLOSE_US, DAY_US, band_limits
+from engine.tradingdays import TradingCalendar, date_of_day, format_time
+
+from . import agents as A
+from .simulate import DayRow, SimResult, _date, build_agents, step_times, summarize, \
+    trading_days
+
+_OPERATOR, _OPERATOR_TOKEN = "OPS", "t-ops"
+_LAG_US = 60_000_000
+
+
+def _files(agents: A.Agents, instrument: str) -> tuple[str, str]:
+    accounts = [f"account,type,cash,{instrument}"]
+    tokens = ["account,token"]
+    for i, name in enumerate(agents.names):
+        kind = A.ACCOUNT_TYPE[A.AgentKind(int(agents.kind[i]))].name
+        cash = int(agents.cash[i])
+        accounts.append(f"{name},{kind},{cash // 100}.{cash % 100:02d},{int(agents.allowances[i])}")
+        tokens.append(f"{name},t-{name}")
+    tokens.append(f"{_OPERATOR},{_OPERATOR_TOKEN}")
+    return "\n".join(accounts) + "\n", "\n".join(tokens) + "\n"
+
+
+def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
+    """Run ``cfg``'s agents against a fresh ``cea serve``; write the results into ``out``."""
+    from .loadtest import local_server
+    from .plots import plot_simulation
+
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    agents, pop_info = build_agents(cfg, rng)
+    calendar = TradingCalendar.xshg(weekdays_beyond=True)
+    days = trading_days(cfg, calendar)
+    accounts_csv, tokens_csv = _files(agents, cfg.instrument)
+    workdir = out / "server"
+    shutil.rmtree(workdir, ignore_errors=True)
+    start = format_time(days[0] * DAY_US + 9 * 3_600_000_000)  # 09:00, before the open
+    extra = ("--prior-close", f"{cfg.instrument}={cfg.prior_close}",
+             "--fee-bps-listed", str(cfg.fee_bps_listed),
+             "--fee-bps-block", str(cfg.fee_bps_block))
+    with local_server(out, accounts_csv, tokens_csv, fsync=False, start=start, extra=extra,
+                      workdir=workdir) as port:
+        run = _Run(cfg, agents, rng, port, days, progress)
+        samples, depth, rejects, sent = asyncio.run(run.main())
+    from gateway.journal import rebuild
+
+    events: list[np.ndarray] = []
+    recovery = rebuild(workdir / "data", use_snapshot=False,
+                       on_turn=lambda seq, turn: events.extend(turn.events))
+    exchange = recovery.exchange
+    ev = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
+    trades = ev[ev[:, B.KIND] == EventKind.TRADE]
+    rows = _day_rows(ev, trades, samples)
+    result = SimResult(cfg, agents, None, rows, sent, trades, rejects,
+                       np.zeros((0, B.EVENT_WIDTH), np.int64), samples, depth, [], pop_info,
+                       time.perf_counter() - t0)
+    result.summary = summarize(result)
+    result.summary["mode"] = "via-server"
+    paths = _write(result, exchange, out)
+    day = cfg.plot_day or rows[len(rows) // 2].date
+    paths += plot_simulation(result, out, day)
+    return result, paths
+
+
+class _Run:
+    def __init__(self, cfg, agents, rng, port, days, progress):
+        self.cfg, self.agents, self.rng, self.port = cfg, agents, rng, port
+        self.days, self.progress = days, progress
+        self.open_qty: dict[int, int] = {}
+        self.last_trade = (0, 0)  # (trade id, price) of the latest listed trade seen
+        self.reasons: list[int] = []
+
+    def _on_execution(self, msg) -> None:
+        from gateway.protocol import ExecKind
+
+        if not msg.cl_ord_id.startswith("o"):
+            return
+        handle = int(msg.cl_ord_id[1:])
+        kind = msg.exec
+        if kind == ExecKind.REJECTED:
+            self.reasons.append(int(msg.reason))
+        elif kind in (ExecKind.CANCELLED, ExecKind.EXPIRED):
+            self.open_qty[handle] = 0
+        else:
+            self.open_qty[handle] = int(msg.open)
+            if kind in (ExecKind.PARTIAL_FILL, ExecKind.FILL) and \
+                    msg.segment == Segment.LISTED and msg.trade_id > self.last_trade[0]:
+                self.last_trade = (int(msg.trade_id), int(msg.price))
+
+    def _on_market_data(self, msg) -> None:
+        from gateway.protocol import MdDaySummary
+
+        if type(msg) is MdDaySummary and msg.segment == Segment.LISTED:
+            self.prior = int(msg.close)  # the next day's band reference
+
+    async def main(self):
+        from gateway.client import Client
+
+        cfg, agents = self.cfg, self.agents
+        ops = Client("127.0.0.1", self.port, _OPERATOR, _OPERATOR_TOKEN, heartbeat_ms=30_000,
+                     on_market_data=self._on_market_data)
+        await ops.connect()
+        book = await ops.subscribe(cfg.instrument, Segment.LISTED)
+        clients = [Client("127.0.0.1", self.port, name, f"t-{name}", heartbeat_ms=30_000,
+                          on_execution=self._on_execution) for name in agents.names]
+        for c in clients:
+            c.keep_reports = False
+        for k in range(0, len(clients), 64):
+            await asyncio.gather(*(c.connect() for c in clients[k:k + 64]))
+        prior = self.prior = parse_prior_close(cfg.prior_close)
+        times = step_times(cfg.steps_per_hour)
+        deadline = _date("deadline", cfg.deadline)
+        fundamental = prior
+        samples, sent = [], []
+        depth: dict = {}
+        next_order = 0
+        plot_day = _date("plot_day", cfg.plot_day) if cfg.plot_day else \
+            date_of_day(self.days[len(self.days) // 2])
+        for day in self.days:
+            date = date_of_day(day)
+            if date > deadline:
+                deadline = deadline.replace(year=deadline.year + 1)
+                agents.need[:] = agents.year_need
+            band = block_band = None
+            self.last_trade = (self.last_trade[0], 0)
+            for k, tod in enumerate(times):
+                # a minute into each step: after a day ends the server's clock restarts at
+                # 09:30 of the next trading day and runs on at wall speed
+                ts = day * DAY_US + int(tod) + _LAG_US
+                ack = await ops.set_clock(ts)
+                if not ack.ok:
+                    raise RuntimeError(f"SetClock refused: {ack.text}")
+                if band is None:
+                    base = self.prior  # the last close the server published
+                    band = band_limits(base, Segment.LISTED)
+                    block_band = band_limits(base, Segment.BLOCK)
+                balances = await asyncio.gather(*(c.balance() for c in clients))
+                cash = np.array([b.cash_available for b in balances], dtype=np.int64)
+                sellable = np.array([b.holdings[0][4] for b in balances], dtype=np.int64)
+                held = np.array([b.holdings[0][1] for b in balances], dtype=np.int64)
+                bb, ba = book.best_bid, book.best_ask
+                last = self.last_trade[1] or base
+                market = A.Market(ts, tod >= 13 * 3_600_000_000, last, bb, ba, band,
+                                  block_band, (deadline - date).days, fundamental, cash,
+                                  sellable, held)
+                d = A.decide(agents, market, self.rng, lambda h: self.open_qty.get(h, 0))
+                next_order = await self._send(d, clients, ts, next_order, sent)
+                bb, ba = book.best_bid, book.best_ask
+                samples.append((ts, bb[0] if bb else 0, ba[0] if ba else 0,
+                                self.last_trade[1]))
+                if date == plot_day and k == len(times) * 3 // 4:
+                    from engine.messages import BookLevel
+
+                    depth = {"time": ts,
+                             "bids": [BookLevel(*lv) for lv in book.bids[:15]],
+                             "asks": [BookLevel(*lv) for lv in book.asks[:15]]}
+            ack = await ops.set_clock(day * DAY_US + DAY_CLOSE_US)  # the server closes the day
+            step = self.rng.normal(cfg.fundamental.drift_bps, cfg.fundamental.daily_vol_bps)
+            fundamental = max(1, int(round(fundamental * (1 + step / 10_000))))
+            if self.progress is not None:
+                self.progress(date)
+        await asyncio.gather(*(c.close() for c in clients))
+        await ops.close()
+        cmds = np.concatenate(sent) if sent else B.empty_commands(0)
+        rejects = np.array([(-1, r) for r in self.reasons], dtype=np.int64).reshape(-1, 2)
+        return (np.array(samples, dtype=np.int64).reshape(-1, 4), depth, rejects, cmds)
+
+    async def _send(self, d: A.Orders, clients, ts: int, next_order: int, sent) -> int:
+        """Cancels, then the new orders in a random arrival order; wait for every answer."""
+        agents, cfg = self.agents, self.cfg
+        waits = []
+        c_agent, c_order = A.Orders._cat(d.cancel_agent), A.Orders._cat(d.cancel_order)
+        for a, h in zip(c_agent.tolist(), c_order.tolist()):
+            waits.append(clients[a].cancel_wait(f"o{h}"))
+        agent, side, tif = A.Orders._cat(d.agent), A.Orders._cat(d.side), A.Orders._cat(d.tif)
+        price, qty = A.Orders._cat(d.price), A.Orders._cat(d.qty)
+        record = B.empty_commands(len(c_agent) + len(agent))
+        record["ts"] = ts
+        record["action"][:len(c_agent)] = Action.CANCEL
+        if len(agent):
+            perm = self.rng.permutation(len(agent))
+            agent, side, tif, price, qty = agent[perm], side[perm], tif[perm], price[perm], \
+                qty[perm]
+            handles = np.arange(next_order, next_order + len(agent))
+            col = side - 1
+            waiting = agents.working[agent, col] == -2
+            agents.working[agent[waiting], col[waiting]] = handles[waiting]
+            for a, s, t, p, q, h in zip(agent.tolist(), side.tolist(), tif.tolist(),
+                                        price.tolist(), qty.tolist(), handles.tolist()):
+                waits.append(clients[a].place(f"o{h}", cfg.instrument, s, q, p, tif=t))
+            record["action"][len(c_agent):] = Action.NEW
+            record["account"][len(c_agent):] = agent
+            record["side"][len(c_agent):] = side
+            record["qty"][len(c_agent):] = qty
+            next_order += len(agent)
+        if waits:
+            await asyncio.gather(*waits)
+        sent.append(record)
+        return next_order
+
+
+def _day_rows(ev: np.ndarray, trades: np.ndarray, samples: np.ndarray) -> list[DayRow]:
+    rows = []
+    for c in ev[ev[:, B.KIND] == EventKind.DAY_CLOSED].tolist():
+        day, prior = c[B.ORDER], c[B.AUX1]
+        t = trades[(trades[:, B.TS] // DAY_US == day) & (trades[:, B.SEGMENT] == Segment.LISTED)]
+        s = samples[(samples[:, 0] // DAY_US == day) & (samples[:, 1] > 0) & (samples[:, 2] > 0)]
+        lo, hi = band_limits(prior, Segment.LISTED)
+        blo, bhi = band_limits(prior, Segment.BLOCK)
+        rows.append(DayRow(
+            date_of_day(day).isoformat(), prior, c[B.PRICE], lo, hi, blo, bhi, c[B.QTY],
+            c[B.AUX2], c[B.ACCOUNT], c[B.ACCOUNT2],
+            int(t[:, B.PRICE].max()) if len(t) else None,
+            int(t[:, B.PRICE].min()) if len(t) else None,
+            int(round(float((s[:, 2] - s[:, 1]).mean()))) if len(s) else None))
+    return rows
+
+
+def _write(result: SimResult, exchange, out: Path) -> list[Path]:
+    from .simout import _write as write_csv
+    from .simulate import _cny
+
+    paths = []
+    rows = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
+             "buy_account", "sell_account", "aggressor"]]
+    for t in result.trades.tolist():
+        rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
+                     _cny(t[B.PRICE]), t[B.QTY], exchange.order_name(t[B.ORDER]),
+                     exchange.order_name(t[B.ORDER2]), exchange.account_name(t[B.ACCOUNT]),
+                     exchange.account_name(t[B.ACCOUNT2]), Side(t[B.SIDE]).name])
+    paths.append(write_csv(out / "trades.csv", rows))
+    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
+             "listed_turnover", "block_turnover"]]
+    for d in result.days:
+        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
+                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
+    paths.append(write_csv(out / "days.csv", rows))
+    rows = [["time", "best_bid", "best_ask", "last"]]
+    for ts, bid, ask, last in result.samples.tolist():
+        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
+                     _cny(last) if last else ""])
+    paths.append(write_csv(out / "intraday.csv", rows))
+    paths += _ledger_files(result, exchange, out)
+    path = out / "summary.json"
+    path.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    paths.append(path)
+    return paths
+
+
+def _ledger_files(result: SimResult, exchange, out: Path) -> list[Path]:
+    """Statements (one account of each agent kind, last day) from the server's ledger, and
+    its reconciliation against the balances the journal replay arrives at."""
+    from dataclasses import asdict
+
+    from ledger.core import Ledger, engine_balances
+    from ledger.statements import write_statement
+
+    cfg = result.config
+    ledger = Ledger.open(str(out / "server" / "data" / "ledger.sqlite"), [cfg.instrument],
+                         cfg.fee_bps_listed, cfg.fee_bps_block)
+    try:
+        engine = exchange.engine
+        expected, fees = engine_balances(engine.balances, engine.accounts.name,
+                                         [cfg.instrument])
+        expected.pop(exchange.genesis.operator, None)
+        reconciliation = ledger.reconcile(expected, fees)
+        result.summary["ledger_reconciles"] = reconciliation.ok
+        paths = []
+        for name, data in (("balances.json", {"accounts": expected, "fees": fees}),
+                           ("reconcile.json", asdict(reconciliation))):
+            (out / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n",
+                                    encoding="utf-8")
+            paths.append(out / name)
+        last = dt.date.fromisoformat(result.days[-1].date)
+        for kind in A.AgentKind:
+            members = result.agents.of(kind)
+            if len(members):
+                st = ledger.statement(result.agents.names[int(members[0])], last)
+                paths += write_statement(st, out / "statements")
+        return paths
+    finally:
+        ledger.close()
