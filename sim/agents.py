@@ -212,7 +212,10 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
         return
     u = urgency(m.days_left, p)
     need = agents.need[idx]
-    act = (need != 0) & (rng.random(len(idx)) < p["act_probability"] * u)
+    # an entity with a bigger position trades more often: order flow follows the tonnes
+    size = np.abs(agents.year_need[idx]).astype(np.float64)
+    weight = np.clip(size / max(size.mean(), 1.0), 0.1, 10.0)
+    act = (need != 0) & (rng.random(len(idx)) < p["act_probability"] * u * weight)
     who, need = idx[act], need[act]
     if not len(who):
         return

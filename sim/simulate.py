@@ -49,9 +49,10 @@ class SimConfigError(ValueError):
 # ---------------------------------------------------------------------- configuration
 
 class Population(msgspec.Struct, forbid_unknown_fields=True):
-    """How many agents of each kind. ``source``: ``simple`` (built in: 39 % of the covered
-    entities short, as 847 of 2,162 were in the first period) or ``generator``
-    (``sim.population``, calibrated to the first period's published totals)."""
+    """How many agents of each kind. ``source``: ``generator`` (``sim.population``: power
+    units whose allocations follow the benchmark formula and whose totals are calibrated to
+    the first period's: 847 of 2,162 entities short by 94 Mt a year, scaled to the size
+    asked for) or ``simple`` (lognormal positions with the means below, 39 % short)."""
 
     covered_entities: int = 2000
     market_makers: int = 10
@@ -59,7 +60,7 @@ class Population(msgspec.Struct, forbid_unknown_fields=True):
     institutions: int = 40
     individuals: int = 300
     block_traders: int = 8
-    source: str = "simple"
+    source: str = "generator"
     #: with source = simple: mean tonnes a short entity must buy, and a long one has spare,
     #: per compliance year (188 Mt over two years across 847 short entities ~ 111,000 t)
     mean_shortfall: int = 111_000
