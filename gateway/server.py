@@ -258,6 +258,9 @@ class Session(asyncio.Protocol):
         self.transport.abort()
 
 
+#: SetClock refuses times from here on (2100-01-01): far beyond any calendar, inside int64
+_CLOCK_END = day_of_date(_dt.date(2100, 1, 1)) * DAY_US
+
 _SEQUENCED = {P.NewOrder, P.Cancel, P.Amend, P.MassCancel, P.Halt, P.Resume, P.EndDay,
               P.SetPriorClose}
 
@@ -687,9 +690,9 @@ class ExchangeServer:
                           "(only a server started with --clock sim)")
         self._flush()  # what came before keeps its time
         now = self.clock.now()
-        if msg.ts_us < now:
-            return refuse(P.GatewayReason.BAD_VALUE, f"the clock only moves forward: it is "
-                          f"{format_time(now)}, not {format_time(msg.ts_us)}")
+        if not now <= msg.ts_us < _CLOCK_END:
+            return refuse(P.GatewayReason.BAD_VALUE, f"the clock only moves forward, and not "
+                          f"past 2100: it is {format_time(now)}, not {msg.ts_us} µs")
         self.clock.set(msg.ts_us)
         self._clock_tick()  # a session boundary or 15:00 the jump passed
         self._flush()

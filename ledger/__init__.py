@@ -2,7 +2,8 @@
 double-entry postings in a durable store (SQLite in WAL mode by default, PostgreSQL through
 psycopg 3), idempotent on trade id; account operations (deposits, withdrawals, registry
 transfers) as journaled postings too; end-of-day settlement reports, statements and the
-reconciliation against the engine's in-memory balances.
+reconciliation against the engine's in-memory balances; compliance obligations, surrender
+and borrowing (``ledger.compliance``).
 
 >>> from ledger import Ledger
 >>> led = Ledger.open(":memory:", instruments=["CEA"])
@@ -22,5 +23,8 @@ True
 """
 
 from .core import Ledger, LedgerError, Trade  # noqa: F401 (Trade: used by the example)
+from .compliance import (ComplianceError, Obligation, UnitEmissions, compliance_period,
+                         compliance_report, obligation)
 
-__all__ = ["Ledger", "LedgerError", "Trade"]
+__all__ = ["ComplianceError", "Ledger", "LedgerError", "Obligation", "Trade", "UnitEmissions",
+           "compliance_period", "compliance_report", "obligation"]

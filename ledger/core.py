@@ -17,13 +17,14 @@ is skipped, so publishing a batch twice (a retry after a crash) settles each tra
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from engine import batch as B
-from engine.accounts import CA_KNOWN, CA_TOTAL, HD_TOTAL, RK_FEES, MAX_BALANCE, fee
+from engine.accounts import CA_KNOWN, CA_TOTAL, HD_TOTAL, RK_FEES, MAX_BALANCE
 from engine.codes import AccountType, EventKind, Segment
 from engine.rules import DAY_US
 from engine.tradingdays import date_of_day, day_of_date, format_time
@@ -32,14 +33,21 @@ from .schema import LATEST, MIGRATIONS
 from .store import Store, StoreError, open_store
 
 CASH = "CNY"  # asset 0: fen
+#: CCER offsets (China Certified Emission Reductions), tonnes; not traded on the CEA system
+#: (cea-rules.md §1), added to a ledger by its first ``offset_in``
+CCER = "CCER"
 BANK, REGISTRY, FEES = "@BANK", "@REGISTRY", "@FEES"
-EXTERNAL = (BANK, REGISTRY, FEES)
+#: where surrendered allowances and CCERs go: out of circulation, for compliance
+SURRENDERED = "@SURRENDERED"
+EXTERNAL = (BANK, REGISTRY, FEES, SURRENDERED)
 SOURCE_TRADE, SOURCE_OPERATION = 1, 2
 #: a trade's segment code in the ledger: the engine's two book segments, and one-way bidding
 #: (the allowance auction, cleared outside the continuous books)
 AUCTION = 2
 SEGMENT_NAMES = {Segment.LISTED: "LISTED", Segment.BLOCK: "BLOCK", AUCTION: "AUCTION"}
-OPERATIONS = ("DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT")
+OPERATIONS = ("DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT", "SURRENDER", "BORROW")
+#: the operations that move an asset into the participant's account (the others move it out)
+INTO_ACCOUNT = ("DEPOSIT", "ALLOWANCE_IN", "BORROW")
 
 
 class LedgerError(ValueError):
@@ -166,30 +174,57 @@ class Ledger:
     def _operation(self, kind: str, name: str, asset: str, amount: int, ref: str,
                    day: int) -> bool:
         account = self._account_id(name)
-        if asset not in self.assets:
+        if asset not in self.assets and asset != CCER:
             raise LedgerError(f"no instrument {asset!r}")
-        if isinstance(amount, bool) or not isinstance(amount, (int, np.integer)) \
-                or not 0 < int(amount) <= MAX_BALANCE:
-            raise LedgerError(f"{kind} amount must be an integer 1..{MAX_BALANCE}, "
-                              f"not {amount!r}")
+        amount = _positive(amount, f"{kind} amount")
         if not isinstance(ref, str) or not ref:
             raise LedgerError("an operation needs a non-empty ref (its idempotency key)")
-        amount, asset_id = int(amount), self.assets[asset]
         counter = self.accounts[BANK if asset == CASH else REGISTRY]
-        sign = 1 if kind in ("DEPOSIT", "ALLOWANCE_IN") else -1
-        with self.store.transaction():
+        with self._writing():
             if self.store.query("SELECT 1 FROM operation WHERE ref = ?", (ref,)):
                 return False  # applied before: idempotent
-            op_id = (self.store.query("SELECT max(op_id) FROM operation")[0][0] or 0) + 1
-            self.store.execute("INSERT INTO operation VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (op_id, ref, kind, int(day), account, asset_id, amount))
-            legs = [(account, sign * amount), (counter, -sign * amount)]
-            self.store.executemany(
-                "INSERT INTO posting VALUES (?, ?, ?, ?, ?, ?)",
-                [(SOURCE_OPERATION, op_id, int(day), a, asset_id, x) for a, x in legs])
-            self._apply_balances([(a, asset_id, x) for a, x in legs],
-                                 f"{kind} of {amount} {asset} for {name!r}")
+            asset_id = self._asset_id(asset)
+            self._write_operation(kind, account, asset_id, amount, ref, day, counter,
+                                  f"{kind} of {amount} {asset} for {name!r}")
         return True
+
+    @contextmanager
+    def _writing(self):
+        """One store transaction; on failure the in-memory names are reloaded from the store,
+        so an asset or account added inside the rolled-back transaction is forgotten too."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._load()
+            raise
+
+    def _asset_id(self, asset: str) -> int:
+        """The asset's id; the CCER asset is added on first use (inside the caller's
+        transaction)."""
+        if asset not in self.assets:
+            self.store.execute("INSERT INTO asset VALUES (?, ?, ?)",
+                               (len(self.assets), asset, "t"))
+            self.assets[asset] = len(self.assets)
+            self.asset_names[self.assets[asset]] = asset
+        return self.assets[asset]
+
+    def _write_operation(self, kind: str, account: int, asset_id: int, amount: int, ref: str,
+                         day: int, counter: int, what: str) -> int:
+        """Inside a transaction: the operation row, its two postings (the account and its
+        external counterpart) and the balances; return the operation id."""
+        if self.store.query("SELECT 1 FROM operation WHERE ref = ?", (ref,)):
+            raise LedgerError(f"operation ref {ref!r} is already taken")
+        sign = 1 if kind in INTO_ACCOUNT else -1
+        op_id = (self.store.query("SELECT max(op_id) FROM operation")[0][0] or 0) + 1
+        self.store.execute("INSERT INTO operation VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (op_id, ref, kind, int(day), account, asset_id, amount))
+        legs = [(account, sign * amount), (counter, -sign * amount)]
+        self.store.executemany(
+            "INSERT INTO posting VALUES (?, ?, ?, ?, ?, ?)",
+            [(SOURCE_OPERATION, op_id, int(day), a, asset_id, x) for a, x in legs])
+        self._apply_balances([(a, asset_id, x) for a, x in legs], what)
+        return op_id
 
     def deposit(self, name: str, fen: int, *, ref: str, day: int) -> bool:
         """Cash paid in from the bank. False if ``ref`` was applied before."""
@@ -205,8 +240,200 @@ class Ledger:
 
     def allowance_out(self, name: str, instrument: str, tonnes: int, *, ref: str,
                       day: int) -> bool:
-        """Allowances transferred out to the registry (surrender for compliance)."""
+        """Allowances transferred out to the registry (surrender for compliance goes through
+        ``surrender``, which checks the obligation)."""
         return self._operation("ALLOWANCE_OUT", name, instrument, tonnes, ref, day)
+
+    def offset_in(self, name: str, tonnes: int, *, ref: str, day: int) -> bool:
+        """CCER offsets transferred in from the registry (bought on the CCER market, held for
+        surrender), in tonnes; the ledger's CCER asset is added with the first one. False if
+        ``ref`` was applied before. Out again: ``allowance_out(name, CCER, ...)``."""
+        return self._operation("ALLOWANCE_IN", name, CCER, tonnes, ref, day)
+
+    # ------------------------------------------------------------------ compliance
+
+    def record_obligations(self, obligations: Iterable) -> int:
+        """Record entities' compliance obligations (``ledger.compliance.Obligation``, one per
+        entity and period) in one transaction; return how many were new. An obligation
+        recorded before with the same figures is skipped; with other figures it is refused
+        (a recorded obligation is never changed: [our modelling choice]). ``surrender`` and
+        ``borrow`` check against these records."""
+        from .compliance import Obligation, recomputed
+
+        rows, seen = [], set()
+        for ob in obligations:
+            if not isinstance(ob, Obligation):
+                raise LedgerError(f"not an Obligation: {ob!r}")
+            if recomputed(ob) != ob:
+                raise LedgerError(f"{ob.entity!r}: the obligation's figures do not follow "
+                                  f"from its units under the rules of period {ob.period}")
+            key = (self._account_id(ob.entity), ob.period)
+            if key in seen:
+                raise LedgerError(f"{ob.entity!r} has two obligations for period {ob.period}")
+            seen.add(key)
+            rows.append((*key, ob.verified_emissions, ob.allocation, ob.obligation,
+                         ob.ccer_limit, ob.borrow_limit, ob.borrow_from))
+        new = 0
+        with self._writing():
+            for row in rows:
+                have = self.store.query(
+                    "SELECT verified_emissions, allocation, obligation, ccer_limit, "
+                    "borrow_limit, borrow_from FROM obligation WHERE account = ? AND period = ?",
+                    row[:2])
+                if not have:
+                    self.store.execute("INSERT INTO obligation VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                       row)
+                    new += 1
+                elif tuple(have[0]) != row[2:]:
+                    raise LedgerError(
+                        f"{self.account_names[row[0]]!r} already has an obligation for period "
+                        f"{row[1]} (verified emissions, allocation, obligation, CCER limit, "
+                        f"borrowing limit, lender: {tuple(have[0])}), not {row[2:]}; a recorded "
+                        "obligation is not changed")
+        return new
+
+    def _obligation_row(self, account: int, period: str) -> tuple:
+        rows = self.store.query(
+            "SELECT obligation, ccer_limit, borrow_limit, borrow_from FROM obligation "
+            "WHERE account = ? AND period = ?", (account, str(period)))
+        if not rows:
+            raise LedgerError(f"no obligation recorded for {self.account_names[account]!r} in "
+                              f"period {period!r} (record it first: cea compliance obligations)")
+        return rows[0]
+
+    def _holding(self, account: int, asset: str) -> int:
+        if asset not in self.assets:
+            return 0
+        rows = self.store.query("SELECT amount FROM balance WHERE account = ? AND asset = ?",
+                                (account, self.assets[asset]))
+        return int(rows[0][0]) if rows else 0
+
+    def surrender(self, name: str, period: str, cea: int = 0, ccer: int = 0, *, ref: str,
+                  day: int, instrument: str = "CEA") -> bool:
+        """Surrender ``cea`` tonnes of allowances (of ``instrument``) and ``ccer`` tonnes of
+        CCER offsets for ``name``'s obligation in ``period``: both move to ``@SURRENDERED``,
+        one transaction with the surrender row, two operations (SURRENDER) and their
+        postings and balances. Refused, with nothing written: an unknown account, no
+        obligation recorded for the period, amounts that are not integers >= 0 (at least one
+        positive), an instrument that is not an allowance, more than the account holds, CCER
+        beyond the CCER limit (cumulated over the period's surrenders), and anything beyond
+        what is still owed (obligation - surrendered so far: over-surrender is refused, [our
+        modelling choice]). The same ``ref`` again for the same entity and period: no-op,
+        returns False (idempotent, like operations); with other figures: refused."""
+        account = self._account_id(name)
+        if instrument not in self.assets or instrument in (CASH, CCER):
+            raise LedgerError(f"{instrument!r} is not an allowance instrument of this ledger "
+                              f"({', '.join(a for a in self.assets if a not in (CASH, CCER))})")
+        cea = _tonnes_or_zero(cea, "surrendered CEA")
+        ccer = _tonnes_or_zero(ccer, "surrendered CCER")
+        if not cea and not ccer:
+            raise LedgerError("a surrender needs a positive CEA or CCER quantity")
+        if not isinstance(ref, str) or not ref:
+            raise LedgerError("a surrender needs a non-empty ref (its idempotency key)")
+        what = f"surrender by {name!r} for period {period}"
+        with self._writing():
+            q = self.store.query
+            asset = self.assets[instrument]
+            done = q("SELECT day, asset, allowances, ccer FROM surrender WHERE account = ? "
+                     "AND period = ? AND ref = ?", (account, str(period), ref))
+            if done:
+                if tuple(done[0]) != (int(day), asset, cea, ccer):
+                    raise LedgerError(f"{what}: ref {ref!r} was used for another surrender "
+                                      f"(day, asset, CEA, CCER: {tuple(done[0])})")
+                return False
+            obligation, ccer_limit, _, _ = self._obligation_row(account, period)
+            have_cea, have_ccer = q("SELECT coalesce(sum(allowances), 0), coalesce(sum(ccer), "
+                                    "0) FROM surrender WHERE account = ? AND period = ?",
+                                    (account, str(period)))[0]
+            still = obligation - have_cea - have_ccer
+            if cea + ccer > still:
+                raise LedgerError(f"{what}: {cea + ccer} t is more than still owed ({still} t "
+                                  f"of an obligation of {obligation} t)")
+            if have_ccer + ccer > ccer_limit:
+                raise LedgerError(f"{what}: CCER {ccer} t would bring the CCER surrendered to "
+                                  f"{have_ccer + ccer} t, above the CCER limit {ccer_limit} t")
+            for asset_name, amount in ((instrument, cea), (CCER, ccer)):
+                held = self._holding(account, asset_name)
+                if amount > held:
+                    raise LedgerError(f"{what}: {amount} t {asset_name} is more than held "
+                                      f"({held} t)")
+            sid = (q("SELECT max(surrender_id) FROM surrender")[0][0] or 0) + 1
+            self.store.execute("INSERT INTO surrender VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (sid, account, str(period), ref, int(day), asset, cea, ccer))
+            for asset_name, amount in ((instrument, cea), (CCER, ccer)):
+                if amount:
+                    self._write_operation("SURRENDER", account, self.assets[asset_name],
+                                          amount, f"surrender#{sid}:{asset_name}", day,
+                                          self.accounts[SURRENDERED],
+                                          f"{what} of {amount} t {asset_name}")
+        return True
+
+    def borrow(self, name: str, period: str, tonnes: int, *, ref: str, day: int,
+               instrument: str = "CEA") -> bool:
+        """Borrowing: ``tonnes`` of the lending period's allowances issued early to ``name``
+        for its obligation in ``period`` (a BORROW operation from ``@REGISTRY``, and a
+        borrowing row naming the lending period, whose allocation is to be netted by it:
+        ``ledger.compliance.net_allocation``). Refused, with nothing written: an unknown
+        account, no obligation recorded, a period or entity without a borrowing limit, a
+        total borrowed above the limit. The same ``ref`` again for the same entity and period:
+        no-op, returns False; with other figures: refused."""
+        account = self._account_id(name)
+        if instrument not in self.assets or instrument in (CASH, CCER):
+            raise LedgerError(f"{instrument!r} is not an allowance instrument of this ledger")
+        tonnes = _positive(tonnes, "borrowed tonnes")
+        if not isinstance(ref, str) or not ref:
+            raise LedgerError("borrowing needs a non-empty ref (its idempotency key)")
+        what = f"borrowing by {name!r} for period {period}"
+        with self._writing():
+            q = self.store.query
+            asset = self.assets[instrument]
+            done = q("SELECT day, asset, tonnes FROM borrowing WHERE account = ? AND period = ? "
+                     "AND ref = ?", (account, str(period), ref))
+            if done:
+                if tuple(done[0]) != (int(day), asset, tonnes):
+                    raise LedgerError(f"{what}: ref {ref!r} was used for another borrowing "
+                                      f"(day, asset, tonnes: {tuple(done[0])})")
+                return False
+            _, _, limit, lender = self._obligation_row(account, period)
+            if not limit:
+                raise LedgerError(f"{what}: not allowed (no borrowing limit for this entity "
+                                  "and period)")
+            before = q("SELECT coalesce(sum(tonnes), 0) FROM borrowing WHERE account = ? AND "
+                       "period = ?", (account, str(period)))[0][0]
+            if before + tonnes > limit:
+                raise LedgerError(f"{what}: {tonnes} t would bring the borrowed total to "
+                                  f"{before + tonnes} t, above the limit {limit} t")
+            bid = (q("SELECT max(borrowing_id) FROM borrowing")[0][0] or 0) + 1
+            self.store.execute("INSERT INTO borrowing VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (bid, account, str(period), lender, ref, int(day), asset, tonnes))
+            self._write_operation("BORROW", account, asset, tonnes, f"borrow#{bid}", day,
+                                  self.accounts[REGISTRY], what)
+        return True
+
+    def obligations(self, period: str) -> list["ObligationRecord"]:
+        """The obligations recorded for ``period``, by entity name."""
+        return sorted(ObligationRecord(self.account_names[a], p, *rest)
+                      for a, p, *rest in self.store.query(
+                          "SELECT * FROM obligation WHERE period = ?", (str(period),)))
+
+    def surrenders(self, period: str) -> list["SurrenderRecord"]:
+        """The surrenders for ``period``, in the order they were made."""
+        return [SurrenderRecord(self.account_names[a], p, ref, date_of_day(d),
+                                self.asset_names[asset], cea, ccer)
+                for a, p, ref, d, asset, cea, ccer in self.store.query(
+                    "SELECT account, period, ref, day, asset, allowances, ccer FROM surrender "
+                    "WHERE period = ? ORDER BY surrender_id", (str(period),))]
+
+    def borrowings(self, *, period: str | None = None,
+                   lender: str | None = None) -> list["BorrowingRecord"]:
+        """Borrowings for obligations of ``period`` and/or from ``lender``'s allocation, in
+        the order they were made."""
+        return [BorrowingRecord(self.account_names[a], p, lend, ref, date_of_day(d),
+                                self.asset_names[asset], t)
+                for a, p, lend, ref, d, asset, t in self.store.query(
+                    "SELECT account, period, borrow_from, ref, day, asset, tonnes FROM "
+                    "borrowing ORDER BY borrowing_id")
+                if (period is None or p == period) and (lender is None or lend == lender)]
 
     def _apply_balances(self, deltas, what: str) -> None:
         # a zero row first, then the update: CHECK (amount >= 0) is evaluated on the row an
@@ -229,7 +456,7 @@ class Ledger:
         """Settle ``Trade`` records as one batch; return how many were new."""
         cols, buy_orders, sell_orders = [], [], []
         for t in trades:
-            if t.instrument not in self.assets or t.instrument == CASH:
+            if t.instrument not in self.assets or t.instrument in (CASH, CCER):
                 raise LedgerError(f"trade {t.trade_id}: no instrument {t.instrument!r}")
             cols.append((t.trade_id, t.day, t.ts, self.assets[t.instrument], t.segment, t.price,
                          t.qty, self._account_id(t.buyer), self._account_id(t.seller)))
@@ -386,6 +613,18 @@ class Ledger:
     def trade_count(self) -> int:
         return self.store.query("SELECT count(*) FROM trade")[0][0]
 
+    def trades_between(self, lo: int, hi: int) -> list[tuple[Trade, int, int]]:
+        """The settled trades with ids ``lo`` .. ``hi``, by id, each with (buyer fee, seller
+        fee) in fen."""
+        rows = self.store.query(
+            "SELECT trade_id, day, ts, asset, segment, price, qty, buyer, seller, buy_order, "
+            "sell_order, buyer_fee, seller_fee FROM trade WHERE trade_id BETWEEN ? AND ? "
+            "ORDER BY trade_id", (int(lo), int(hi)))
+        names, assets = self.account_names, self.asset_names
+        return [(Trade(int(tid), int(day), int(ts), assets[asset], int(seg), int(price),
+                       int(qty), names[buyer], names[seller], bo, so), int(bf), int(sf))
+                for tid, day, ts, asset, seg, price, qty, buyer, seller, bo, so, bf, sf in rows]
+
     def days(self) -> list[tuple]:
         """(date, instrument, prior close, close, listed volume, block volume) per day."""
         return [(date_of_day(d).isoformat(), self.asset_names[a], p, c, lv, bv)
@@ -416,7 +655,7 @@ class Ledger:
                 -(price * qty + bfee) if buy else price * qty - sfee, qty if buy else -qty,
                 bfee if buy else sfee))
         operations = [StatementOperation(ref, kind, self.asset_names[asset],
-                                         amount if kind in ("DEPOSIT", "ALLOWANCE_IN") else -amount)
+                                         amount if kind in INTO_ACCOUNT else -amount)
                       for ref, kind, asset, amount in self.store.query(
                           "SELECT ref, kind, asset, amount FROM operation WHERE account = ? "
                           "AND day = ? ORDER BY op_id", (account, day))]
@@ -476,6 +715,42 @@ class Ledger:
         return Reconciliation(not problems, problems, len(self.balances()), trades)
 
 
+@dataclass(frozen=True, order=True)
+class ObligationRecord:
+    """An obligation as the ledger holds it (totals over the entity's unit kinds)."""
+
+    entity: str
+    period: str
+    verified_emissions: int
+    allocation: int
+    obligation: int
+    ccer_limit: int
+    borrow_limit: int
+    borrow_from: str | None
+
+
+@dataclass(frozen=True)
+class SurrenderRecord:
+    entity: str
+    period: str
+    ref: str
+    date: dt.date
+    instrument: str  # the allowance instrument of the CEA leg
+    cea: int
+    ccer: int
+
+
+@dataclass(frozen=True)
+class BorrowingRecord:
+    entity: str
+    period: str  # the obligation it helps meet
+    lender: str  # the period whose allocation it was issued from (to be netted there)
+    ref: str
+    date: dt.date
+    instrument: str
+    tonnes: int
+
+
 @dataclass(frozen=True)
 class StatementTrade:
     trade_id: int
@@ -532,6 +807,21 @@ def engine_balances(accounts, account_name: Callable[[int], str], instruments: S
     return out, int(accounts.risk[RK_FEES])
 
 
+def _positive(amount, what: str) -> int:
+    """``amount`` as an int in 1..MAX_BALANCE, or LedgerError naming it."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, np.integer)) \
+            or not 0 < int(amount) <= MAX_BALANCE:
+        raise LedgerError(f"{what} must be an integer 1..{MAX_BALANCE}, not {amount!r}")
+    return int(amount)
+
+
+def _tonnes_or_zero(amount, what: str) -> int:
+    """0, or ``amount`` as an int in 1..MAX_BALANCE, or LedgerError naming it."""
+    if isinstance(amount, (int, np.integer)) and not isinstance(amount, bool) and amount == 0:
+        return 0
+    return _positive(amount, what)
+
+
 def _parse_date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(text))
@@ -539,5 +829,5 @@ def _parse_date(text: str) -> dt.date:
         raise LedgerError(f"date {text!r} is not YYYY-MM-DD") from None
 
 
-__all__ = ["Ledger", "LedgerError", "Reconciliation", "Statement", "StoreError", "Trade",
-           "engine_balances", "migrate"]
+__all__ = ["BorrowingRecord", "Ledger", "LedgerError", "ObligationRecord", "Reconciliation",
+           "Statement", "StoreError", "SurrenderRecord", "Trade", "engine_balances", "migrate"]

@@ -9,7 +9,8 @@ Amounts are integers: cash in fen (asset 0, ``CNY``), allowances in tonnes (one 
 instrument). Every transaction's postings sum to zero per asset; the external accounts
 ``@BANK`` (cash paid in and out), ``@REGISTRY`` (allowances transferred in and out) and
 ``@FEES`` (the exchange's fee income) are the counterparts of money entering or leaving the
-participants, so the sum over all accounts of each asset is always zero.
+participants, so the sum over all accounts of each asset is always zero. ``@SURRENDERED``
+(added with migration 4) receives the allowances and CCER offsets surrendered for compliance.
 """
 
 from __future__ import annotations
@@ -99,6 +100,49 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE feed (
             name TEXT PRIMARY KEY,
             position BIGINT NOT NULL
+        )""",
+    ]),
+    (4, "compliance: obligations, surrenders (to @SURRENDERED) and borrowing", [
+        # one row per entity and compliance period (ledger.compliance.Obligation's totals);
+        # surrender and borrowing are checked against it
+        """CREATE TABLE obligation (
+            account BIGINT NOT NULL,
+            period TEXT NOT NULL,
+            verified_emissions BIGINT NOT NULL CHECK (verified_emissions >= 0),
+            allocation BIGINT NOT NULL CHECK (allocation >= 0),
+            obligation BIGINT NOT NULL CHECK (obligation >= 0),
+            ccer_limit BIGINT NOT NULL CHECK (ccer_limit BETWEEN 0 AND obligation),
+            borrow_limit BIGINT NOT NULL CHECK (borrow_limit BETWEEN 0 AND obligation),
+            borrow_from TEXT,
+            CHECK (borrow_limit = 0 OR borrow_from IS NOT NULL),
+            PRIMARY KEY (account, period)
+        )""",
+        # the idempotency key is (account, period, ref); the legs are SURRENDER operations
+        # with refs surrender#<id>:<asset>
+        """CREATE TABLE surrender (
+            surrender_id {pk},
+            account BIGINT NOT NULL,
+            period TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            day BIGINT NOT NULL,
+            asset BIGINT NOT NULL,
+            allowances BIGINT NOT NULL CHECK (allowances >= 0),
+            ccer BIGINT NOT NULL CHECK (ccer >= 0),
+            CHECK (allowances + ccer > 0),
+            UNIQUE (account, period, ref)
+        )""",
+        # next period's allowances issued early (a BORROW operation, ref borrow#<id>); the
+        # lending period's allocation is to be reduced by the tonnes
+        """CREATE TABLE borrowing (
+            borrowing_id {pk},
+            account BIGINT NOT NULL,
+            period TEXT NOT NULL,
+            borrow_from TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            day BIGINT NOT NULL,
+            asset BIGINT NOT NULL,
+            tonnes BIGINT NOT NULL CHECK (tonnes > 0),
+            UNIQUE (account, period, ref)
         )""",
     ]),
 ]

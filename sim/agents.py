@@ -133,10 +133,11 @@ class Agents:
 
 
 def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | None,
-          prior_close: int, params: dict, rng: np.random.Generator) -> Agents:
+          prior_close: int, params: dict, rng: np.random.Generator,
+          holdings: np.ndarray | None = None) -> Agents:
     """The agents, ``counts`` of each kind; ``needs`` are the covered entities' compliance
-    positions (tonnes to buy +, to sell -), ``names`` theirs if given. Agent numbers follow
-    the order of ``AgentKind``."""
+    positions (tonnes to buy +, to sell -), ``names`` and opening ``holdings`` (their free
+    allocation) theirs if given. Agent numbers follow the order of ``AgentKind``."""
     kinds, all_names, cash, allowances, need = [], [], [], [], []
     for kind in AgentKind:
         n = int(counts.get(kind, 0))
@@ -149,7 +150,8 @@ def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | No
             # short entities hold cash for twice their need at the prior close (prices move);
             # long ones hold their surplus, and a working balance
             cash.append(np.maximum(nd, 0) * prior_close * 2 + 1_000_000_00)
-            allowances.append(np.maximum(-nd, 0) + 1_000)
+            allowances.append(holdings.astype(np.int64) if holdings is not None
+                              else np.maximum(-nd, 0) + 1_000)
             need.append(nd)
             continue
         all_names += [f"{PREFIX[kind]}{i + 1:04d}" for i in range(n)]

@@ -22,8 +22,9 @@ fleet is drawn from the archetypes below, the short entities are picked (small a
 unconventional coal first, at random), each long entity draws a surplus of 0-8 % of its
 allocation and each short one a weight for its share of the shortfall; then every unit's
 power and heat supplied is scaled by one common factor so that the allocations make total
-emissions come out at the target (to rounding: a few hundred tonnes), and the shortfall is apportioned to the short entities
-exactly (largest remainder; each at least 1 t and at most half its allocation). Verified
+emissions come out at the target (to rounding: a few hundred tonnes), and the shortfall is
+apportioned to the short entities exactly (largest remainder; each at least 1 t and at
+most half its allocation). Verified
 emissions = allocation + shortfall (short) or allocation - surplus (long).
 
 Randomness: one ``numpy.random.Generator(PCG64(seed))``, integer draws only, in a fixed

@@ -96,6 +96,10 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                      _cny(last) if last else ""])
     paths.append(_write(out / "intraday.csv", rows))
 
+    if r.emissions_csv:
+        path = out / "emissions.csv"  # for cea compliance obligations / report
+        path.write_text(r.emissions_csv, encoding="utf-8")
+        paths.append(path)
     path = out / "summary.json"
     path.write_text(json.dumps(r.summary, indent=2) + "\n", encoding="utf-8")
     paths.append(path)
@@ -158,6 +162,10 @@ def run(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
                     st = ledger.statement(result.agents.names[int(members[0])], last)
                     paths += write_statement(st, out / "statements")
             paths.append(out / "ledger.sqlite")
+            from ledger.compliance import write_report
+
+            for report in result.reports:
+                paths += write_report(report, out / "compliance")
     finally:
         if ledger is not None:
             ledger.close()

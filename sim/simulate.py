@@ -275,32 +275,75 @@ def _toml(data: dict) -> str:
 
 # ---------------------------------------------------------------------- the population
 
-def covered_positions(cfg: SimConfig, rng: np.random.Generator
-                      ) -> tuple[np.ndarray, list[str] | None, dict]:
-    """Each covered entity's yearly need (t to buy +, to sell -), names, and a description."""
+@dataclass
+class Covered:
+    """The covered entities' side of a simulation: each one's yearly need (t to buy +, to
+    sell -), names and opening allowances when the population gives them, and, when a
+    compliance period ends on the configured deadline, its period and obligations."""
+
+    need: np.ndarray
+    names: list[str] | None
+    holdings: np.ndarray | None
+    info: dict
+    period: str | None = None
+    obligations: list = field(default_factory=list)
+    emissions_csv: str = ""
+
+
+def covered_positions(cfg: SimConfig, rng: np.random.Generator) -> Covered:
+    """The covered entities' positions (see ``Covered``)."""
     pop = cfg.population
     n = pop.covered_entities
     share = pop.long_sell_share_pct
     if pop.source == "generator":
-        from .population import generate
+        return _generated(cfg, n, share)
+    short = rng.random(n) < 847 / 2162
+    size = rng.lognormal(0.0, 1.0, n)  # mean e^0.5
+    mean = np.where(short, pop.mean_shortfall, pop.mean_surplus) / np.exp(0.5)
+    position = np.where(short, -1, 1) * np.maximum((size * mean).astype(np.int64), 1)
+    return _covered(position, share, None, None, {"source": "simple"})
 
-        population = generate(entities=n, seed=cfg.seed)
-        position = np.array([e.allocation - e.verified_emissions
-                             for e in population.entities], dtype=np.int64)
-        names = [e.name for e in population.entities]
-    else:
-        short = rng.random(n) < 847 / 2162
-        size = rng.lognormal(0.0, 1.0, n)  # mean e^0.5
-        mean = np.where(short, pop.mean_shortfall, pop.mean_surplus) / np.exp(0.5)
-        position = np.where(short, -1, 1) * np.maximum((size * mean).astype(np.int64), 1)
-        names = None
+
+def _covered(position, share, names, holdings, info) -> Covered:
     # short: buy the whole gap; long: offer a share of the surplus, bank the rest
     need = np.where(position < 0, -position, -(position * share // 100))
-    info = {"source": pop.source, "short_entities": int((position < 0).sum()),
-            "shortfall_t": int(-position[position < 0].sum()),
-            "surplus_t": int(position[position > 0].sum()),
-            "offered_t": int(-need[need < 0].sum())}
-    return need.astype(np.int64), names, info
+    info |= {"short_entities": int((position < 0).sum()),
+             "shortfall_t": int(-position[position < 0].sum()),
+             "surplus_t": int(position[position > 0].sum()),
+             "offered_t": int(-need[need < 0].sum())}
+    return Covered(need.astype(np.int64), names, holdings, info)
+
+
+def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
+    """Positions from ``sim.population``: entities hold their free allocation; where a
+    compliance period ends on the deadline, each one's obligation follows its rules (the
+    20 % cap for coal, gas owing at most its allocation), and the gap is what it buys."""
+    import tempfile
+
+    from ledger.compliance import PERIODS, read_emissions
+
+    from .population import generate, write_emissions_file
+
+    population = generate(entities=n, seed=cfg.seed)
+    names = [e.name for e in population.entities]
+    allocation = np.array([e.allocation for e in population.entities], dtype=np.int64)
+    position = allocation - np.array([e.verified_emissions for e in population.entities],
+                                     dtype=np.int64)
+    deadline = _date("deadline", cfg.deadline)
+    period = next((p.name for p in PERIODS if p.deadline == deadline), None)
+    obligations, text = [], ""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_emissions_file(population, Path(tmp) / "emissions.csv")
+        text = path.read_text(encoding="utf-8")
+        if period is not None:
+            obligations = read_emissions(path, period)
+    if obligations:
+        owed = {ob.entity: ob.obligation for ob in obligations}
+        position = allocation - np.array([owed[name] for name in names], dtype=np.int64)
+    covered = _covered(position, share, names, allocation,
+                       {"source": "generator", "compliance_period": period})
+    covered.period, covered.obligations, covered.emissions_csv = period, obligations, text
+    return covered
 
 
 # ---------------------------------------------------------------------- the run
@@ -339,6 +382,8 @@ class SimResult:
     population: dict
     seconds: float
     summary: dict = field(default_factory=dict)
+    reports: list = field(default_factory=list)  # ledger.compliance.Report per deadline
+    emissions_csv: str = ""  # the covered entities' verified emissions and allocations
 
 
 def trading_days(cfg: SimConfig, calendar: TradingCalendar) -> list[int]:
@@ -375,9 +420,9 @@ class _Buffer:
         return np.concatenate(self.parts)
 
 
-def build_agents(cfg: SimConfig, rng: np.random.Generator) -> tuple[A.Agents, dict]:
-    """The configured agents (of the admitted types only) and a description of the
-    covered entities' positions."""
+def build_agents(cfg: SimConfig, rng: np.random.Generator) -> tuple[A.Agents, Covered]:
+    """The configured agents (of the admitted types only) and the covered entities'
+    positions and obligations."""
     admitted = set(cfg.admitted)
     pop = cfg.population
     wanted = {A.AgentKind.COVERED_ENTITY: pop.covered_entities,
@@ -388,14 +433,15 @@ def build_agents(cfg: SimConfig, rng: np.random.Generator) -> tuple[A.Agents, di
               A.AgentKind.BLOCK_TRADER: pop.block_traders}
     # a type the rules do not admit cannot open a trading account: no agents of it
     counts = {k: n if A.ACCOUNT_TYPE[k].name in admitted else 0 for k, n in wanted.items()}
-    needs, names, pop_info = covered_positions(cfg, rng)
+    covered = covered_positions(cfg, rng)
     if not counts[A.AgentKind.COVERED_ENTITY]:
-        needs, names = needs[:0], None
+        covered = Covered(covered.need[:0], None, None, covered.info)
     params = {k: msgspec.structs.asdict(getattr(cfg, k)) for k in (
         "covered_entity", "market_maker", "noise_trader", "individual", "institution",
         "block_trader")}
-    return A.build(counts, needs, names, parse_prior_close(cfg.prior_close), params, rng), \
-        pop_info
+    agents = A.build(counts, covered.need, covered.names, parse_prior_close(cfg.prior_close),
+                     params, rng, covered.holdings)
+    return agents, covered
 
 
 def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
@@ -408,7 +454,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     prior = parse_prior_close(cfg.prior_close)
     calendar = TradingCalendar.xshg(weekdays_beyond=True)
     days = trading_days(cfg, calendar)
-    agents, pop_info = build_agents(cfg, rng)
+    agents, cov = build_agents(cfg, rng)
     risk = RiskConfig(fee_bps_listed=cfg.fee_bps_listed, fee_bps_block=cfg.fee_bps_block)
     engine = Engine({cfg.instrument: prior}, calendar=calendar, risk=risk)
     first_day = days[0]
@@ -427,9 +473,12 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             if agents.allowances[i]:
                 ledger.allowance_in(name, cfg.instrument, int(agents.allowances[i]),
                                     ref=f"opening:{name}:{cfg.instrument}", day=first_day - 1)
+    if ledger is not None and cov.obligations:
+        ledger.record_obligations(cov.obligations)
     bal = engine.balances
     book = engine.book
     n_agents = len(agents)
+    reports: list = []
 
     commands, trades, rejects, accepted = _Buffer(0), _Buffer(B.EVENT_WIDTH), _Buffer(2), \
         _Buffer(B.EVENT_WIDTH)
@@ -456,6 +505,11 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
         if date > deadline:  # a new compliance year: report the last one, positions anew
             compliance.append(_compliance_row(deadline, agents, covered, year_bought,
                                               year_sold))
+            if ledger is not None and cov.period is not None:
+                # the day's first tick rolls the day: yesterday's purchases become usable
+                engine.submit_batch(_tick(day * DAY_US + int(step_times(1)[0])))
+                reports.append(_surrender(engine, ledger, cov, deadline, compliance[-1]))
+                cov.period = None  # one compliance period per simulation
             deadline = deadline.replace(year=deadline.year + 1)
             agents.need[:] = agents.year_need
             year_bought[:] = 0
@@ -535,7 +589,8 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     result = SimResult(cfg, agents, engine, rows, commands.array(B.COMMAND_DTYPE),
                        trades.array(), rejects.array(), accepted.array(),
                        np.array(samples, dtype=np.int64).reshape(-1, 4), depth, compliance,
-                       pop_info, time.perf_counter() - t0)
+                       cov.info, time.perf_counter() - t0, reports=reports,
+                       emissions_csv=cov.emissions_csv)
     result.summary = summarize(result, crossed)
     return result
 
@@ -593,6 +648,37 @@ def _absorb(ev, offset, trades, rejects, accepted, day_events) -> None:
         rejects.add(np.stack([rj[:, B.CMD] + offset, rj[:, B.REASON]], axis=1))
     accepted.add(ev[kind == EventKind.ACCEPTED])
     day_events.add(ev[(kind == EventKind.TRADE) | (kind == EventKind.DAY_CLOSED)])
+
+
+def _surrender(engine: Engine, ledger, cov: Covered, deadline: dt.date, row: dict):
+    """Each covered entity surrenders what it holds of its obligation, in the engine and in
+    the ledger, dated the deadline (the registry books it overnight after the deadline's
+    last trading day), then the period's compliance report. Adds its figures to ``row``."""
+    from ledger.compliance import compliance_report
+
+    instrument = engine.instruments[0]
+    bal = engine.balances
+    day = day_of_date(deadline)
+    for ob in cov.obligations:
+        handle = engine.accounts.find(ob.entity)
+        tonnes = min(ob.obligation, bal.sellable(handle, 0))
+        if tonnes > 0:
+            engine.allowance_out(ob.entity, tonnes, instrument)
+            ledger.surrender(ob.entity, cov.period, cea=tonnes, ref=f"simulate:{ob.entity}",
+                             day=day, instrument=instrument)
+    report = compliance_report(ledger, cov.period, cov.obligations)
+    statuses = [e.status for e in report.entities]
+    row.update({
+        "period": report.period,
+        "compliant": statuses.count("COMPLIANT"), "partial": statuses.count("PARTIAL"),
+        "short": statuses.count("SHORT"),
+        "shortfall_after_surrender_t": sum(e.shortfall for e in report.entities),
+        "penalty_regime": report.regime.name,
+        "average_price": _cny(report.average_price) if report.average_price else None,
+        "penalty_min_cny": _cny(sum(e.penalty_min or 0 for e in report.entities)),
+        "penalty_max_cny": _cny(sum(e.penalty_max or 0 for e in report.entities)),
+    })
+    return report
 
 
 def _compliance_row(deadline, agents, covered, bought, sold) -> dict:

@@ -59,7 +59,7 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    agents, pop_info = build_agents(cfg, rng)
+    agents, covered = build_agents(cfg, rng)
     calendar = TradingCalendar.xshg(weekdays_beyond=True)
     days = trading_days(cfg, calendar)
     accounts_csv, tokens_csv = _files(agents, cfg.instrument)
@@ -83,7 +83,7 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
     trades = ev[ev[:, B.KIND] == EventKind.TRADE]
     rows = _day_rows(ev, trades, samples)
     result = SimResult(cfg, agents, None, rows, sent, trades, rejects,
-                       np.zeros((0, B.EVENT_WIDTH), np.int64), samples, depth, [], pop_info,
+                       np.zeros((0, B.EVENT_WIDTH), np.int64), samples, depth, [], covered.info,
                        time.perf_counter() - t0)
     result.summary = summarize(result)
     result.summary["mode"] = "via-server"

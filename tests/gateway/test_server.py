@@ -295,3 +295,40 @@ def test_logout_answers_what_came_before_it(tmp_path):
         assert server.exchange.engine.best_bid() == (5900, 10)  # cancel-on-disconnect off
 
     run_with_server(config(tmp_path), body)
+
+
+def test_set_clock_steps_a_simulated_day(tmp_path):
+    from engine.rules import AM_CLOSE_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
+
+    from .support import START
+
+    day = START // DAY_US * DAY_US  # 2024-03-04; the server starts at 10:00
+
+    async def body(server, host, port):
+        async with Client(host, port, "A001", "t1") as a, Client(host, port, "OPS", "ops") as ops:
+            block = await a.subscribe("CEA", Segment.BLOCK)
+            ack = await a.set_clock(day + PM_OPEN_US)
+            assert (ack.ok, ack.reason) == (False, GatewayReason.NOT_AUTHORIZED)
+            for bad in (day + 9 * 3_600_000_000, 2**63 - 1, -1):  # backwards, far, negative
+                ack = await ops.set_clock(bad)
+                assert (ack.ok, ack.reason) == (False, GatewayReason.BAD_VALUE), bad
+            r = await a.place("b1", "CEA", Side.BUY, 100_000, 6000)  # block: 13:00 only
+            assert (r.exec, r.reason) == (ExecKind.REJECTED, Reason.MARKET_CLOSED)
+            await a.place("r1", "CEA", Side.BUY, 10, 5900)
+            assert (await ops.set_clock(day + AM_CLOSE_US + 60_000_000)).ok  # lunch
+            r = await a.place("l1", "CEA", Side.BUY, 10, 5900)
+            assert (r.exec, r.reason) == (ExecKind.REJECTED, Reason.MARKET_CLOSED)
+            assert (await ops.set_clock(day + PM_OPEN_US)).ok
+            await until(lambda: block.status == Status.OPEN, what="block segment open")
+            r = await a.place("b2", "CEA", Side.BUY, 100_000, 6000)
+            assert r.exec == ExecKind.ACCEPTED and r.segment == Segment.BLOCK
+            assert r.ts_us >= day + PM_OPEN_US
+            # past 15:00: the day closes at once, orders expire, the clock goes to the next
+            # trading morning (2024-03-05 09:30)
+            assert (await ops.set_clock(day + DAY_CLOSE_US)).ok
+            await until(lambda: block.summaries, what="day summary")
+            await until(lambda: a.reports and any(
+                x.exec == ExecKind.EXPIRED and x.cl_ord_id == "b2" for x in a.reports))
+            assert server.clock.now() >= day + DAY_US + 9 * 3_600_000_000 + 30 * 60_000_000
+
+    run_with_server(config(tmp_path), body)

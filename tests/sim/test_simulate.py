@@ -239,3 +239,38 @@ def test_via_server_runs_the_agents_as_clients(tmp_path):
         sum(int(d["listed_volume"]) for d in days)
     assert (out / "close.png").exists() and (out / "depth.png").exists()
     assert Path(out / "server" / "data").is_dir()
+
+
+def test_covered_entities_surrender_at_the_deadline(tmp_path):
+    from ledger.core import Ledger, engine_balances
+
+    pop = msgspec.structs.replace(SMALL, covered_entities=80)
+    cfg = SimConfig(days=24, start="2024-12-02", deadline="2024-12-31", steps_per_hour=4,
+                    population=pop, covered_entity=msgspec.structs.replace(
+                        SimConfig().covered_entity, act_probability=0.05))
+    ledger = Ledger.open(str(tmp_path / "ledger.sqlite"), ["CEA"])
+    try:
+        r = simulate(cfg, ledger=ledger)
+        assert [d.date for d in r.days][-1] > "2024-12-31"  # the deadline was passed
+        (report,) = r.reports
+        assert report.period == "2023" and len(report.entities) == 80
+        row = r.summary["compliance"][0]
+        assert row["compliant"] + row["partial"] + row["short"] == 80
+        # every entity surrendered what it held of its obligation, no more
+        surrendered = {s.entity: s.cea for s in ledger.surrenders("2023")}
+        for e in report.entities:
+            assert surrendered.get(e.entity, 0) == e.surrendered_cea <= e.obligation
+            assert e.shortfall == e.obligation - e.surrendered_cea
+            assert (e.status == "COMPLIANT") == (e.shortfall == 0)
+        # allowances went from the holdings to @SURRENDERED; the ledger matches the engine
+        balances = ledger.balances(include_external=True)
+        assert balances["@SURRENDERED"]["CEA"] == sum(surrendered.values())
+        assert sum(b.get("CEA", 0) for b in balances.values()) == 0
+        expected, fees = engine_balances(r.engine.balances, r.engine.accounts.name, ["CEA"])
+        assert ledger.reconcile(expected, fees).ok
+        # long entities (who sell only part of their surplus) and the short ones who bought
+        # their whole gap before the deadline are compliant
+        assert row["fully_covered"] > 0
+        assert row["compliant"] >= (80 - row["short_entities"]) + row["fully_covered"]
+    finally:
+        ledger.close()
