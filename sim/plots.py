@@ -33,6 +33,22 @@ def save(plt, fig, ax, path: Path, title: str, legend_loc: str = "best",
     return path
 
 
+def _volume_bars(plt, dates, listed, block, deadlines):
+    """Listed and block volume per day (million t), stacked, and the deadlines that fall in
+    the range marked."""
+    fig, ax = plt.subplots(figsize=(12, 4))
+    listed = [v / 1e6 for v in listed]
+    ax.bar(dates, listed, width=1.0, label="listed")
+    ax.bar(dates, [v / 1e6 for v in block], width=1.0, bottom=listed, label="block")
+    for deadline in deadlines:
+        day = dt.date.fromisoformat(deadline)
+        if dates and dates[0] <= day <= dates[-1] + dt.timedelta(days=7):
+            ax.axvline(day, color="red", lw=0.8, ls=":")
+            ax.text(day, ax.get_ylim()[1] * 0.95, " surrender\n deadline", color="red",
+                    fontsize=7, va="top")
+    return fig, ax
+
+
 def plot_replay(rows, out: Path) -> list[Path]:
     """``path.png`` (published close and the replay's close, band limits, flagged days) and
     ``volume.png`` (replayed listed and block volume per day, compliance deadlines)."""
@@ -67,17 +83,8 @@ def plot_replay(rows, out: Path) -> list[Path]:
     written.append(save(plt, fig, ax, out / "path.png", "CEA daily close: history and replay",
                         "upper left", dates=True))
 
-    fig, ax = plt.subplots(figsize=(12, 4))
-    listed = [r.replayed_listed_volume / 1e6 for r in rows]
-    block = [r.replayed_block_volume / 1e6 for r in rows]
-    ax.bar(dates, listed, width=1.0, label="listed")
-    ax.bar(dates, block, width=1.0, bottom=listed, label="block")
-    for deadline in DEADLINES:
-        day = dt.date.fromisoformat(deadline)
-        if dates[0] <= day <= dates[-1] + dt.timedelta(days=7):
-            ax.axvline(day, color="red", lw=0.8, ls=":")
-            ax.text(day, ax.get_ylim()[1] * 0.95, " compliance\n deadline", color="red",
-                    fontsize=7, va="top")
+    fig, ax = _volume_bars(plt, dates, [r.replayed_listed_volume for r in rows],
+                           [r.replayed_block_volume for r in rows], DEADLINES)
     ax.set_ylabel("million t")
     written.append(save(plt, fig, ax, out / "volume.png", "Replayed daily volume",
                         "upper left", dates=True))
@@ -113,17 +120,9 @@ def plot_simulation(result, out: Path, plot_day: str) -> list[Path]:
     written.append(save(plt, fig, ax, out / "close.png", "Simulated daily close and bands",
                         "upper left", dates=True))
 
-    fig, ax = plt.subplots(figsize=(12, 4))
-    listed = [r.listed_volume / 1e6 for r in rows]
-    block = [r.block_volume / 1e6 for r in rows]
-    ax.bar(dates, listed, width=1.0, label="listed")
-    ax.bar(dates, block, width=1.0, bottom=listed, label="block")
-    for c in result.compliance + [{"deadline": result.config.deadline}]:
-        day = dt.date.fromisoformat(c["deadline"])
-        if dates and dates[0] <= day <= dates[-1] + dt.timedelta(days=7):
-            ax.axvline(day, color="red", lw=0.8, ls=":")
-            ax.text(day, ax.get_ylim()[1] * 0.95, " surrender\n deadline", color="red",
-                    fontsize=7, va="top")
+    deadlines = {c["deadline"] for c in result.compliance} | {result.config.deadline}
+    fig, ax = _volume_bars(plt, dates, [r.listed_volume for r in rows],
+                           [r.block_volume for r in rows], sorted(deadlines))
     ax.set_ylabel("million t")
     written.append(save(plt, fig, ax, out / "volume.png", "Simulated daily volume",
                         "upper left", dates=True))

@@ -57,13 +57,7 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
         rows.append([name, kind, _cny(int(r.agents.cash[i])), int(r.agents.allowances[i])])
     paths.append(_write(out / "accounts.csv", rows))
 
-    rows = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
-             "buy_account", "sell_account", "aggressor"]]
-    for t in r.trades.tolist():
-        rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
-                     _cny(t[B.PRICE]), t[B.QTY], order(t[B.ORDER]), order(t[B.ORDER2]),
-                     names[t[B.ACCOUNT]], names[t[B.ACCOUNT2]], Side(t[B.SIDE]).name])
-    paths.append(_write(out / "trades.csv", rows))
+    paths.append(_write(out / "trades.csv", trade_rows(r.trades, order, names.__getitem__)))
 
     rows = [["order_id", "account", "segment", "side", "status", "reason", "filled_qty",
              "open_qty"]]
@@ -83,26 +77,86 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                      Reason(reason).name])
     paths.append(_write(out / "rejects.csv", rows))
 
-    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
-             "listed_turnover", "block_turnover"]]
-    for d in r.days:
-        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
-                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
-    paths.append(_write(out / "days.csv", rows))
-
-    rows = [["time", "best_bid", "best_ask", "last"]]
-    for ts, bid, ask, last in r.samples.tolist():
-        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
-                     _cny(last) if last else ""])
-    paths.append(_write(out / "intraday.csv", rows))
-
+    paths.append(_write(out / "days.csv", day_rows(r.days)))
+    paths.append(_write(out / "intraday.csv", intraday_rows(r.samples)))
     if r.emissions_csv:
         path = out / "emissions.csv"  # for cea compliance obligations / report
         path.write_text(r.emissions_csv, encoding="utf-8")
         paths.append(path)
+    paths.append(write_summary(r, out))
+    return paths
+
+
+def trade_rows(trades: np.ndarray, order_name, account_name) -> list[list]:
+    """``trades.csv`` as ``cea match`` writes it, from TRADE event rows."""
+    rows = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
+             "buy_account", "sell_account", "aggressor"]]
+    for t in trades.tolist():
+        rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
+                     _cny(t[B.PRICE]), t[B.QTY], order_name(t[B.ORDER]),
+                     order_name(t[B.ORDER2]), account_name(t[B.ACCOUNT]),
+                     account_name(t[B.ACCOUNT2]), Side(t[B.SIDE]).name])
+    return rows
+
+
+def day_rows(days) -> list[list]:
+    """``days.csv`` as ``cea match`` writes it."""
+    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
+             "listed_turnover", "block_turnover"]]
+    for d in days:
+        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
+                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
+    return rows
+
+
+def intraday_rows(samples: np.ndarray) -> list[list]:
+    """Each decision step's best bid, best offer and last listed price."""
+    rows = [["time", "best_bid", "best_ask", "last"]]
+    for ts, bid, ask, last in samples.tolist():
+        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
+                     _cny(last) if last else ""])
+    return rows
+
+
+def write_summary(r: SimResult, out: Path) -> Path:
     path = out / "summary.json"
     path.write_text(json.dumps(r.summary, indent=2) + "\n", encoding="utf-8")
-    paths.append(path)
+    return path
+
+
+def write_ledger_files(r: SimResult, ledger, engine, out: Path, skip: tuple = ()
+                       ) -> list[Path]:
+    """The engine's balances (``engine``: an ``engine.Engine``; accounts in ``skip`` left
+    out), their reconciliation with ``ledger`` (also ``summary['ledger_reconciles']``),
+    statements of one account of each agent kind for the last day, and the compliance
+    reports."""
+    import datetime as dt
+    from dataclasses import asdict
+
+    from ledger.compliance import write_report
+    from ledger.core import engine_balances
+    from ledger.statements import write_statement
+
+    expected, fees = engine_balances(engine.balances, engine.accounts.name,
+                                     [r.config.instrument])
+    for name in skip:
+        expected.pop(name, None)
+    reconciliation = ledger.reconcile(expected, fees)
+    r.summary["ledger_reconciles"] = reconciliation.ok
+    paths = []
+    for name, data in (("balances.json", {"accounts": expected, "fees": fees}),
+                       ("reconcile.json", asdict(reconciliation))):
+        (out / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n",
+                                encoding="utf-8")
+        paths.append(out / name)
+    last = dt.date.fromisoformat(r.days[-1].date)
+    for kind in AgentKind:
+        members = r.agents.of(kind)
+        if len(members):
+            st = ledger.statement(r.agents.names[int(members[0])], last)
+            paths += write_statement(st, out / "statements")
+    for report in r.reports:
+        paths += write_report(report, out / "compliance")
     return paths
 
 
@@ -124,11 +178,7 @@ def run(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
     """Simulate ``cfg`` and write everything into ``out``: the tables and summary, the
     ledger (``ledger.sqlite``, recreated) with statements of one account of each agent kind
     for the last day, the engine's balances and their reconciliation, and the plots."""
-    import datetime as dt
-    from dataclasses import asdict
-
-    from ledger.core import Ledger, engine_balances
-    from ledger.statements import write_statement
+    from ledger.core import Ledger
 
     from .plots import plot_simulation
     from .simulate import simulate
@@ -144,28 +194,8 @@ def run(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
         result = simulate(cfg, progress=progress, ledger=ledger)
         paths = write_tables(result, out)
         if ledger is not None:
-            expected, fees = engine_balances(result.engine.balances, result.engine.accounts.name,
-                                             [cfg.instrument])
-            reconciliation = ledger.reconcile(expected, fees)
-            result.summary["ledger_reconciles"] = reconciliation.ok
-            (out / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n",
-                                              encoding="utf-8")
-            for name, data in (("balances.json", {"accounts": expected, "fees": fees}),
-                               ("reconcile.json", asdict(reconciliation))):
-                (out / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n",
-                                        encoding="utf-8")
-                paths.append(out / name)
-            last = dt.date.fromisoformat(result.days[-1].date)
-            for kind in AgentKind:
-                members = result.agents.of(kind)
-                if len(members):
-                    st = ledger.statement(result.agents.names[int(members[0])], last)
-                    paths += write_statement(st, out / "statements")
-            paths.append(out / "ledger.sqlite")
-            from ledger.compliance import write_report
-
-            for report in result.reports:
-                paths += write_report(report, out / "compliance")
+            paths += write_ledger_files(result, ledger, result.engine, out)
+            paths += [write_summary(result, out), out / "ledger.sqlite"]
     finally:
         if ledger is not None:
             ledger.close()

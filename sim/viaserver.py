@@ -17,8 +17,6 @@ stamps commands with its clock and interleaves the sessions in arrival order.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import batch as B
-from engine.codes import Action, EventKind, Segment, Side
+from engine.codes import Action, EventKind, Segment
 from engine.orderfile import parse_prior_close
 from engine.rules import DAY_CLOSE_US, DAY_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
@@ -248,66 +246,23 @@ def _day_rows(ev: np.ndarray, trades: np.ndarray, samples: np.ndarray) -> list[D
 
 
 def _write(result: SimResult, exchange, out: Path) -> list[Path]:
+    """trades, days and intraday CSV files, the ledger's files, summary.json."""
+    from ledger.core import Ledger
+
     from .simout import _write as write_csv
-    from .simulate import _cny
+    from .simout import day_rows, intraday_rows, trade_rows, write_ledger_files, write_summary
 
-    paths = []
-    rows = [["trade_id", "time", "segment", "price", "qty", "buy_order_id", "sell_order_id",
-             "buy_account", "sell_account", "aggressor"]]
-    for t in result.trades.tolist():
-        rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
-                     _cny(t[B.PRICE]), t[B.QTY], exchange.order_name(t[B.ORDER]),
-                     exchange.order_name(t[B.ORDER2]), exchange.account_name(t[B.ACCOUNT]),
-                     exchange.account_name(t[B.ACCOUNT2]), Side(t[B.SIDE]).name])
-    paths.append(write_csv(out / "trades.csv", rows))
-    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
-             "listed_turnover", "block_turnover"]]
-    for d in result.days:
-        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
-                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
-    paths.append(write_csv(out / "days.csv", rows))
-    rows = [["time", "best_bid", "best_ask", "last"]]
-    for ts, bid, ask, last in result.samples.tolist():
-        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
-                     _cny(last) if last else ""])
-    paths.append(write_csv(out / "intraday.csv", rows))
-    paths += _ledger_files(result, exchange, out)
-    path = out / "summary.json"
-    path.write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
-    paths.append(path)
-    return paths
-
-
-def _ledger_files(result: SimResult, exchange, out: Path) -> list[Path]:
-    """Statements (one account of each agent kind, last day) from the server's ledger, and
-    its reconciliation against the balances the journal replay arrives at."""
-    from dataclasses import asdict
-
-    from ledger.core import Ledger, engine_balances
-    from ledger.statements import write_statement
-
+    paths = [write_csv(out / "trades.csv", trade_rows(result.trades, exchange.order_name,
+                                                      exchange.account_name)),
+             write_csv(out / "days.csv", day_rows(result.days)),
+             write_csv(out / "intraday.csv", intraday_rows(result.samples))]
     cfg = result.config
     ledger = Ledger.open(str(out / "server" / "data" / "ledger.sqlite"), [cfg.instrument],
                          cfg.fee_bps_listed, cfg.fee_bps_block)
     try:
-        engine = exchange.engine
-        expected, fees = engine_balances(engine.balances, engine.accounts.name,
-                                         [cfg.instrument])
-        expected.pop(exchange.genesis.operator, None)
-        reconciliation = ledger.reconcile(expected, fees)
-        result.summary["ledger_reconciles"] = reconciliation.ok
-        paths = []
-        for name, data in (("balances.json", {"accounts": expected, "fees": fees}),
-                           ("reconcile.json", asdict(reconciliation))):
-            (out / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n",
-                                    encoding="utf-8")
-            paths.append(out / name)
-        last = dt.date.fromisoformat(result.days[-1].date)
-        for kind in A.AgentKind:
-            members = result.agents.of(kind)
-            if len(members):
-                st = ledger.statement(result.agents.names[int(members[0])], last)
-                paths += write_statement(st, out / "statements")
-        return paths
+        paths += write_ledger_files(result, ledger, exchange.engine, out,
+                                    skip=(exchange.genesis.operator,))
     finally:
         ledger.close()
+    paths.append(write_summary(result, out))
+    return paths
