@@ -31,7 +31,6 @@ the same auction settles nothing twice; another auction needs another ``--auctio
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from enum import Enum
@@ -62,29 +61,10 @@ def read_bid_file(path) -> list:
     Raises ``AuctionError`` naming the file and line of the first problem.
     """
     from engine.auction import MAX_BIDS, AuctionError, Bid
-    from engine.orderfile import parse_price
+    from engine.orderfile import parse_price, read_csv_rows
     from engine.tradingdays import parse_time
 
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AuctionError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AuctionError(f"{path}: is a directory, not a bid file") from None
-    except OSError as e:
-        raise AuctionError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise AuctionError(f"{path}: not a UTF-8 CSV file") from None
-    if "\x00" in text:
-        raise AuctionError(f"{path}: not a CSV file (binary content)")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as e:
-        raise AuctionError(f"{path}: not a valid CSV file: {e}") from None
-    if not rows:
-        raise AuctionError(f"{path}: empty file, expected the header {','.join(BID_COLUMNS)}")
+    rows = read_csv_rows(path, "a bid file", list(BID_COLUMNS), AuctionError)
     header = [h.strip() for h in rows[0]]
     for name in header:
         if name not in BID_COLUMNS:
@@ -277,7 +257,7 @@ def auction(
     from engine.orderfile import parse_price, parse_prior_close
     from engine.rules import DAY_US
     from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
-    from ledger.core import CASH, Ledger, LedgerError
+    from ledger.core import Ledger, LedgerError
     from ledger.store import StoreError
 
     try:
@@ -322,22 +302,14 @@ def auction(
     try:
         opening = []
         if accounts is not None:
-            from ledger.session import read_accounts_file
+            from ledger.session import open_balances, read_accounts_file
 
             opening = read_accounts_file(accounts, [instrument])
         out.mkdir(parents=True, exist_ok=True)
         url = ledger or str(out / "ledger.sqlite")
         led = Ledger.open(url, [instrument], fee_bps_auction=fee_bps)
         try:
-            for o in opening:
-                led.open_account(o.account, o.type)
-                if o.cash:
-                    led.deposit(o.account, o.cash, ref=f"opening:{o.account}:{CASH}",
-                                day=day - 1)
-                for name, tonnes in o.allowances.items():
-                    if tonnes:
-                        led.allowance_in(o.account, name, tonnes,
-                                         ref=f"opening:{o.account}:{name}", day=day - 1)
+            open_balances(led, opening, day - 1)
             from ledger.auction import run_auction
 
             run = run_auction(led, offer, parsed)

@@ -88,28 +88,37 @@ class OrderFile:
     has_instrument_column: bool = False
 
 
-def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFile:
-    """Parse an order file. Raises ``OrderFileError`` if it cannot be read as one."""
+def read_csv_rows(path: str | os.PathLike, what: str, header: list[str],
+                  error: type[Exception]) -> list[list[str]]:
+    """The rows of a UTF-8 CSV file (a BOM allowed), header first; ``error`` (naming the
+    file) if it is missing, unreadable, binary, not CSV or empty. ``what`` and ``header``
+    name what was expected, for the messages."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise OrderFileError(f"{path}: no such file") from None
+        raise error(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise OrderFileError(f"{path}: is a directory, not an order file") from None
+        raise error(f"{path}: is a directory, not {what}") from None
     except OSError as e:
-        raise OrderFileError(f"{path}: cannot read: {e.strerror}") from None
+        raise error(f"{path}: cannot read: {e.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise OrderFileError(f"{path}: not a UTF-8 CSV file") from None
+        raise error(f"{path}: not a UTF-8 CSV file") from None
     if "\x00" in text:
-        raise OrderFileError(f"{path}: not a CSV file (binary content)")
+        raise error(f"{path}: not a CSV file (binary content)")
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
-        raise OrderFileError(f"{path}: not a valid CSV file: {e}") from None
+        raise error(f"{path}: not a valid CSV file: {e}") from None
     if not rows:
-        raise OrderFileError(f"{path}: empty file, expected the header {','.join(HEADER)}")
+        raise error(f"{path}: empty file, expected the header {','.join(header)}")
+    return rows
+
+
+def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFile:
+    """Parse an order file. Raises ``OrderFileError`` if it cannot be read as one."""
+    rows = read_csv_rows(path, "an order file", HEADER, OrderFileError)
     header = [h.strip() for h in rows[0]]
     with_instrument = header == HEADER + ["instrument"]
     if header != HEADER and not with_instrument:

@@ -90,6 +90,20 @@ def read_accounts_file(path: str | Path, instruments: list[str]) -> list[Opening
     return out
 
 
+def open_balances(ledger: Ledger, opening: list[OpeningBalance], day: int) -> None:
+    """Open each account in the ledger with its opening cash and allowances: DEPOSIT and
+    ALLOWANCE_IN operations dated ``day``, refs ``opening:<account>:<asset>`` (applying them
+    again changes nothing)."""
+    for o in opening:
+        ledger.open_account(o.account, o.type)
+        if o.cash:
+            ledger.deposit(o.account, o.cash, ref=f"opening:{o.account}:{CASH}", day=day)
+        for name, tonnes in o.allowances.items():
+            if tonnes:
+                ledger.allowance_in(o.account, name, tonnes, ref=f"opening:{o.account}:{name}",
+                                    day=day)
+
+
 @dataclass
 class SettledMatch:
     result: MatchResult
@@ -133,14 +147,7 @@ def run_settled_match(order_file: OrderFile, prior_closes: list[int], accounts_p
                         acc.allowance_in(handle, i, o.allowances[name])
             except AccountError as e:
                 raise LedgerError(f"{accounts_path}: account {o.account}: {e}") from None
-            ledger.open_account(o.account, o.type)
-            if o.cash:
-                ledger.deposit(o.account, o.cash, ref=f"opening:{o.account}:{CASH}",
-                               day=first_day - 1)
-            for name, tonnes in o.allowances.items():
-                if tonnes:
-                    ledger.allowance_in(o.account, name, tonnes,
-                                        ref=f"opening:{o.account}:{name}", day=first_day - 1)
+        open_balances(ledger, opening, first_day - 1)
         result = run_match(order_file, prior_closes, impl, check_invariants=check_invariants,
                            accounts=acc)
         events = result.events

@@ -38,6 +38,7 @@ from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, St
 from engine.orderfile import parse_prior_close
 from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
 from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
+from ledger.session import OpeningBalance, open_balances
 
 from . import agents as A
 
@@ -458,6 +459,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     risk = RiskConfig(fee_bps_listed=cfg.fee_bps_listed, fee_bps_block=cfg.fee_bps_block)
     engine = Engine({cfg.instrument: prior}, calendar=calendar, risk=risk)
     first_day = days[0]
+    opening = []
     for i, name in enumerate(agents.names):
         kind = A.ACCOUNT_TYPE[A.AgentKind(int(agents.kind[i]))]
         engine.open_account(name, kind)
@@ -465,14 +467,10 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             engine.deposit(name, int(agents.cash[i]))
         if agents.allowances[i]:
             engine.allowance_in(name, int(agents.allowances[i]))
-        if ledger is not None:
-            ledger.open_account(name, kind)
-            if agents.cash[i]:
-                ledger.deposit(name, int(agents.cash[i]), ref=f"opening:{name}:CNY",
-                               day=first_day - 1)
-            if agents.allowances[i]:
-                ledger.allowance_in(name, cfg.instrument, int(agents.allowances[i]),
-                                    ref=f"opening:{name}:{cfg.instrument}", day=first_day - 1)
+        opening.append(OpeningBalance(name, kind, int(agents.cash[i]),
+                                      {cfg.instrument: int(agents.allowances[i])}))
+    if ledger is not None:
+        open_balances(ledger, opening, first_day - 1)
     if ledger is not None and cov.obligations:
         ledger.record_obligations(cov.obligations)
     bal = engine.balances
