@@ -142,7 +142,8 @@ def _open_ledger(url: Optional[str]):
 
 
 def _read_ledger(url: Optional[str], read):
-    """``read(ledger)`` on the ledger at ``url``, closed after; errors as ``cea: error``."""
+    """``read(ledger)`` on the existing ledger at ``url`` (it may write too), closed after;
+    errors as ``cea: error``."""
     from ledger.core import LedgerError
     from ledger.store import StoreError
 

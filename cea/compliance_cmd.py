@@ -42,18 +42,9 @@ def _day(date: Optional[str]) -> int:
 
 def _write(url: Optional[str], action):
     """``action(ledger)`` on the existing ledger at ``url``; errors as one line, exit 2."""
-    from cea.cli import _fail, _open_ledger
-    from ledger.core import LedgerError
-    from ledger.store import StoreError
+    from cea.cli import _read_ledger
 
-    try:
-        led = _open_ledger(url)
-        try:
-            return action(led)
-        finally:
-            led.close()
-    except (LedgerError, StoreError) as e:
-        _fail(str(e))
+    return _read_ledger(url, action)
 
 
 def _table(rows: list[list[str]]) -> None:
