@@ -467,10 +467,22 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             engine.deposit(name, int(agents.cash[i]))
         if agents.allowances[i]:
             engine.allowance_in(name, int(agents.allowances[i]))
-        opening.append(OpeningBalance(name, kind, int(agents.cash[i]),
+        allocated = cov.holdings is not None and agents.kind[i] == A.AgentKind.COVERED_ENTITY
+        # a covered entity's allowances are its free allocation, issued by the registry
+        opening.append(OpeningBalance(name, kind, int(agents.cash[i]), {} if allocated else
                                       {cfg.instrument: int(agents.allowances[i])}))
     if ledger is not None:
         open_balances(ledger, opening, first_day - 1)
+        if cov.holdings is not None:
+            from ledger.allocation import issue_allocations
+            from ledger.compliance import compliance_period
+
+            covered_idx = agents.of(A.AgentKind.COVERED_ENTITY).tolist()
+            year = compliance_period(cov.period).emission_years[-1] if cov.period else \
+                date_of_day(first_day).year
+            issue_allocations(ledger, {agents.names[i]: int(agents.allowances[i])
+                                       for i in covered_idx if agents.allowances[i] > 0},
+                              year, first_day - 1, cfg.instrument)
     if ledger is not None and cov.obligations:
         ledger.record_obligations(cov.obligations)
     bal = engine.balances

@@ -262,6 +262,11 @@ def test_covered_entities_surrender_at_the_deadline(tmp_path):
             assert surrendered.get(e.entity, 0) == e.surrendered_cea <= e.obligation
             assert e.shortfall == e.obligation - e.surrendered_cea
             assert (e.status == "COMPLIANT") == (e.shortfall == 0)
+        # the allocations came from the registry, one ALLOC operation per entity
+        allocated = ledger.store.query("SELECT count(*), sum(amount) FROM operation "
+                                       "WHERE ref LIKE 'ALLOC-2023-%'")[0]
+        assert allocated == (80, int(r.agents.allowances[r.agents.of(
+            A.AgentKind.COVERED_ENTITY)].sum()))
         # allowances went from the holdings to @SURRENDERED; the ledger matches the engine
         balances = ledger.balances(include_external=True)
         assert balances["@SURRENDERED"]["CEA"] == sum(surrendered.values())
