@@ -488,6 +488,8 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     bal = engine.balances
     book = engine.book
     n_agents = len(agents)
+    # accounts were opened in agent order: an agent's number is its engine account handle
+    assert engine.accounts.find(agents.names[-1]) == n_agents - 1
     reports: list = []
 
     commands, trades, rejects, accepted = _Buffer(0), _Buffer(B.EVENT_WIDTH), _Buffer(2), \
@@ -556,8 +558,10 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
                 n_commands += len(cmds)
                 tr = ev[ev[:, B.KIND] == EventKind.TRADE]
                 if len(tr):
-                    bought = np.bincount(tr[:, B.ACCOUNT], tr[:, B.QTY], n_agents).astype(np.int64)
-                    sold = np.bincount(tr[:, B.ACCOUNT2], tr[:, B.QTY], n_agents).astype(np.int64)
+                    bought = np.zeros(n_agents, dtype=np.int64)
+                    sold = np.zeros(n_agents, dtype=np.int64)
+                    np.add.at(bought, tr[:, B.ACCOUNT], tr[:, B.QTY])
+                    np.add.at(sold, tr[:, B.ACCOUNT2], tr[:, B.QTY])
                     agents.need[covered] -= bought[covered] - sold[covered]
                     year_bought += bought
                     year_sold += sold
