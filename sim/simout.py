@@ -50,12 +50,7 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                          "", "", ""])
     paths.append(_write(out / "commands.csv", rows))
 
-    instrument = r.config.instrument
-    rows = [["account", "type", "cash", instrument]]
-    for i, name in enumerate(names):
-        kind = ACCOUNT_TYPE[AgentKind(int(r.agents.kind[i]))].name
-        rows.append([name, kind, _cny(int(r.agents.cash[i])), int(r.agents.allowances[i])])
-    paths.append(_write(out / "accounts.csv", rows))
+    paths.append(_write(out / "accounts.csv", account_rows(r.agents, r.config.instrument)))
 
     paths.append(_write(out / "trades.csv", trade_rows(r.trades, order, names.__getitem__)))
 
@@ -85,6 +80,16 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
         paths.append(path)
     paths.append(write_summary(r, out))
     return paths
+
+
+def account_rows(agents, instrument: str) -> list[list]:
+    """The agents' opening balances, as ``cea match --accounts`` and ``cea serve --accounts``
+    read them."""
+    rows = [["account", "type", "cash", instrument]]
+    for i, name in enumerate(agents.names):
+        kind = ACCOUNT_TYPE[AgentKind(int(agents.kind[i]))].name
+        rows.append([name, kind, _cny(int(agents.cash[i])), int(agents.allowances[i])])
+    return rows
 
 
 def trade_rows(trades: np.ndarray, order_name, account_name) -> list[list]:

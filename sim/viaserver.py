@@ -38,15 +38,13 @@ _LAG_US = 60_000_000
 
 
 def _files(agents: A.Agents, instrument: str) -> tuple[str, str]:
-    accounts = [f"account,type,cash,{instrument}"]
-    tokens = ["account,token"]
-    for i, name in enumerate(agents.names):
-        kind = A.ACCOUNT_TYPE[A.AgentKind(int(agents.kind[i]))].name
-        cash = int(agents.cash[i])
-        accounts.append(f"{name},{kind},{cash // 100}.{cash % 100:02d},{int(agents.allowances[i])}")
-        tokens.append(f"{name},t-{name}")
-    tokens.append(f"{_OPERATOR},{_OPERATOR_TOKEN}")
-    return "\n".join(accounts) + "\n", "\n".join(tokens) + "\n"
+    """The server's accounts and tokens files (one token per agent, and the operator's)."""
+    from .simout import account_rows
+
+    accounts = "".join(",".join(map(str, row)) + "\n" for row in account_rows(agents, instrument))
+    tokens = ["account,token"] + [f"{name},t-{name}" for name in agents.names] + \
+        [f"{_OPERATOR},{_OPERATOR_TOKEN}"]
+    return accounts, "\n".join(tokens) + "\n"
 
 
 def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
