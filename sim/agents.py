@@ -71,15 +71,15 @@ class Orders:
     qty: list[np.ndarray] = field(default_factory=list)
 
     def new(self, agent, side, tif, price, qty) -> None:
+        """New DAY/IOC limit orders of ``agent`` (arrays; side and tif may be scalars);
+        zero quantities are dropped."""
         keep = qty > 0
         if keep.any():
-            n = int(keep.sum())
             self.agent.append(np.asarray(agent)[keep])
             self.side.append(np.broadcast_to(np.asarray(side, dtype=np.int64), keep.shape)[keep])
             self.tif.append(np.broadcast_to(np.asarray(tif, dtype=np.int64), keep.shape)[keep])
             self.price.append(np.asarray(price, dtype=np.int64)[keep])
             self.qty.append(np.asarray(qty, dtype=np.int64)[keep])
-            assert len(self.qty[-1]) == n
 
     def cancel(self, agent, order) -> None:
         if len(agent):
@@ -87,7 +87,8 @@ class Orders:
             self.cancel_order.append(np.asarray(order, dtype=np.int64))
 
     @staticmethod
-    def _cat(parts) -> np.ndarray:
+    def cat(parts) -> np.ndarray:
+        """One array of what ``new``/``cancel`` collected in ``parts``."""
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -95,7 +96,6 @@ class Orders:
 class Market:
     """What agents see at a decision step (prices in fen)."""
 
-    ts: int
     afternoon: bool  # the block segment is open
     last: int  # last listed trade price, or the prior close before the first
     bid: int | None

@@ -545,12 +545,14 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             avail_cash = bal.cash[:n_agents, CA_TOTAL] - bal.cash[:n_agents, CA_RESERVED]
             h = bal.holdings[:n_agents]  # one instrument: holding row == account handle
             sellable = h[:, HD_TOTAL] - h[:, HD_RESERVED] - h[:, HD_PENDING]
-            market = A.Market(ts, tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
+            market = A.Market(tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
                               block_band, days_left, fundamental, avail_cash, sellable,
                               h[:, HD_TOTAL])
             decided = A.decide(agents, market, rng,
                                lambda ref: book.order_state(ref)[4])
-            cmds, next_order = _encode(decided, agents, ts, next_order, rng, orders_names)
+            first = next_order
+            cmds, next_order = step_commands(decided, agents, ts, next_order, rng)
+            orders_names.add_many([f"o{h}" for h in range(first, next_order)])
             if len(cmds):
                 ev = engine.submit_batch(cmds)
                 commands.add(cmds)
@@ -616,12 +618,16 @@ def _tick(ts: int) -> np.ndarray:
     return cmd
 
 
-def _encode(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
-            rng: np.random.Generator, names) -> tuple[np.ndarray, int]:
-    """The step's commands: cancels, then the new orders in a random arrival order."""
-    c_agent, c_order = A.Orders._cat(d.cancel_agent), A.Orders._cat(d.cancel_order)
-    agent, side, tif = A.Orders._cat(d.agent), A.Orders._cat(d.side), A.Orders._cat(d.tif)
-    price, qty = A.Orders._cat(d.price), A.Orders._cat(d.qty)
+def step_commands(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The step's commands (``COMMAND_DTYPE``, account = agent number, order ids
+    ``o<handle>`` with handles from ``next_order``): cancels, then the new orders in a random
+    arrival order, each a microsecond after the last. Agents waiting for their working
+    order's handle get it. Returns the commands and the next free handle."""
+    cat = A.Orders.cat
+    c_agent, c_order = cat(d.cancel_agent), cat(d.cancel_order)
+    agent, side, tif, price, qty = cat(d.agent), cat(d.side), cat(d.tif), cat(d.price), \
+        cat(d.qty)
     n_cancel, n_new = len(c_agent), len(agent)
     cmds = B.empty_commands(n_cancel + n_new)
     if not len(cmds):
@@ -634,8 +640,6 @@ def _encode(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
         perm = rng.permutation(n_new)
         agent, side, tif, price, qty = agent[perm], side[perm], tif[perm], price[perm], qty[perm]
         handles = np.arange(next_order, next_order + n_new)
-        first = names.add_many([f"o{h}" for h in handles.tolist()])
-        assert first == next_order
         new = slice(n_cancel, None)
         cmds["account"][new] = agent
         cmds["order"][new] = handles

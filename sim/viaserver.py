@@ -26,12 +26,12 @@ import numpy as np
 from engine import batch as B
 from engine.codes import Action, EventKind, Segment
 from engine.orderfile import parse_prior_close
-from engine.rules import DAY_CLOSE_US, DAY_US, band_limits
+from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
 
 from . import agents as A
-from .simulate import DayRow, SimResult, _date, build_agents, step_times, summarize, \
-    trading_days
+from .simulate import DayRow, SimResult, _date, build_agents, step_commands, step_times, \
+    summarize, trading_days
 
 _OPERATOR, _OPERATOR_TOKEN = "OPS", "t-ops"
 _LAG_US = 60_000_000
@@ -167,7 +167,7 @@ class _Run:
                 held = np.array([b.holdings[0][1] for b in balances], dtype=np.int64)
                 bb, ba = book.best_bid, book.best_ask
                 last = self.last_trade[1] or base
-                market = A.Market(ts, tod >= 13 * 3_600_000_000, last, bb, ba, band,
+                market = A.Market(tod >= PM_OPEN_US, last, bb, ba, band,
                                   block_band, (deadline - date).days, fundamental, cash,
                                   sellable, held)
                 d = A.decide(agents, market, self.rng, lambda h: self.open_qty.get(h, 0))
@@ -193,36 +193,23 @@ class _Run:
         return (np.array(samples, dtype=np.int64).reshape(-1, 4), depth, rejects, cmds)
 
     async def _send(self, d: A.Orders, clients, ts: int, next_order: int, sent) -> int:
-        """Cancels, then the new orders in a random arrival order; wait for every answer."""
-        agents, cfg = self.agents, self.cfg
+        """The step's commands (as in-process), over each agent's session; wait for every
+        answer."""
+        cmds, next_order = step_commands(d, self.agents, ts, next_order, self.rng)
         waits = []
-        c_agent, c_order = A.Orders._cat(d.cancel_agent), A.Orders._cat(d.cancel_order)
-        for a, h in zip(c_agent.tolist(), c_order.tolist()):
-            waits.append(clients[a].cancel_wait(f"o{h}"))
-        agent, side, tif = A.Orders._cat(d.agent), A.Orders._cat(d.side), A.Orders._cat(d.tif)
-        price, qty = A.Orders._cat(d.price), A.Orders._cat(d.qty)
-        record = B.empty_commands(len(c_agent) + len(agent))
-        record["ts"] = ts
-        record["action"][:len(c_agent)] = Action.CANCEL
-        if len(agent):
-            perm = self.rng.permutation(len(agent))
-            agent, side, tif, price, qty = agent[perm], side[perm], tif[perm], price[perm], \
-                qty[perm]
-            handles = np.arange(next_order, next_order + len(agent))
-            col = side - 1
-            waiting = agents.working[agent, col] == -2
-            agents.working[agent[waiting], col[waiting]] = handles[waiting]
-            for a, s, t, p, q, h in zip(agent.tolist(), side.tolist(), tif.tolist(),
-                                        price.tolist(), qty.tolist(), handles.tolist()):
-                waits.append(clients[a].place(f"o{h}", cfg.instrument, s, q, p, tif=t))
-            record["action"][len(c_agent):] = Action.NEW
-            record["account"][len(c_agent):] = agent
-            record["side"][len(c_agent):] = side
-            record["qty"][len(c_agent):] = qty
-            next_order += len(agent)
+        for action, agent, order, side, tif, price, qty in zip(
+                cmds["action"].tolist(), cmds["account"].tolist(), cmds["order"].tolist(),
+                cmds["side"].tolist(), cmds["tif"].tolist(), cmds["price"].tolist(),
+                cmds["qty"].tolist()):
+            client = clients[agent]
+            if action == Action.CANCEL:
+                waits.append(client.cancel_wait(f"o{order}"))
+            else:
+                waits.append(client.place(f"o{order}", self.cfg.instrument, side, qty, price,
+                                          tif=tif))
         if waits:
             await asyncio.gather(*waits)
-        sent.append(record)
+        sent.append(cmds)
         return next_order
 
 
