@@ -167,6 +167,11 @@ def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | No
                   need_all.copy(), np.full((len(kind), 2), -1, dtype=np.int64), params)
 
 
+def _acting(idx: np.ndarray, rng, p: dict) -> np.ndarray:
+    """The agents of ``idx`` that act at this step, each with ``act_probability``."""
+    return idx[rng.random(len(idx)) < p["act_probability"]]
+
+
 def _ticks(rng, mean, sigma, n) -> np.ndarray:
     return np.rint(rng.normal(mean, sigma, n)).astype(np.int64)
 
@@ -275,7 +280,7 @@ def _noise(agents, m, rng, out, p, kind, careful: bool) -> None:
     idx = agents.of(kind)
     if not len(idx):
         return
-    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    who = _acting(idx, rng, p)
     if not len(who):
         return
     n = len(who)
@@ -306,7 +311,7 @@ def _institutions(agents, m, rng, out, p, open_of) -> None:
     gap = (m.fundamental - m.last) * 10_000 // max(m.last, 1)  # basis points
     if abs(gap) < p["threshold_bps"]:
         return
-    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    who = _acting(idx, rng, p)
     if not len(who):
         return
     side = Side.BUY if gap > 0 else Side.SELL
@@ -326,7 +331,7 @@ def _block_traders(agents, m, rng, out, p) -> None:
     idx = agents.of(AgentKind.BLOCK_TRADER)
     if not len(idx) or not m.afternoon:
         return
-    who = idx[rng.random(len(idx)) < p["act_probability"]]
+    who = _acting(idx, rng, p)
     if not len(who):
         return
     n = len(who)
