@@ -378,14 +378,18 @@ def to_csv(population: Population) -> str:
     return buf.getvalue()
 
 
-def write_csv(population: Population, path: str | Path) -> Path:
-    """Write the population file (one row per unit, ``CSV_HEADER``)."""
+def _write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     try:
-        path.write_text(to_csv(population), encoding="utf-8", newline="")
+        path.write_text(text, encoding="utf-8", newline="")
     except OSError as e:
         raise PopulationError(f"{path}: cannot write: {e.strerror}") from None
     return path
+
+
+def write_csv(population: Population, path: str | Path) -> Path:
+    """Write the population file (one row per unit, ``CSV_HEADER``)."""
+    return _write_text(path, to_csv(population))
 
 
 def read_csv(path: str | Path, check_allocation: bool = True) -> Population:
@@ -474,36 +478,38 @@ def write_accounts_file(population: Population, path: str | Path, instrument: st
         fen = e.shortfall * cash_fen_per_short_tonne
         lines.append(f"{e.name},COVERED_ENTITY,{fen // 100}.{fen % 100:02d},"
                      f"{e.allocation if with_allocation else 0}")
-    path = Path(path)
-    try:
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
-    except OSError as e:
-        raise PopulationError(f"{path}: cannot write: {e.strerror}") from None
-    return path
+    return _write_text(path, "\n".join(lines) + "\n")
 
 
-def write_emissions_file(population: Population, path: str | Path) -> Path:
-    """The ``cea compliance`` emissions file: ``entity,verified_emissions,allocation,kind``,
-    one row per entity and kind (``gas`` for gas units, ``coal`` for every other unit),
-    summing ``unit_rows``."""
-    lines = ["entity,verified_emissions,allocation,kind"]
+def emission_rows(population: Population) -> list[tuple[str, int, int, str]]:
+    """(entity, verified emissions, allocation, kind) per entity and kind (``gas`` for gas
+    units, ``coal`` for every other unit), summing ``unit_rows``; entities in order, kinds
+    sorted."""
+    out = []
     for e in population.entities:
         sums: dict[str, list[int]] = {}
         for u, a, v in unit_rows(e, population.year):
             row = sums.setdefault("coal" if u.type.is_coal else "gas", [0, 0])
             row[0] += v
             row[1] += a
-        for kind in sorted(sums):
-            lines.append(f"{e.name},{sums[kind][0]},{sums[kind][1]},{kind}")
-    path = Path(path)
-    try:
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
-    except OSError as e:
-        raise PopulationError(f"{path}: cannot write: {e.strerror}") from None
-    return path
+        out += [(e.name, sums[kind][0], sums[kind][1], kind) for kind in sorted(sums)]
+    return out
+
+
+def emissions_csv(rows: list[tuple[str, int, int, str]]) -> str:
+    """The ``cea compliance`` emissions file's text: ``entity,verified_emissions,allocation,
+    kind``, one line per ``emission_rows`` row."""
+    lines = ["entity,verified_emissions,allocation,kind"]
+    lines += [f"{name},{v},{a},{kind}" for name, v, a, kind in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_emissions_file(population: Population, path: str | Path) -> Path:
+    """Write ``emissions_csv``."""
+    return _write_text(path, emissions_csv(emission_rows(population)))
 
 
 __all__ = ["ARCHETYPES", "Archetype", "CSV_HEADER", "Entity", "FIRST_PERIOD", "Population",
-           "PopulationError", "Targets", "Totals", "apportion", "generate", "read_csv",
-           "to_csv", "unit_rows", "write_accounts_file", "write_csv",
+           "PopulationError", "Targets", "Totals", "apportion", "emission_rows",
+           "emissions_csv", "generate", "read_csv", "to_csv", "unit_rows", "write_accounts_file", "write_csv",
            "write_emissions_file"]

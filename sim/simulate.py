@@ -319,11 +319,9 @@ def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
     """Positions from ``sim.population``: entities hold their free allocation; where a
     compliance period ends on the deadline, each one's obligation follows its rules (the
     20 % cap for coal, gas owing at most its allocation), and the gap is what it buys."""
-    import tempfile
+    from ledger.compliance import PERIODS, UnitEmissions, obligation
 
-    from ledger.compliance import PERIODS, read_emissions
-
-    from .population import generate, write_emissions_file
+    from .population import emission_rows, emissions_csv, generate
 
     population = generate(entities=n, seed=cfg.seed)
     names = [e.name for e in population.entities]
@@ -332,18 +330,19 @@ def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
                                      dtype=np.int64)
     deadline = _date("deadline", cfg.deadline)
     period = next((p.name for p in PERIODS if p.deadline == deadline), None)
-    obligations, text = [], ""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_emissions_file(population, Path(tmp) / "emissions.csv")
-        text = path.read_text(encoding="utf-8")
-        if period is not None:
-            obligations = read_emissions(path, period)
+    obligations, rows = [], emission_rows(population)
+    if period is not None:
+        units: dict[str, list] = {}
+        for name, verified, allocated, kind in rows:
+            units.setdefault(name, []).append(UnitEmissions(kind, verified, allocated))
+        obligations = [obligation(name, period, units[name]) for name in sorted(units)]
     if obligations:
         owed = {ob.entity: ob.obligation for ob in obligations}
         position = allocation - np.array([owed[name] for name in names], dtype=np.int64)
     covered = _covered(position, share, names, allocation,
                        {"source": "generator", "compliance_period": period})
-    covered.period, covered.obligations, covered.emissions_csv = period, obligations, text
+    covered.period, covered.obligations = period, obligations
+    covered.emissions_csv = emissions_csv(rows)
     return covered
 
 
