@@ -142,6 +142,8 @@ class Client:
         self.keep_reports = True
         self.error: P.Error | None = None
         self.logon: P.LogonAck | None = None
+        self.instruments: list[str] = []  # names by the numbers the binary messages use
+        self._instrument_ids: dict[str, int] = {}
         self.connected = asyncio.Event()
         self._waiters: dict[str, list[asyncio.Future]] = collections.defaultdict(list)
         self._replies: list[tuple[str, asyncio.Future]] = []  # (command, future) awaited
@@ -164,7 +166,7 @@ class Client:
         self._writer = writer
         writer.write(P.encode(P.Logon(self.account, self.token, self.cancel_on_disconnect,
                                       self.heartbeat_ms)))
-        frames = P.FrameReader(P.SERVER_MESSAGES)
+        frames = P.FrameReader(P.SERVER)
         reply = None
         while reply is None:
             data = await reader.read(65536)
@@ -179,6 +181,8 @@ class Client:
             writer.close()
             raise ClientError(f"logon answered with {reply!r}")
         self.logon = reply
+        self.instruments = list(reply.instruments)
+        self._instrument_ids = {name: i for i, name in enumerate(self.instruments)}
         self.connected.set()
         for msg in rest:
             self._dispatch(msg)
@@ -270,7 +274,9 @@ class Client:
             if self.on_execution is not None:
                 self.on_execution(msg)
         elif kind in _MD:
-            book = self.books.get((msg.instrument, msg.segment))
+            name = (self.instruments[msg.instrument] if msg.instrument < len(self.instruments)
+                    else str(msg.instrument))
+            book = self.books.get((name, msg.segment))
             if book is None:
                 return
             ordered, gap = book.on_incremental(msg)
@@ -323,11 +329,21 @@ class Client:
         self._waiters[cl_ord_id].append(f)
         return f
 
-    def new_order(self, cl_ord_id: str, instrument: str, side: int, qty: int,
+    def instrument_id(self, instrument: str | int) -> int:
+        """The number the binary messages give an instrument (from ``LogonAck``); a name the
+        exchange does not list gets one it does not use (the order is rejected MALFORMED)."""
+        if isinstance(instrument, int):
+            return instrument
+        return self._instrument_ids.get(instrument, P.NO_INSTRUMENT - 1)
+
+    def instrument_name(self, instrument: int) -> str:
+        return self.instruments[instrument] if 0 <= instrument < len(self.instruments) else ""
+
+    def new_order(self, cl_ord_id: str, instrument: str | int, side: int, qty: int,
                   price: int | None = None, type: int = OrderType.LIMIT,
                   tif: int = TimeInForce.DAY, stp: int = Stp.CANCEL_NEWEST) -> None:
-        self.send(P.NewOrder(cl_ord_id, instrument, int(side), qty, price, int(type), int(tif),
-                             int(stp)))
+        self.send(P.NewOrder(cl_ord_id, self.instrument_id(instrument), int(side), qty, price,
+                             int(type), int(tif), int(stp)))
 
     def cancel(self, cl_ord_id: str) -> None:
         self.send(P.Cancel(cl_ord_id))
@@ -335,7 +351,7 @@ class Client:
     def amend(self, cl_ord_id: str, price: int, qty: int) -> None:
         self.send(P.Amend(cl_ord_id, price, qty))
 
-    async def place(self, cl_ord_id: str, instrument: str, side: int, qty: int,
+    async def place(self, cl_ord_id: str, instrument: str | int, side: int, qty: int,
                     price: int | None = None, timeout: float = 10.0, **kw) -> P.ExecutionReport:
         """Send a NewOrder and return the first report about it (ACCEPTED or REJECTED)."""
         f = self._report_for(cl_ord_id)

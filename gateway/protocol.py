@@ -1,41 +1,101 @@
-"""The wire protocol: length-prefixed msgpack frames whose bodies are msgspec Structs.
+"""The wire protocol of ``cea serve``: one frame header, fixed binary layouts for order entry,
+its reports and incremental market data, msgpack bodies for the session-level messages.
 
-A frame is a 4-byte big-endian unsigned length ``n`` (1 .. ``MAX_FRAME``) followed by ``n``
-bytes: one message, encoded by msgspec as a msgpack array whose first element is the
-message's integer tag (``array_like`` Structs: compact, and decoded in one pass into the
-right type). ``docs/protocol.md`` documents every message, field and code.
+Every message, in both directions, is one frame::
 
->>> frame = encode(NewOrder("o1", "CEA", Side.BUY, 500, 6010))
->>> frame[:4], len(frame) - 4 == int.from_bytes(frame[:4], "big")
-(b'\\x00\\x00\\x00\\x13', True)
->>> reader = FrameReader(CLIENT_MESSAGES)
+    | length: u16 little-endian | type: u8 | body: length - 1 bytes |
+
+``length`` counts the type byte and the body (as SoupBinTCP does), so a frame is
+``2 + length`` bytes. A client's ``length`` must be 1 .. ``MAX_FRAME``.
+
+**Binary messages** (the order path; little-endian, packed, fixed size per type, as in
+NASDAQ OUCH or CME's SBE): ``NewOrder``, ``Cancel``, ``Amend`` from the client;
+``ExecutionReport``, ``MdTrade``, ``MdDepth`` (a count of levels, then the levels),
+``MdStatus``, ``MdDaySummary`` from the server. The server turns order frames into engine
+command rows and encodes reports and market data in compiled code (``gateway.wire``),
+with no Python object per order. Their layouts are the numpy dtypes below (``NEW_ORDER``,
+``EXECUTION_REPORT``, ...): a batch of orders is one ``np.ndarray`` of ``NEW_ORDER`` rows,
+and ``.tobytes()`` is their frames back to back.
+
+**Session-level messages** (logon, heartbeats, subscriptions, queries, operator commands and
+their answers) carry a msgpack array of their fields as the body: they are rare, carry
+names and text, and are handled in Python once each, decoded by msgspec into the Structs
+below.
+
+Instruments are named on the binary path by their index in ``LogonAck.instruments``; order
+ids (``cl_ord_id``) are 1 .. 20 printable ASCII characters (``!`` .. ``~``), NUL-padded to 20
+bytes. ``docs/protocol.md`` documents every byte.
+
+>>> frame = encode(NewOrder("o1", 0, Side.BUY, 500, 6010))
+>>> len(frame), frame[:3].hex()  # length 39 (type + 38-byte body), type 12
+(41, '270c0c')
+>>> reader = FrameReader(CLIENT)
 >>> reader.feed(frame + encode(Heartbeat()))
-[NewOrder(cl_ord_id='o1', instrument='CEA', side=1, qty=500, price=6010, type=1, tif=1, stp=1), Heartbeat(ts_us=0)]
+[NewOrder(cl_ord_id='o1', instrument=0, side=1, qty=500, price=6010, type=1, tif=1, stp=1), Heartbeat(ts_us=0)]
 
-Bad input never escapes as anything but ``ProtocolError`` (a frame too long, empty, or not a
-known message); the server answers it with ``Error`` and closes the connection.
+Bad input never escapes as anything but ``ProtocolError`` (a length outside 1 ..
+``MAX_FRAME``, an unknown type, a binary frame of the wrong size, a body that does not
+decode); the server answers it with ``Error`` and closes the connection.
 """
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
-from typing import Annotated, Union
+from typing import Annotated
 
 import msgspec
+import numpy as np
 
 from engine.codes import OrderType, Reason, Segment, Side, Stp, TimeInForce
 
-#: Largest frame body accepted, in bytes. Every message fits in far less; a larger length
-#: prefix is a broken or hostile peer and closes the connection before anything is buffered.
+#: Bytes before the body: the u16 length and the type byte.
+HEADER = 3
+#: Largest ``length`` (type byte + body) a client may send. Every client message fits in
+#: far less; a larger length is a broken or hostile peer and closes the connection before
+#: anything is buffered.
 MAX_FRAME = 4096
+#: Largest ``length`` the server sends (a depth update with ten levels is 222).
+MAX_SERVER_FRAME = 0xFFFF
 
-_HEADER = 4
+#: ``price`` of a binary message that has none (a MARKET order; a report without a price):
+#: the int64 null value of SBE.
+NULL_PRICE = -(2**63)
+#: ``instrument`` of an ExecutionReport that names none (a rejected command).
+NO_INSTRUMENT = 0xFFFF
+#: Bytes of a ``cl_ord_id`` on the wire.
+CLID_BYTES = 20
 
 
-# Strings a client sends are bounded, so no reply that echoes them can outgrow a frame.
-ClOrdId = Annotated[str, msgspec.Meta(max_length=64)]
-Name = Annotated[str, msgspec.Meta(max_length=32)]  # an instrument or account
-Token = Annotated[str, msgspec.Meta(max_length=256)]
+class MsgType(IntEnum):
+    """The type byte of a frame."""
+
+    HEARTBEAT = 1
+    ERROR = 2
+    LOGON = 10
+    LOGOUT = 11
+    NEW_ORDER = 12  # binary
+    CANCEL = 13  # binary
+    AMEND = 14  # binary
+    MASS_CANCEL = 15
+    SUBSCRIBE = 16
+    MD_REPLAY_REQUEST = 17
+    HALT = 20
+    RESUME = 21
+    END_DAY = 22
+    SET_PRIOR_CLOSE = 23
+    BALANCE_REQUEST = 24
+    SET_CLOCK = 25
+    LOGON_ACK = 30
+    LOGON_REJECT = 31
+    EXECUTION_REPORT = 32  # binary
+    ADMIN_ACK = 33
+    BALANCE = 34
+    MD_SNAPSHOT = 40
+    MD_TRADE = 41  # binary
+    MD_DEPTH = 42  # binary
+    MD_STATUS = 43  # binary
+    MD_DAY_SUMMARY = 44  # binary
 
 
 class GatewayReason(IntEnum):
@@ -53,6 +113,7 @@ class GatewayReason(IntEnum):
     PROTOCOL_ERROR = 46  # (Error) a frame that does not decode, or a second Logon
     HEARTBEAT_TIMEOUT = 47  # (Error) nothing received for three heartbeat intervals
     LOGON_TIMEOUT = 48  # (Error) no Logon within 5 s of connecting
+    SERVER_FULL = 49  # (Error) the server's connection limit is reached
 
 
 def reason_name(code: int) -> str:
@@ -94,148 +155,250 @@ class Status(IntEnum):
     HALTED = 3  # an operator halted the instrument
 
 
-class _Msg(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True, tag_field="t"):
-    pass
+# ---------------------------------------------------------------- binary layouts
+
+def _frame_dtype(*fields) -> np.dtype:
+    return np.dtype([("length", "<u2"), ("type", "u1"), *fields])
+
+
+#: Client to server.
+NEW_ORDER = _frame_dtype(("cl_ord_id", "S20"), ("instrument", "<u2"), ("side", "u1"),
+                         ("ord_type", "u1"), ("tif", "u1"), ("stp", "u1"), ("qty", "<u4"),
+                         ("price", "<i8"))
+CANCEL = _frame_dtype(("cl_ord_id", "S20"))
+AMEND = _frame_dtype(("cl_ord_id", "S20"), ("qty", "<u4"), ("price", "<i8"))
+#: Server to client.
+EXECUTION_REPORT = _frame_dtype(
+    ("exec", "u1"), ("reason", "u1"), ("side", "u1"), ("segment", "u1"), ("instrument", "<u2"),
+    ("cl_ord_id", "S20"), ("ts_us", "<i8"), ("price", "<i8"), ("qty", "<u4"), ("filled", "<u4"),
+    ("open", "<u4"), ("trade_id", "<u8"))
+MD_TRADE = _frame_dtype(("instrument", "<u2"), ("segment", "u1"), ("aggressor", "u1"),
+                        ("seq", "<u8"), ("ts_us", "<i8"), ("trade_id", "<u8"), ("price", "<i8"),
+                        ("qty", "<u4"))
+MD_STATUS = _frame_dtype(("instrument", "<u2"), ("segment", "u1"), ("status", "u1"),
+                         ("seq", "<u8"), ("ts_us", "<i8"))
+MD_DAY_SUMMARY = _frame_dtype(
+    ("instrument", "<u2"), ("segment", "u1"), ("reserved", "u1"), ("seq", "<u8"),
+    ("ts_us", "<i8"), ("date", "<u4"), ("prior_close", "<i8"), ("close", "<i8"),
+    ("volume", "<i8"), ("turnover", "<i8"))
+#: MdDepth: this head, then ``bids + asks`` levels (bids best first, then asks best first).
+MD_DEPTH_HEAD = _frame_dtype(("instrument", "<u2"), ("segment", "u1"), ("bids", "u1"),
+                             ("asks", "u1"), ("seq", "<u8"), ("ts_us", "<i8"))
+LEVEL = np.dtype([("price", "<i8"), ("qty", "<i8"), ("orders", "<u4")])
+DEPTH_LEVELS = 5  # levels per side an MdDepth carries at most
+
+#: Frame size (2 + length) of each fixed-size binary type.
+BINARY_SIZES = {MsgType.NEW_ORDER: NEW_ORDER.itemsize, MsgType.CANCEL: CANCEL.itemsize,
+                MsgType.AMEND: AMEND.itemsize, MsgType.EXECUTION_REPORT: EXECUTION_REPORT.itemsize,
+                MsgType.MD_TRADE: MD_TRADE.itemsize, MsgType.MD_STATUS: MD_STATUS.itemsize,
+                MsgType.MD_DAY_SUMMARY: MD_DAY_SUMMARY.itemsize}
+
+
+def encode_clid(cl_ord_id: str) -> bytes:
+    """A ``cl_ord_id`` as its 20 wire bytes; ``ValueError`` unless 1 .. 20 printable ASCII
+    characters without spaces.
+
+    >>> encode_clid("o1")
+    b'o1\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
+    """
+    raw = cl_ord_id.encode("ascii", "replace") if isinstance(cl_ord_id, str) else bytes(cl_ord_id)
+    if not 1 <= len(raw) <= CLID_BYTES or not all(0x21 <= c <= 0x7E for c in raw):
+        raise ValueError(f"cl_ord_id {cl_ord_id!r}: 1 to {CLID_BYTES} printable ASCII characters "
+                         "(no spaces)")
+    return raw.ljust(CLID_BYTES, b"\0")
+
+
+def decode_clid(raw: bytes) -> str:
+    """The text of 20 wire bytes (up to the first NUL; bytes as Latin-1, so any echo of a
+    malformed id still reads)."""
+    end = raw.find(b"\0")
+    return (raw if end < 0 else raw[:end]).decode("latin-1")
+
+
+# ---------------------------------------------------------------- messages as Structs
+
+class _Msg(msgspec.Struct, frozen=True):
+    """A message as a Python value; ``TYPE`` is its type byte."""
+
+    TYPE = 0
+
+
+class _Packed(_Msg, frozen=True, array_like=True, omit_defaults=True):
+    """A session-level message: the body is the msgpack array of its fields; fields with a
+    default may be left off at the end."""
 
 
 # ---------------------------------------------------------------- both directions
 
-class Heartbeat(_Msg, tag=1):
+class Heartbeat(_Packed, frozen=True):
     """Sent by either side when it has sent nothing for a heartbeat interval."""
 
+    TYPE = MsgType.HEARTBEAT
     ts_us: int = 0
 
 
-class Error(_Msg, tag=2):
+class Error(_Packed, frozen=True):
     """The server's answer to a frame it cannot accept; it closes the connection after."""
 
+    TYPE = MsgType.ERROR
     reason: int
     text: str
 
 
+# Strings a client sends are bounded, so no reply that echoes them can outgrow a frame.
+Name = Annotated[str, msgspec.Meta(max_length=32)]  # an instrument or account
+Token = Annotated[str, msgspec.Meta(max_length=256)]
+
+
 # ---------------------------------------------------------------- client to server
 
-class Logon(_Msg, tag=10):
+class Logon(_Packed, frozen=True):
     """First message of a session. ``token`` is the account's secret (stored hashed)."""
 
+    TYPE = MsgType.LOGON
     account: Name
     token: Token
     cancel_on_disconnect: bool = True
     heartbeat_ms: int = 5000
 
 
-class Logout(_Msg, tag=11):
-    pass
+class Logout(_Packed, frozen=True):
+    TYPE = MsgType.LOGOUT
 
 
-class NewOrder(_Msg, tag=12):
-    """Enter an order. ``cl_ord_id`` is the client's id, unique per account, for ever."""
+class NewOrder(_Msg, frozen=True):
+    """Enter an order (binary). ``cl_ord_id`` is the client's id, unique per account, for
+    ever; ``instrument`` the index in ``LogonAck.instruments``; ``price`` in fen, None for
+    MARKET. Codes are checked by the exchange (MALFORMED), not by the framing."""
 
-    cl_ord_id: ClOrdId
-    instrument: Name
-    side: int  # engine.codes.Side; codes are checked by the engine (MALFORMED), not here
+    TYPE = MsgType.NEW_ORDER
+    cl_ord_id: str
+    instrument: int
+    side: int
     qty: int
-    price: int | None = None  # fen; None for MARKET
+    price: int | None = None
     type: int = OrderType.LIMIT
     tif: int = TimeInForce.DAY
     stp: int = Stp.CANCEL_NEWEST
 
 
-class Cancel(_Msg, tag=13):
-    cl_ord_id: ClOrdId
+class Cancel(_Msg, frozen=True):
+    """Remove a resting order's open quantity (binary)."""
+
+    TYPE = MsgType.CANCEL
+    cl_ord_id: str
 
 
-class Amend(_Msg, tag=14):
-    """New limit price (fen) and new open quantity (t) of a resting order."""
+class Amend(_Msg, frozen=True):
+    """New limit price (fen) and new open quantity (t) of a resting order (binary)."""
 
-    cl_ord_id: ClOrdId
-    price: int
+    TYPE = MsgType.AMEND
+    cl_ord_id: str
+    price: int | None
     qty: int
 
 
-class MassCancel(_Msg, tag=15):
+class MassCancel(_Packed, frozen=True):
     """Cancel every resting order of the session's account, optionally of one instrument
     (empty: all) and side (0: both)."""
 
+    TYPE = MsgType.MASS_CANCEL
     instrument: Name = ""
     side: int = 0
 
 
-class Subscribe(_Msg, tag=16):
+class Subscribe(_Packed, frozen=True):
     """Market data of one instrument's segment: a ``MdSnapshot``, then incrementals."""
 
+    TYPE = MsgType.SUBSCRIBE
     instrument: Name
     segment: int = Segment.LISTED  # 0 LISTED, 1 BLOCK; another value is refused (AdminAck)
 
 
-class MdReplayRequest(_Msg, tag=17):
+class MdReplayRequest(_Packed, frozen=True):
     """Resend market data ``from_seq`` .. ``to_seq`` (inclusive) of one channel."""
 
+    TYPE = MsgType.MD_REPLAY_REQUEST
     instrument: Name
     segment: int
     from_seq: int
     to_seq: int
 
 
-class Halt(_Msg, tag=20):
+class Halt(_Packed, frozen=True):
     """Operator: stop NEW and AMEND on an instrument (cancels still go through)."""
 
+    TYPE = MsgType.HALT
     instrument: Name
 
 
-class Resume(_Msg, tag=21):
+class Resume(_Packed, frozen=True):
+    TYPE = MsgType.RESUME
     instrument: Name
 
 
-class EndDay(_Msg, tag=22):
+class EndDay(_Packed, frozen=True):
     """Operator: end the trading day now (orders expire, the day closes and settles)."""
 
+    TYPE = MsgType.END_DAY
 
-class SetPriorClose(_Msg, tag=23):
+
+class SetPriorClose(_Packed, frozen=True):
     """Operator: the prior close (fen) for the next trading day; not while a day is open."""
 
+    TYPE = MsgType.SET_PRIOR_CLOSE
     instrument: Name
     price: int
 
 
-class BalanceRequest(_Msg, tag=24):
+class BalanceRequest(_Packed, frozen=True):
     """The session's own cash and holdings (answered by ``Balance``)."""
 
+    TYPE = MsgType.BALANCE_REQUEST
 
-class SetClock(_Msg, tag=25):
+
+class SetClock(_Packed, frozen=True):
     """Operator, simulated clock (``--clock sim``) only: move the exchange clock forward to
     ``ts_us`` (exchange local time, µs), e.g. a simulation stepping through a day. What was
     sent before it is sequenced at the old time first; a session boundary or 15:00 that the
     jump passes takes effect at once. Answered by ``AdminAck``."""
 
+    TYPE = MsgType.SET_CLOCK
     ts_us: int
 
 
 # ---------------------------------------------------------------- server to client
 
-class LogonAck(_Msg, tag=30):
+class LogonAck(_Packed, frozen=True):
+    """Logon accepted. ``instruments``: the names the binary messages number 0, 1, ..."""
+
+    TYPE = MsgType.LOGON_ACK
     account: str
     session_id: int
     server_time_us: int
     heartbeat_ms: int
+    instruments: list[str] = []
 
 
-class LogonReject(_Msg, tag=31):
+class LogonReject(_Packed, frozen=True):
+    TYPE = MsgType.LOGON_REJECT
     text: str
 
 
-class ExecutionReport(_Msg, tag=32):
-    """One thing that happened to one of the session's orders.
+class ExecutionReport(_Msg, frozen=True):
+    """One thing that happened to one of the session's orders (binary).
 
     ``qty``: for ACCEPTED and AMENDED the order's open quantity, for fills the traded
     quantity (``price`` the trade price), for CANCELLED/EXPIRED the quantity removed.
-    ``filled`` and ``open`` are the order's totals after this event.
+    ``filled`` and ``open`` are the order's totals after this event. ``instrument`` is
+    ``NO_INSTRUMENT`` on the reject kinds.
     """
 
+    TYPE = MsgType.EXECUTION_REPORT
     exec: ExecKind
     cl_ord_id: str
     ts_us: int
-    instrument: str = ""
+    instrument: int = NO_INSTRUMENT
     segment: int = 0
     side: int = 0
     price: int | None = None
@@ -246,19 +409,22 @@ class ExecutionReport(_Msg, tag=32):
     trade_id: int = 0
 
 
-class AdminAck(_Msg, tag=33):
-    """Answer to an operator command: ``ok`` false with ``reason`` and text if refused."""
+class AdminAck(_Packed, frozen=True):
+    """Answer to an operator or mass command, or a refused query: ``ok`` false with
+    ``reason`` and text if refused."""
 
+    TYPE = MsgType.ADMIN_ACK
     command: str
     ok: bool
     reason: int = 0
     text: str = ""
 
 
-class Balance(_Msg, tag=34):
+class Balance(_Packed, frozen=True):
     """Cash in fen and allowances in tonnes per instrument: [instrument, total, reserved,
     pending (bought today, sellable tomorrow), sellable]."""
 
+    TYPE = MsgType.BALANCE
     account: str
     cash: int
     cash_reserved: int
@@ -270,9 +436,10 @@ class Balance(_Msg, tag=34):
 Level = tuple[int, int, int]  # price (fen), open quantity (t), number of orders
 
 
-class MdSnapshot(_Msg, tag=40):
+class MdSnapshot(_Packed, frozen=True):
     """A channel's full state at sequence number ``seq``: incrementals follow from seq+1."""
 
+    TYPE = MsgType.MD_SNAPSHOT
     instrument: str
     segment: int
     seq: int
@@ -283,23 +450,26 @@ class MdSnapshot(_Msg, tag=40):
     last_price: int | None  # the day's last trade on this channel, None before one
     volume: int  # the day's traded tonnes on this channel
     turnover: int  # the day's traded value on this channel, fen
+    instrument_id: int = 0  # the instrument's number in the binary messages
 
 
-class MdTrade(_Msg, tag=41):
-    instrument: str
+class MdTrade(_Msg, frozen=True):
+    TYPE = MsgType.MD_TRADE
+    instrument: int
     segment: int
     seq: int
     ts_us: int
     trade_id: int
     price: int
     qty: int
-    aggressor: Side
+    aggressor: int
 
 
-class MdDepth(_Msg, tag=42):
+class MdDepth(_Msg, frozen=True):
     """The best five levels of each side after a change (best bid/offer = first level)."""
 
-    instrument: str
+    TYPE = MsgType.MD_DEPTH
+    instrument: int
     segment: int
     seq: int
     ts_us: int
@@ -307,103 +477,275 @@ class MdDepth(_Msg, tag=42):
     asks: list[Level]
 
 
-class MdStatus(_Msg, tag=43):
-    instrument: str
+class MdStatus(_Msg, frozen=True):
+    TYPE = MsgType.MD_STATUS
+    instrument: int
     segment: int
     seq: int
     ts_us: int
     status: Status
 
 
-class MdDaySummary(_Msg, tag=44):
-    """End of a trading day: the closing price (listed VWAP) and the day's totals."""
+class MdDaySummary(_Msg, frozen=True):
+    """End of a trading day: the closing price (listed VWAP) and the day's totals.
+    ``date`` is YYYYMMDD as an integer."""
 
-    instrument: str
+    TYPE = MsgType.MD_DAY_SUMMARY
+    instrument: int
     segment: int
     seq: int
     ts_us: int
-    date: str
+    date: int
     prior_close: int
     close: int
     volume: int
     turnover: int
 
 
-MarketData = Union[MdTrade, MdDepth, MdStatus, MdDaySummary]
+MARKET_DATA = (MdTrade, MdDepth, MdStatus, MdDaySummary)
 
-ClientMessage = Union[Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, MassCancel, Subscribe,
-                      MdReplayRequest, Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock]
-ServerMessage = Union[Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck,
-                      Balance, MdSnapshot, MdTrade, MdDepth, MdStatus, MdDaySummary]
-CLIENT_MESSAGES = ClientMessage
-SERVER_MESSAGES = ServerMessage
+#: The messages of each direction, by type byte.
+CLIENT = {cls.TYPE: cls for cls in (
+    Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, MassCancel, Subscribe, MdReplayRequest,
+    Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock)}
+SERVER = {cls.TYPE: cls for cls in (
+    Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, MdSnapshot,
+    MdTrade, MdDepth, MdStatus, MdDaySummary)}
+# the names older code used for the two sets
+CLIENT_MESSAGES, SERVER_MESSAGES = CLIENT, SERVER
 
 
 class ProtocolError(ValueError):
     """A frame that is not a valid message: the connection is closed after it."""
 
 
-_encoder = msgspec.msgpack.Encoder()
+# ---------------------------------------------------------------- encoding
+
+_HEAD = struct.Struct("<HB")
+_S_NEW = struct.Struct("<HB20sHBBBBIq")
+_S_CANCEL = struct.Struct("<HB20s")
+_S_AMEND = struct.Struct("<HB20sIq")
+_S_REPORT = struct.Struct("<HBBBBBH20sqqIIIQ")
+_S_TRADE = struct.Struct("<HBHBBQqQqI")
+_S_STATUS = struct.Struct("<HBHBBQq")
+_S_SUMMARY = struct.Struct("<HBHBBQqIqqqq")
+_S_DEPTH = struct.Struct("<HBHBBBQq")
+_S_LEVEL = struct.Struct("<qqI")
+assert _S_NEW.size == NEW_ORDER.itemsize and _S_REPORT.size == EXECUTION_REPORT.itemsize
+assert _S_TRADE.size == MD_TRADE.itemsize and _S_SUMMARY.size == MD_DAY_SUMMARY.itemsize
+assert _S_DEPTH.size == MD_DEPTH_HEAD.itemsize and _S_LEVEL.size == LEVEL.itemsize
+
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def _price(p) -> int:
+    return NULL_PRICE if p is None else p
+
+
+def _nullable(p: int):
+    return None if p == NULL_PRICE else p
+
+
+def _clip(value: int, bits: int) -> int:
+    """An int as the unsigned field of ``bits`` holds it (two's complement, wrapped): the
+    binary path has no room for a Python int's range; the exchange checks the value."""
+    return value & ((1 << bits) - 1)
 
 
 def encode(msg) -> bytes:
-    """One message as a frame (length prefix and body)."""
-    body = _encoder.encode(msg)
-    return len(body).to_bytes(_HEADER, "big") + body
+    """One message as a frame (header and body).
+
+    Binary fields out of their range wrap as two's complement (a negative quantity reaches
+    the exchange as a huge one, and is rejected INVALID_QTY); a ``cl_ord_id`` that is not
+    1 .. 20 printable ASCII characters raises ``ValueError`` (``encode_raw_clid`` sends any
+    20 bytes, for tests).
+    """
+    kind = type(msg)
+    if kind is NewOrder:
+        return _S_NEW.pack(_S_NEW.size - 2, 12, encode_clid(msg.cl_ord_id),
+                           _clip(msg.instrument, 16), _clip(msg.side, 8), _clip(msg.type, 8),
+                           _clip(msg.tif, 8), _clip(msg.stp, 8), _clip(msg.qty, 32),
+                           _signed64(_price(msg.price)))
+    if kind is Cancel:
+        return _S_CANCEL.pack(_S_CANCEL.size - 2, 13, encode_clid(msg.cl_ord_id))
+    if kind is Amend:
+        return _S_AMEND.pack(_S_AMEND.size - 2, 14, encode_clid(msg.cl_ord_id),
+                             _clip(msg.qty, 32), _signed64(_price(msg.price)))
+    if kind is ExecutionReport:
+        return _S_REPORT.pack(_S_REPORT.size - 2, 32, msg.exec, msg.reason, msg.side,
+                              msg.segment, msg.instrument, msg.cl_ord_id.encode("latin-1"),
+                              msg.ts_us, _price(msg.price), msg.qty, msg.filled, msg.open,
+                              msg.trade_id)
+    if kind is MdTrade:
+        return _S_TRADE.pack(_S_TRADE.size - 2, 41, msg.instrument, msg.segment, msg.aggressor,
+                             msg.seq, msg.ts_us, msg.trade_id, msg.price, msg.qty)
+    if kind is MdStatus:
+        return _S_STATUS.pack(_S_STATUS.size - 2, 43, msg.instrument, msg.segment, msg.status,
+                              msg.seq, msg.ts_us)
+    if kind is MdDaySummary:
+        return _S_SUMMARY.pack(_S_SUMMARY.size - 2, 44, msg.instrument, msg.segment, 0, msg.seq,
+                               msg.ts_us, msg.date, msg.prior_close, msg.close, msg.volume,
+                               msg.turnover)
+    if kind is MdDepth:
+        levels = [*msg.bids, *msg.asks]
+        size = _S_DEPTH.size + _S_LEVEL.size * len(levels)
+        return _S_DEPTH.pack(size - 2, 42, msg.instrument, msg.segment, len(msg.bids),
+                             len(msg.asks), msg.seq, msg.ts_us) + b"".join(
+            _S_LEVEL.pack(*level) for level in levels)
+    body = _msgpack.encode(msg)
+    return _HEAD.pack(len(body) + 1, msg.TYPE) + body
 
 
-def encode_into(msg, buf: bytearray) -> None:
-    """Append one message's frame to ``buf`` (one buffer per batch of replies)."""
-    start = len(buf)
-    buf += b"\0\0\0\0"
-    _encoder.encode_into(msg, buf, start + _HEADER)
-    buf[start:start + _HEADER] = (len(buf) - start - _HEADER).to_bytes(_HEADER, "big")
+def _signed64(value: int) -> int:
+    return ((value + 2**63) & (2**64 - 1)) - 2**63
+
+
+def encode_raw_clid(msg_type: int, clid: bytes, *fields) -> bytes:
+    """A NewOrder, Cancel or Amend frame with any 20 bytes as its ``cl_ord_id`` (tests of
+    the exchange's own checks); ``fields`` follow as in the Struct's wire order."""
+    raw = bytes(clid).ljust(CLID_BYTES, b"\0")[:CLID_BYTES]
+    if msg_type == MsgType.NEW_ORDER:
+        instrument, side, type_, tif, stp, qty, price = fields
+        return _S_NEW.pack(_S_NEW.size - 2, 12, raw, instrument, side, type_, tif, stp, qty,
+                           _signed64(_price(price)))
+    if msg_type == MsgType.CANCEL:
+        return _S_CANCEL.pack(_S_CANCEL.size - 2, 13, raw)
+    qty, price = fields
+    return _S_AMEND.pack(_S_AMEND.size - 2, 14, raw, qty, _signed64(_price(price)))
+
+
+def encode_many(messages) -> bytes:
+    return b"".join(encode(m) for m in messages)
+
+
+# ---------------------------------------------------------------- decoding
+
+def _dec_new(view, pos):
+    _, _, clid, instrument, side, type_, tif, stp, qty, price = _S_NEW.unpack_from(view, pos)
+    return NewOrder(decode_clid(clid), instrument, side, qty, _nullable(price), type_, tif, stp)
+
+
+def _dec_cancel(view, pos):
+    return Cancel(decode_clid(_S_CANCEL.unpack_from(view, pos)[2]))
+
+
+def _dec_amend(view, pos):
+    _, _, clid, qty, price = _S_AMEND.unpack_from(view, pos)
+    return Amend(decode_clid(clid), _nullable(price), qty)
+
+
+def _dec_report(view, pos):
+    (_, _, kind, reason, side, segment, instrument, clid, ts, price, qty, filled, open_,
+     trade_id) = _S_REPORT.unpack_from(view, pos)
+    try:
+        kind = ExecKind(kind)
+    except ValueError:
+        raise ProtocolError(f"ExecutionReport with exec {kind}") from None
+    return ExecutionReport(kind, decode_clid(clid), ts, instrument, segment, side,
+                           _nullable(price), qty, filled, open_, reason, trade_id)
+
+
+def _dec_trade(view, pos):
+    _, _, *fields = _S_TRADE.unpack_from(view, pos)
+    instrument, segment, aggressor, seq, ts, trade_id, price, qty = fields
+    return MdTrade(instrument, segment, seq, ts, trade_id, price, qty, aggressor)
+
+
+def _dec_status(view, pos):
+    _, _, instrument, segment, status, seq, ts = _S_STATUS.unpack_from(view, pos)
+    try:
+        status = Status(status)
+    except ValueError:
+        raise ProtocolError(f"MdStatus with status {status}") from None
+    return MdStatus(instrument, segment, seq, ts, status)
+
+
+def _dec_summary(view, pos):
+    _, _, instrument, segment, _, seq, ts, date, prior, close, volume, turnover = \
+        _S_SUMMARY.unpack_from(view, pos)
+    return MdDaySummary(instrument, segment, seq, ts, date, prior, close, volume, turnover)
+
+
+def _dec_depth(view, pos, length):
+    _, _, instrument, segment, bids, asks, seq, ts = _S_DEPTH.unpack_from(view, pos)
+    if bids > DEPTH_LEVELS or asks > DEPTH_LEVELS or \
+            length + 2 != _S_DEPTH.size + _S_LEVEL.size * (bids + asks):
+        raise ProtocolError(f"MdDepth of {length} bytes with {bids} + {asks} levels")
+    at = pos + _S_DEPTH.size
+    levels = [_S_LEVEL.unpack_from(view, at + k * _S_LEVEL.size) for k in range(bids + asks)]
+    return MdDepth(instrument, segment, seq, ts, levels[:bids], levels[bids:])
+
+
+_BINARY_DECODERS = {MsgType.NEW_ORDER: _dec_new, MsgType.CANCEL: _dec_cancel,
+                    MsgType.AMEND: _dec_amend, MsgType.EXECUTION_REPORT: _dec_report,
+                    MsgType.MD_TRADE: _dec_trade, MsgType.MD_STATUS: _dec_status,
+                    MsgType.MD_DAY_SUMMARY: _dec_summary}
 
 
 class FrameReader:
-    """Splits a byte stream into frames and decodes each into a message of ``types``.
+    """Splits a byte stream into frames and decodes each into a message of ``types``
+    (``CLIENT`` or ``SERVER``: a dict of type byte to Struct).
 
     ``feed`` returns the messages completed by the new bytes and keeps a partial frame for
     the next call. It raises ``ProtocolError`` on the first bad frame; the messages decoded
     before it in the same call are in ``err.messages`` so none is lost.
     """
 
-    __slots__ = ("_buf", "_decoder", "max_frame")
+    __slots__ = ("_buf", "_types", "_packed", "max_frame")
 
-    def __init__(self, types=CLIENT_MESSAGES, max_frame: int = MAX_FRAME):
+    def __init__(self, types=CLIENT, max_frame: int | None = None):
+        if not isinstance(types, dict):  # an older caller's set of Structs
+            types = CLIENT if NewOrder in getattr(types, "values", lambda: ())() else types
         self._buf = b""
-        self._decoder = msgspec.msgpack.Decoder(types)
-        self.max_frame = max_frame
+        self._types = types
+        self._packed = {t: msgspec.msgpack.Decoder(cls) for t, cls in types.items()
+                        if issubclass(cls, _Packed)}
+        server = types is SERVER or ExecutionReport in types.values()
+        self.max_frame = max_frame if max_frame is not None else (
+            MAX_SERVER_FRAME if server else MAX_FRAME)
 
     def feed(self, data: bytes) -> list:
-        buf = self._buf + data if self._buf else data
+        buf = self._buf + data if self._buf else bytes(data)
         out = []
         pos, end = 0, len(buf)
-        decode = self._decoder.decode
-        view = memoryview(buf)
         try:
-            while end - pos >= _HEADER:
-                n = int.from_bytes(buf[pos:pos + _HEADER], "big")
+            while end - pos >= 2:
+                n = buf[pos] | buf[pos + 1] << 8
                 if n == 0 or n > self.max_frame:
                     raise ProtocolError(f"frame length {n} outside 1..{self.max_frame}")
-                stop = pos + _HEADER + n
+                stop = pos + 2 + n
                 if stop > end:
                     break
-                try:
-                    out.append(decode(view[pos + _HEADER:stop]))
-                except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                    raise ProtocolError(f"undecodable frame: {e}") from None
-                except RecursionError:  # msgspec skipping an absurdly nested extra field
-                    raise ProtocolError("undecodable frame: nested too deeply") from None
+                out.append(self._decode(buf, pos, n))
                 pos = stop
         except ProtocolError as e:
             self._buf = b""
             e.messages = out
             raise
-        finally:
-            view.release()
         self._buf = buf[pos:] if pos < end else b""
         return out
+
+    def _decode(self, buf: bytes, pos: int, n: int):
+        kind = buf[pos + 2]
+        cls = self._types.get(kind)
+        if cls is None:
+            raise ProtocolError(f"unknown message type {kind}")
+        packed = self._packed.get(kind)
+        if packed is not None:
+            try:
+                return packed.decode(memoryview(buf)[pos + HEADER:pos + 2 + n])
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise ProtocolError(f"undecodable {cls.__name__}: {e}") from None
+            except RecursionError:  # msgspec skipping an absurdly nested extra field
+                raise ProtocolError(f"undecodable {cls.__name__}: nested too deeply") from None
+        if kind == MsgType.MD_DEPTH:
+            if n + 2 < _S_DEPTH.size:
+                raise ProtocolError(f"MdDepth of {n} bytes")
+            return _dec_depth(buf, pos, n)
+        if n + 2 != BINARY_SIZES[kind]:
+            raise ProtocolError(f"{cls.__name__} must be {BINARY_SIZES[kind] - 2} bytes long, "
+                                f"not {n}")
+        return _BINARY_DECODERS[kind](buf, pos)
 
     @property
     def pending(self) -> int:

@@ -20,8 +20,9 @@ from engine import batch as B
 from engine.codes import AccountType, EventKind
 from engine.rules import DAY_US
 
+from .protocol import decode_clid
+
 FEED = "journal"  # the ledger's name for the server's journal
-_SETTLED_KINDS = (int(EventKind.TRADE), int(EventKind.DAY_CLOSED))
 
 
 class LedgerPublisher:
@@ -48,10 +49,11 @@ class LedgerPublisher:
             raise RuntimeError(f"ledger: {value}")
         self.position = value
 
-    def publish(self, seq: int, turn) -> None:
-        """Keep a journaled turn's results for the next hand-over (O(1) on the loop)."""
-        if seq > self.position and (turn.events or turn.ledger_ops):
-            self.buffer.append((seq, turn.events, turn.ledger_ops))
+    def publish(self, seq: int, settled: list, ops: list) -> None:
+        """Keep what a journaled turn (up to record ``seq``) settles: its TRADE and
+        DAY_CLOSED rows and account operations, for the next hand-over (O(1) on the loop)."""
+        if seq > self.position:
+            self.buffer.append((seq, settled, ops))
 
     def hand_over(self) -> None:
         """Send what was published since the last call as one message (the server calls this
@@ -62,28 +64,28 @@ class LedgerPublisher:
         items, group, group_seq = [], [], -1
         for seq, events, ops in self.buffer:
             if ops:  # account operations settle in their place in the sequence
-                if group:
+                if group_seq >= 0:
                     items.append(self._item(group_seq, group, ()))
-                    group = []
+                    group, group_seq = [], -1
                 items.append(self._item(seq, events, ops))
-            else:
+            else:  # rows or not, the record moves the ledger's position
                 group.extend(events)
                 group_seq = seq
-        if group:
+        if group_seq >= 0:
             items.append(self._item(group_seq, group, ()))
         self.buffer = []
         self.queue.put(items)
 
     def _item(self, seq: int, events: list, ops) -> tuple:
+        """(seq, rows, account names, order handles, their 20-byte ids, ops): the order ids
+        travel as one bytes array, decoded in the child, not on the loop."""
         ex = self.exchange
         rows = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
-        rows = rows[np.isin(rows[:, B.KIND], _SETTLED_KINDS)]
         trades = rows[rows[:, B.KIND] == EventKind.TRADE]
         accounts = np.unique(np.concatenate([trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2]]))
         names = {h: ex.account_name(h) for h in accounts.tolist()}
-        orders = {h: ex.order_name(h) for h in
-                  np.concatenate([trades[:, B.ORDER], trades[:, B.ORDER2]]).tolist()}
-        return seq, rows, names, orders, list(ops)
+        handles = np.unique(np.concatenate([trades[:, B.ORDER], trades[:, B.ORDER2]]))
+        return seq, rows, names, handles, ex.orders.names(handles), list(ops)
 
     def stop(self, timeout: float = 120.0) -> None:
         """Settle everything published, then end the child."""
@@ -120,6 +122,11 @@ def _run(url, instruments, fees, inbox, replies, parent) -> None:
     """Child: open the ledger, then settle groups of turns until told to stop."""
     from ledger.core import Ledger
 
+    try:  # settlement follows the journal at its own pace: the order path goes first
+        os.nice(5)
+    except OSError:
+        pass
+
     try:
         ledger = Ledger.open(url, instruments, *fees)
     except BaseException as e:  # noqa: BLE001 - reported to the parent
@@ -149,7 +156,7 @@ def _run(url, instruments, fees, inbox, replies, parent) -> None:
 def _settle(ledger, instruments, items, position) -> int:
     """One transaction per run of turns between account operations; returns the position."""
     group, names, orders, last = [], {}, {}, -1
-    for seq, rows, item_names, item_orders, ops in items:
+    for seq, rows, item_names, handles, ids, ops in items:
         if seq <= position:
             continue
         if ops:
@@ -159,7 +166,7 @@ def _settle(ledger, instruments, items, position) -> int:
                 _operation(ledger, instruments, op_seq, op)
         group.append(rows)
         names.update(item_names)
-        orders.update(item_orders)
+        orders.update(zip(handles.tolist(), (decode_clid(i) for i in ids.tolist())))
         last = seq
     if last >= 0:
         _events(ledger, instruments, group, names, orders, last)

@@ -1,19 +1,22 @@
 """``cea serve``: the exchange on one machine, over TCP, on asyncio with uvloop.
 
-The pipeline, one writer (the event loop):
+This module only wires the pipeline's stages, one writer (the event loop) throughout, as
+exchange-core's ``ExchangeCore`` wires its processors:
 
-1. **connections** (``Session``): frames are decoded once, at the edge; logon, heartbeats,
-   rate limit, subscriptions and queries are answered here. Orders and operator commands go
-   to the sequencer's queue, stamped with nothing yet.
-2. **sequencer** (``ExchangeServer._flush``): everything queued in one event-loop turn is one
-   batch: stamped with one exchange time, run through the engine (one jitted call), and turned
-   into journal records, execution reports and market data.
-3. **journal**: the turn's records are appended and fsync'd (group commit) *before* any
-   report or market data leaves, so whatever a client saw acknowledged survives a crash.
-4. **results**: reports to their accounts' sessions, market data to subscribers, trades and
-   account operations to the ledger publisher process (``gateway.publisher``; SQLite by
-   default), which settles them idempotently and records how far the journal is settled.
+1. **session I/O** (``gateway.session``): logon, limits, receive and send buffers,
+   backpressure.
+2. **admission** (``gateway.admission``): each turn, compiled code turns every session's
+   buffered frames into engine command rows (checks, order ids interned); session-level
+   messages are handled here once each (queries answered from the state before the turn).
+3. **sequencer** (``gateway.sequencer``): the turn as engine batches in arrival order, cut
+   at sequenced commands; each batch goes through **apply** (``gateway.apply``: the engine
+   call, order tracking, market data) and **reports** (``gateway.reports``).
+4. **journal** (``gateway.journal``): the turn's records are written and fsync'd (group
+   commit) *before* anything of the turn leaves.
+5. **release**: each session's query answers, reports and market data in one write; trades
+   and account operations to the ledger publisher process (``gateway.publisher``).
 
+Python runs per read, per turn and per session-level message; per order, compiled code.
 Recovery on start: the latest snapshot plus the journal (``gateway.journal.rebuild``); the
 ledger is fed every record it had not settled.
 """
@@ -21,30 +24,32 @@ ledger is fed every record it had not settled.
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as _dt
 import logging
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+import numpy as np
 
 from engine.codes import NO_TIME, AccountType
-from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US
-from engine.tradingdays import day_of_date, format_time
+from engine.rules import AM_OPEN_US, DAY_US
+from engine.tradingdays import day_of_date
 
 from . import auth
 from . import protocol as P
-from .exchange import SYSTEM, AdminOp, Exchange, Genesis, Refused, Tick
-from .journal import (
-    JOURNAL, JournalThread, JournalWriter, fork_snapshot, frame, rebuild, start_journal,
-    write_snapshot,
-)
+from .admission import Admission
+from .exchange import SYSTEM, AdminOp, Exchange, Genesis
+from .journal import JOURNAL, JournalWriter, fork_snapshot, rebuild, start_journal, write_snapshot
+from .journal import frame as journal_frame
+from .marketdata import RING
 from .publisher import FEED, LedgerPublisher
-from .marketdata import status_at
+from .reports import Output
+from .sequencer import DisconnectCancel, Sequencer, Tick
+from .session import Session
 
 log = logging.getLogger("cea.serve")
 
@@ -75,16 +80,24 @@ class ServerConfig:
     tokens: dict[str, str] | None = None  # plain tokens for the first start (None: generate)
     clock: str = "sim"  # "sim": exchange time runs from `start`; "wall": Shanghai time now
     start_us: int | None = None  # sim clock start; None: 09:30 of today's or next trading day
-    rate_limit: int = 200_000  # messages per second per session (0: unlimited)
+    rate_limit: int = 200_000  # messages per second per session, every kind (0: unlimited)
     burst: int = 50_000
+    query_rate: int = 1_000  # of these, heartbeats and queries per second (0: unlimited)
+    query_burst: int = 1_000
+    turn_share: int = 4_096  # frames one turn takes from one session at most
+    query_share: int = 32  # session-level messages one turn handles per session at most
+    max_in_buffer: int = 1 << 20  # unprocessed input over this: stop reading the socket
     max_out_buffer: int = 8 << 20  # a session whose unsent replies exceed this is dropped
     socket_buffer: int = 1 << 20  # kernel send buffer per session (bounds memory with the above)
+    max_connections: int = 1_000  # connections beyond this get Error(SERVER_FULL)
+    backlog: int = 1_024  # the listen queue
     heartbeat_factor: int = 3  # silence of this many heartbeat intervals ends a session
     snapshot_every: int = 200_000  # journal records between snapshots
-    md_ring: int = 65_536  # market-data frames kept per channel for replays
+    md_ring: int = RING  # market-data frames kept per channel for replays
+    max_replay: int = 8_192  # frames one MdReplayRequest may ask for (else a snapshot)
+    journal_prealloc: int = 1 << 20  # first chunk of zeros the journal keeps ahead (0: off)
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
     fork_snapshots: bool = hasattr(os, "fork")  # write snapshots from a forked child
-    journal_thread: bool = False  # fsync on a thread, overlapping the next turn (see docs)
     impl: str = "numba"
     recover: bool = False  # require an existing journal
 
@@ -133,161 +146,34 @@ class ExchangeClock:
             self._t0 = time.monotonic_ns()
 
 
-class Session(asyncio.Protocol):
-    """One TCP connection: logon, rate limit, heartbeats and replies."""
-
-    def __init__(self, server: "ExchangeServer"):
-        self.server = server
-        self.reader = P.FrameReader(P.CLIENT_MESSAGES)
-        self.transport = None
-        self.account = -1  # handle once logged on
-        self.account_name = ""
-        self.cancel_on_disconnect = True
-        self.heartbeat_s = 5.0
-        self.out = bytearray()
-        self.tokens = float(server.config.burst)
-        self.refill_at = time.monotonic()
-        self.opened = self.last_rx = self.last_tx = time.monotonic()
-        self.subscriptions: set[int] = set()
-        self.closing = False
-        self.id = 0
-
-    # -------------------------------------------------------------- asyncio
-
-    def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.server.config.socket_buffer)
-        transport.set_write_buffer_limits(high=min(1 << 20, self.server.config.max_out_buffer))
-        self.id = self.server.session_opened(self)
-
-    def connection_lost(self, exc):
-        self.closing = True
-        self.server.session_closed(self)
-
-    def data_received(self, data: bytes):
-        if self.closing:
-            return
-        self.last_rx = time.monotonic()
-        try:
-            messages, bad = self.reader.feed(data), None
-        except P.ProtocolError as e:  # what came before the bad frame still counts
-            messages, bad = e.messages, e
-        if self.account < 0 and messages and type(messages[0]) is not P.Logon:
-            self.error(P.GatewayReason.NOT_LOGGED_ON, "the first message must be Logon")
-            return
-        limit = self.server.config.rate_limit
-        if limit:
-            now = self.last_rx
-            self.tokens = min(float(self.server.config.burst),
-                              self.tokens + (now - self.refill_at) * limit)
-            self.refill_at = now
-        pending = self.server.pending
-        account = self.account
-        for msg in messages:
-            if type(msg) in _SEQUENCED:
-                if account < 0:
-                    self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
-                    return
-                if limit:
-                    if self.tokens < 1:  # refused in sequence, after what came before
-                        pending.append((account, Refused(msg, P.GatewayReason.THROTTLED)))
-                        continue
-                    self.tokens -= 1
-                pending.append((account, msg))
-            else:
-                self._handle(msg)
-                account = self.account
-                if self.closing:
-                    break
-        if bad is not None and not self.closing:
-            self.server.flush_now()  # answer what came before the bad frame, then close
-            self.error(P.GatewayReason.PROTOCOL_ERROR, str(bad))
-            return
-        self.server.schedule_flush()
-        self.flush()
-
-    # -------------------------------------------------------------- messages
-
-    def _handle(self, msg) -> None:
-        kind = type(msg)
-        server = self.server
-        if kind is P.Heartbeat:
-            return
-        if kind is P.Logon:
-            server.logon(self, msg)
-        elif self.account < 0:
-            self.error(P.GatewayReason.NOT_LOGGED_ON, "log on first")
-        elif kind is P.Logout:  # answer what came before it, then close
-            server.flush_now()
-            self.flush()
-            self.transport.close()
-            self.closing = True
-        elif kind is P.Subscribe:
-            server.subscribe(self, msg)
-        elif kind is P.MdReplayRequest:
-            server.md_replay(self, msg)
-        elif kind is P.BalanceRequest:
-            server.answer(self, server.balance(self))
-        elif kind is P.SetClock:
-            server.set_clock(self, msg)
-
-    def send(self, msg) -> None:
-        P.encode_into(msg, self.out)
-
-    def flush(self) -> None:
-        if self.out and not self.closing:
-            self.transport.write(bytes(self.out))
-            self.last_tx = time.monotonic()
-            # the peer reads slower than we write: past a bound, drop it rather than grow memory
-            if self.transport.get_write_buffer_size() > self.server.config.max_out_buffer:
-                self.abort("slow reader: send buffer over its bound")
-        self.out.clear()
-
-    def error(self, reason: int, text: str) -> None:
-        """Answer a bad frame or a protocol violation, then disconnect."""
-        self.send(P.Error(int(reason), text))
-        self.flush()
-        self.closing = True
-        self.transport.close()
-
-    def abort(self, why: str) -> None:
-        log.warning("session %s (%s): %s", self.id, self.account_name or "-", why)
-        self.closing = True
-        self.transport.abort()
-
-
-#: SetClock refuses times from here on (2100-01-01): far beyond any calendar, inside int64
-_CLOCK_END = day_of_date(_dt.date(2100, 1, 1)) * DAY_US
-
-_SEQUENCED = {P.NewOrder, P.Cancel, P.Amend, P.MassCancel, P.Halt, P.Resume, P.EndDay,
-              P.SetPriorClose}
+_DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in P.CLIENT.items()
+             if issubclass(cls, P._Packed)}
+_SEQUENCED = (P.MassCancel, P.Halt, P.Resume, P.EndDay, P.SetPriorClose, P.SetClock)
 
 
 class ExchangeServer:
-    """The whole exchange: recovery, sessions, sequencer, journal, ledger, market data."""
+    """The whole exchange: recovery, sessions, the turn's stages, journal, ledger."""
 
     def __init__(self, config: ServerConfig):
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.pending: list = []
-        self._flush_scheduled = False
         self.sessions: dict[int, Session] = {}
         self.by_account: dict[int, Session] = {}
-        self.subscribers: dict[int, set[Session]] = {}
-        self.captured_seq: list[int] = []  # market data handed to turns, per channel
+        self.subscribers: list[set[Session]] = []
+        self.captured_seq: list[int] = []  # market data released, per channel
+        self.queue: list[Session] = []  # sessions with input for the next turn
+        self.system: list = []  # (account, message) the exchange sends itself next turn
+        self.answered: list[Session] = []  # sessions with query answers this turn
+        self._scheduled = False
         self._next_session = 1
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server = None
         self.recovery = None
         self.records_since_snapshot = 0
-        self.journal_thread = None  # group commit off the loop (fsync on, once listening)
-        self.waiting: collections.deque = collections.deque()  # turns awaiting durability
-        self.durable = -1
         self.snapshot_pid = 0
         self.stats = {"turns": 0, "commands": 0, "max_batch": 0}
         self.failed: BaseException | None = None
+        self.credentials = None
 
     # -------------------------------------------------------------- start and stop
 
@@ -301,6 +187,7 @@ class ExchangeServer:
             ledger_url = str(self.data_dir / "ledger.sqlite")
         elif cfg.ledger:
             ledger_url = cfg.ledger
+        _warm_up(cfg.impl)
         if journal.exists():
             summary = self._recover(ledger_url)
         else:
@@ -308,11 +195,16 @@ class ExchangeServer:
                 raise FileNotFoundError(f"--recover: no journal in {self.data_dir}")
             summary = self._create(ledger_url)
         self.tokens = auth.load_tokens(self.data_dir)
-        _warm_up(cfg.impl)
-        for channel in self.exchange.md.channels:
-            channel.ring = collections.deque(channel.ring, maxlen=cfg.md_ring)
-        self.subscribers = {c: set() for c in range(len(self.captured_seq))}
         return summary
+
+    def _stages(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.admission = Admission(exchange)
+        self.output = Output()
+        self.sequencer = Sequencer(exchange, self.admission, self.output, self.clock)
+        n = exchange.md.channels
+        self.captured_seq = [exchange.md.seq(c) for c in range(n)]
+        self.subscribers = [set() for _ in range(n)]
 
     def _ledger(self, url, exchange) -> LedgerPublisher | None:
         if url is None:
@@ -326,12 +218,12 @@ class ExchangeServer:
         cfg = self.config
         genesis = Genesis([(n, int(p)) for n, p in cfg.instruments], cfg.fee_bps_listed,
                           cfg.fee_bps_block, cfg.t_plus_one, cfg.operator)
-        exchange = Exchange(genesis, impl=cfg.impl)  # checks the configuration first
+        exchange = Exchange(genesis, impl=cfg.impl, md_ring=cfg.md_ring)  # checks the config
         start_journal(self.data_dir, genesis)
-        self.exchange = exchange
-        self.captured_seq = [c.seq for c in exchange.md.channels]
         self.clock = ExchangeClock(cfg.clock, exchange.calendar, cfg.start_us)
-        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=True)
+        self._stages(exchange)
+        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=True,
+                                     chunk=cfg.journal_prealloc)
         self.ledger = self._ledger(ledger_url, exchange)
         opening = cfg.accounts
         if opening is None:
@@ -347,7 +239,11 @@ class ExchangeServer:
                 if tonnes:
                     ops.append(AdminOp(ts, "ALLOWANCE_IN", account=o.account,
                                        instrument=instrument, value=tonnes))
-        self._commit(exchange.submit([(SYSTEM, op) for op in ops], ts))
+        self.admission.begin(ts)
+        turn = self.sequencer.run([(SYSTEM, op) for op in ops])
+        self._journal(turn)
+        if self.ledger is not None:
+            self.ledger.publish(self.exchange.seq, turn.settled, turn.ledger_ops)
         self.journal.fsync = cfg.fsync
         names = [o.account for o in opening] + [cfg.operator]
         self.credentials = auth.create_tokens(self.data_dir, names, cfg.tokens)
@@ -370,34 +266,31 @@ class ExchangeServer:
 
         snap = load_snapshot(self.data_dir)
         use_snapshot = snap is not None and (ledger_url is None or snap.seq <= position)
-        turns = []
+        feed = []
         rec = rebuild(self.data_dir, impl=cfg.impl, use_snapshot=use_snapshot, truncate=True,
-                      on_turn=lambda seq, turn: turns.append((seq, turn))
-                      if seq > position else None)
+                      on_turn=lambda seq, applied: feed.append((seq, applied))
+                      if seq > position else None, md_ring=cfg.md_ring)
         self.recovery = rec
-        self.exchange = rec.exchange
-        self.captured_seq = [c.seq for c in self.exchange.md.channels]
-        self.clock = ExchangeClock(cfg.clock, self.exchange.calendar, cfg.start_us)
-        clock = self.exchange.engine.book.globals()[0]
-        self.clock.resume(clock, self.exchange.engine.day_in_progress())
-        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=cfg.fsync)
+        self.clock = ExchangeClock(cfg.clock, rec.exchange.calendar, cfg.start_us)
+        self.clock.resume(rec.exchange.clock, rec.exchange.engine.day_in_progress())
+        self._stages(rec.exchange)
+        self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=cfg.fsync, end=rec.end,
+                                     chunk=cfg.journal_prealloc)
         self.ledger = self._ledger(ledger_url, self.exchange)
         if self.ledger is not None:
-            for seq, turn in turns:
-                self.ledger.publish(seq, turn)
-        self.credentials = None
+            for seq, applied in feed:
+                self.ledger.publish(seq, applied.settled, applied.ledger_ops)
+            if feed:  # how far the ledger now is, even past records that settle nothing
+                self.ledger.publish(self.exchange.seq, [], [])
         return (f"recovered {rec.records} journal records (snapshot at {rec.snapshot_seq}, "
                 f"{rec.replayed} replayed, {rec.truncated} torn bytes cut), "
                 f"state hash {rec.state_hash}")
 
     async def start(self) -> tuple[str, int]:
         self.loop = asyncio.get_running_loop()
-        self.server = await self.loop.create_server(lambda: Session(self), self.config.host,
-                                                    self.config.port)
-        self.durable = self.exchange.seq
-        if self.config.journal_thread and self.journal.fsync:
-            self.journal_thread = JournalThread(self.journal, self.loop, self._on_durable)
-            self.journal_thread.start()
+        cfg = self.config
+        self.server = await self.loop.create_server(lambda: Session(self), cfg.host, cfg.port,
+                                                    backlog=cfg.backlog)
         self._clock_tick()  # publish the status the clock says now
         self._timer = self.loop.create_task(self._tick_loop())
         host, port = self.server.sockets[0].getsockname()[:2]
@@ -411,15 +304,11 @@ class ExchangeServer:
             self._timer.cancel()
         for session in list(self.sessions.values()):
             session.cancel_on_disconnect = False  # a shutdown is not a participant leaving
+        if self.failed is None and (self.queue or self.system):
+            self._turn()
+        for session in list(self.sessions.values()):
             session.flush()
-            session.transport.close()
-        if self.pending and self.failed is None:
-            self._flush()
-        if self.journal_thread is not None:
-            if self.failed is None:
-                self.journal_thread.sync()
-                self._on_durable(self.exchange.seq)
-            self.journal_thread.stop()
+            session.close()
         self._reap_snapshot(wait=True)
         if snapshot and self.failed is None:
             write_snapshot(self.data_dir, self.exchange)
@@ -432,6 +321,12 @@ class ExchangeServer:
     def session_opened(self, session: Session) -> int:
         sid = self._next_session
         self._next_session += 1
+        if len(self.sessions) >= self.config.max_connections:
+            session.id = sid
+            session.error_now(P.GatewayReason.SERVER_FULL,
+                              f"the server takes at most {self.config.max_connections} "
+                              "connections")
+            return sid
         self.sessions[sid] = session
         return sid
 
@@ -441,177 +336,258 @@ class ExchangeServer:
             self.subscribers[c].discard(session)
         if session.account >= 0 and self.by_account.get(session.account) is session:
             del self.by_account[session.account]
+            self.sequencer.set_live(session.account, False)
             if session.cancel_on_disconnect and session.account != self.exchange.operator:
-                self.pending.append((session.account, P.MassCancel()))
-                self.schedule_flush()
+                self.system.append((session.account, DisconnectCancel()))
+                self._schedule()
 
-    def logon(self, session: Session, msg: P.Logon) -> None:
+    def logon(self, session: Session, msg: P.Logon) -> bool:
+        """Check a Logon and answer it; True if the session is now logged on."""
         ex = self.exchange
         stored = self.tokens.get(msg.account)
-        if session.account >= 0:
-            session.error(P.GatewayReason.PROTOCOL_ERROR, "already logged on")
-            return
         if stored is None or not auth.verify_token(msg.token, stored):
-            session.send(P.LogonReject("unknown account or wrong token"))
-            session.flush()
-            session.closing = True
-            session.transport.close()
-            return
+            return self._refuse(session, "unknown account or wrong token")
         handle = ex.account_handle(msg.account)
         if msg.account != ex.genesis.operator and not ex.is_account(msg.account):
-            session.send(P.LogonReject("account is not open"))
-            session.flush()
-            session.transport.close()
-            session.closing = True
-            return
+            return self._refuse(session, "account is not open")
         if handle in self.by_account:
-            session.send(P.LogonReject("this account already has a session"))
-            session.flush()
-            session.transport.close()
-            session.closing = True
-            return
+            return self._refuse(session, "this account already has a session")
         hb = max(100, min(msg.heartbeat_ms, 60_000))
         session.account, session.account_name = handle, msg.account
         session.cancel_on_disconnect = msg.cancel_on_disconnect
         session.heartbeat_s = hb / 1000
         self.by_account[handle] = session
-        session.send(P.LogonAck(msg.account, session.id, self.clock.now(), hb))
+        self.sequencer.set_live(handle, True)
+        session.send(P.LogonAck(msg.account, session.id, self.clock.now(), hb,
+                                list(ex.instruments)))
+        session.flush()
+        return True
 
-    def subscribe(self, session: Session, msg: P.Subscribe) -> None:
+    def _refuse(self, session: Session, text: str) -> bool:
+        session.send(P.LogonReject(text))
+        session.flush()
+        session.close()
+        return False
+
+    # -------------------------------------------------------------- a turn
+
+    def ready(self, session: Session) -> None:
+        """``session`` has input for the next turn."""
+        if not session.queued:
+            session.queued = True
+            self.queue.append(session)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self.loop is not None:
+            self._scheduled = True
+            self.loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._scheduled = False
+        if self.failed is not None:
+            return
+        ex, adm = self.exchange, self.admission
+        adm.begin(max(self.clock.now(), ex.clock))
+        queue, self.queue = self.queue, []
+        again, ending = [], []
+        for session in queue:
+            session.queued = False
+            if session.closing or session.account < 0:
+                continue
+            if session.peer_slow:
+                continue  # resume_writing puts it back
+            if self._take(session):
+                again.append(session)
+            if session.logout or session.error is not None:
+                ending.append(session)
+        system, self.system = self.system, []
+        if not (adm.rows or adm.answers or adm.specials or system):
+            self._release_answers(ending)
+            self._after(again)
+            return
+        try:
+            turn = self.sequencer.run(system)
+            self._journal(turn)
+        except BaseException as e:
+            log.exception("sequencer failed")
+            self._fail(e)
+            return
+        self._release(turn, ending)
+        self.stats["turns"] += 1
+        self.stats["commands"] += adm.rows
+        self.stats["max_batch"] = max(self.stats["max_batch"], adm.rows)
+        if turn.day_ended:
+            self.clock.day_ended(ex.clock)
+        if self.records_since_snapshot >= self.config.snapshot_every:
+            self._snapshot()
+        self._after(again)
+
+    def _after(self, again: list) -> None:
+        for session in again:
+            if not session.closing:
+                self.ready(session)
+
+    def _take(self, session: Session) -> bool:
+        """Admit what ``session`` sent; True if complete frames are left for a later turn."""
+        cfg = self.config
+        now = time.monotonic()
+        consumed, used, queries, error, more = self.admission.take(
+            session.inbuf, session.account, cfg.turn_share, session.bucket.available(now),
+            session.queries.available(now), lambda frame: self._message(session, frame),
+            cfg.query_share)
+        session.bucket.spend(used)
+        session.queries.spend(queries)
+        session.consumed(consumed)
+        if error is not None and session.error is None:
+            session.error = (P.GatewayReason.PROTOCOL_ERROR, error)
+        if session.error is not None or session.logout:
+            session.inbuf.clear()
+            return False
+        return more
+
+    def _message(self, session: Session, frame: bytes) -> bool:
+        """One session-level message; True to stop taking the session's input."""
+        kind = frame[2]
+        try:
+            msg = _DECODERS[kind].decode(memoryview(frame)[P.HEADER:])
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
+            session.error = (P.GatewayReason.PROTOCOL_ERROR,
+                             f"undecodable {P.CLIENT[kind].__name__}: {e}")
+            return True
+        cls = type(msg)
+        if cls is P.Heartbeat:
+            return False
+        if cls is P.Logout:
+            session.logout = True
+            return True
+        if cls is P.Logon:
+            session.error = (P.GatewayReason.PROTOCOL_ERROR, "already logged on")
+            return True
+        if cls in _SEQUENCED:
+            self.admission.special(session.account, msg)
+        elif cls is P.Subscribe:
+            self._subscribe(session, msg)
+        elif cls is P.MdReplayRequest:
+            self._md_replay(session, msg)
+        elif cls is P.BalanceRequest:
+            self._answer(session, self._balance(session))
+        return False
+
+    # -------------------------------------------------------------- queries
+
+    def _answer(self, session: Session, msg) -> None:
+        """A query's answer, sent with this turn's output (before its reports)."""
+        if not session.answers:
+            self.answered.append(session)
+        session.answers += msg if isinstance(msg, (bytes, bytearray)) else P.encode(msg)
+
+    def _channel(self, session: Session, msg, command: str) -> int:
         i = self.exchange.instrument_index.get(msg.instrument, -1)
         if i < 0 or msg.segment not in (0, 1):
-            self.answer(session, P.AdminAck("Subscribe", False, P.GatewayReason.UNKNOWN_INSTRUMENT,
-                                            f"no channel {msg.instrument!r}/{msg.segment}"))
+            self._answer(session, P.AdminAck(command, False, P.GatewayReason.UNKNOWN_INSTRUMENT,
+                                             f"no channel {msg.instrument!r}/{msg.segment}"))
+            return -1
+        return i * 2 + msg.segment
+
+    def _subscribe(self, session: Session, msg: P.Subscribe) -> None:
+        c = self._channel(session, msg, "Subscribe")
+        if c < 0:
             return
-        c = i * 2 + msg.segment
+        self._answer(session, self.exchange.snapshot(c // 2, c % 2))
+        session.subscriptions.add(c)  # incrementals from the one after the snapshot on
+        self.subscribers[c].add(session)
 
-        def subscribed():  # incrementals from the one after the snapshot on
-            session.subscriptions.add(c)
-            self.subscribers[c].add(session)
-
-        self.answer(session, self.exchange.snapshot(i, msg.segment), then=subscribed)
-
-    def md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
-        i = self.exchange.instrument_index.get(msg.instrument, -1)
-        if i < 0 or msg.segment not in (0, 1):
-            self.answer(session, P.AdminAck("MdReplayRequest", False,
-                                            P.GatewayReason.UNKNOWN_INSTRUMENT, "no such channel"))
+    def _md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
+        c = self._channel(session, msg, "MdReplayRequest")
+        if c < 0:
             return
-        frames = self.exchange.md.channel(i, msg.segment).replay(msg.from_seq, msg.to_seq)
-        if frames is None:  # no longer kept (or never sent): start again from a snapshot
-            self.answer(session, self.exchange.snapshot(i, msg.segment))
-        else:
-            self.answer(session, *frames)
+        frames = None
+        count = msg.to_seq - msg.from_seq + 1
+        if 0 < count <= self.config.max_replay:
+            room = self.config.max_out_buffer - len(session.answers) - (
+                session.transport.get_write_buffer_size() if session.transport else 0)
+            frames = self.exchange.md.frames(c, msg.from_seq, msg.to_seq, max_bytes=room)
+        # not kept, too many, or more than the session can still take: a fresh snapshot
+        self._answer(session, frames if frames is not None else
+                     self.exchange.snapshot(c // 2, c % 2))
 
-    def balance(self, session: Session):
+    def _balance(self, session: Session):
         if not self.exchange.is_account(session.account_name):
             return P.AdminAck("BalanceRequest", False, P.GatewayReason.BAD_VALUE,
                               "the operator has no balances")
         return self.exchange.balance(session.account_name)
 
-    # -------------------------------------------------------------- the sequencer
+    # -------------------------------------------------------------- journal and release
 
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled and self.pending:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
-    def flush_now(self) -> None:
-        """Sequence what is queued and send its results before returning (rare paths: a
-        session about to be closed must get the answers to what it sent before)."""
-        self._flush()
-        if self.journal_thread is not None and self.failed is None:
-            self.journal_thread.sync()
-            self._on_durable(self.exchange.seq)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if not self.pending or self.failed is not None:
-            return
-        entries, self.pending = self.pending, []
-        try:
-            turn = self.exchange.submit(entries, self.clock.now())
-            self._commit(turn)
-        except BaseException as e:
-            log.exception("sequencer failed")
-            self._fail(e)
-            return
-        self.stats["turns"] += 1
-        self.stats["commands"] += len(entries)
-        self.stats["max_batch"] = max(self.stats["max_batch"], len(entries))
-        if turn.day_ended:
-            self.clock.day_ended(self.exchange.engine.book.globals()[0])
-        if self.records_since_snapshot >= self.config.snapshot_every:
-            self._snapshot()
-
-    def _commit(self, turn) -> None:
-        """Journal the turn; its reports, market data and ledger entries go out once the
-        journal holds it durably (at once with fsync off), in turn order."""
-        channels, captured = self.exchange.md.channels, self.captured_seq
-        md = []  # (channel, frames) published by this turn, taken while the ring has them
-        for c in sorted(set(turn.market_data)):
-            seq = channels[c].seq
-            if seq > captured[c]:
-                md.append((c, b"".join(channels[c].replay(captured[c] + 1, seq) or ())))
-                captured[c] = seq
-        last = self.exchange.seq
+    def _journal(self, turn) -> None:
+        """Write the turn's records and make them durable (group commit)."""
         if turn.records:
+            self.journal.write(b"".join([journal_frame(seq, record)
+                                         for seq, record in turn.records]))
+            self.journal.commit()
             self.records_since_snapshot += len(turn.records)
-            if self.journal_thread is None:  # fsync off, or before the loop runs
-                self.journal.append(turn.records)
-                self.journal.commit()
-                self.durable = last
-            else:
-                self.journal_thread.submit(last, b"".join(
-                    [frame(seq, record) for seq, record in turn.records]))
-        if last <= self.durable and not self.waiting:
-            self._release(turn, md)
-        else:
-            self.waiting.append((last, turn, md))
 
-    def _on_durable(self, seq: int) -> None:
-        if seq < 0:  # the journal could not be written: stop before acknowledging more
-            self._fail(self.journal_thread.error)
-            return
-        self.durable = max(self.durable, seq)
-        waiting = self.waiting
-        while waiting and waiting[0][0] <= self.durable:
-            _, turn, md = waiting.popleft()
-            self._release(turn, md)
-
-    def _release(self, turn, md) -> None:
-        if turn is None:  # an answer held back until the state it shows is durable
-            session, payload, then = md
+    def _release_answers(self, ending: list) -> None:
+        touched = set(ending)
+        for session in self.answered:
             if not session.closing:
-                session.out += payload
-                session.flush()
-                if then is not None:
-                    then()
-            return
-        if turn.records and self.ledger is not None:
-            self.ledger.publish(turn.records[-1][0], turn)
-        self._send(turn, md)
+                session.out += session.answers
+                touched.add(session)
+            session.answers.clear()
+        self.answered = []
+        for session in touched:
+            self._finish(session)
 
-    def answer(self, session: Session, *messages, then=None) -> None:
-        """Reply with what the state shows now, once that state is durable: a client never
-        sees what a crash could still undo. ``then()`` runs right after it is sent."""
-        payload = bytearray()
-        for msg in messages:
-            if isinstance(msg, (bytes, bytearray)):
-                payload += msg
-            else:
-                P.encode_into(msg, payload)
-        if self.exchange.seq <= self.durable and not self.waiting:
-            session.out += payload
-            if then is not None:
-                then()
+    def _release(self, turn, ending: list) -> None:
+        """Everything the turn produced, now durable: per session its query answers, its
+        reports and the market data it subscribed to, in one write."""
+        touched = set(ending)
+        for session in self.answered:
+            if not session.closing:
+                session.out += session.answers
+                touched.add(session)
+            session.answers.clear()
+        self.answered = []
+        ex = self.exchange
+        accounts, starts, sizes, buf = self.output.grouped(len(ex.engine.accounts))
+        by_account = self.by_account
+        for a, start, size in zip(accounts.tolist(), starts.tolist(), sizes.tolist()):
+            session = by_account.get(a)
+            if session is not None:
+                session.out += memoryview(buf[start:start + size])
+                touched.add(session)
+        md, captured = ex.md, self.captured_seq
+        for c in range(md.channels):
+            seq = md.seq(c)
+            if seq > captured[c]:
+                subs = self.subscribers[c]
+                if subs:
+                    data = md.frames(c, captured[c] + 1, seq)
+                    if data is not None:  # else the subscribers see a gap and resync
+                        for session in subs:
+                            session.out += data
+                            touched.add(session)
+                captured[c] = seq
+        for session in touched:
+            self._finish(session)
+        if self.ledger is not None and turn.records:  # its position moves with every record
+            self.ledger.publish(ex.seq, turn.settled, turn.ledger_ops)
+
+    def _finish(self, session: Session) -> None:
+        """Write the session's output; then close it if it logged out or broke the protocol."""
+        if session.error is not None and not session.closing:
+            session.send(P.Error(int(session.error[0]), session.error[1]))
+            session.flush()
+            session.close()
+        elif session.logout and not session.closing:
+            session.flush()
+            session.close()
         else:
-            self.waiting.append((self.exchange.seq, None, (session, bytes(payload), then)))
+            session.flush()
 
     def _snapshot(self) -> None:
-        """A snapshot of the state now; the journal is made durable up to it first."""
-        if self.journal_thread is not None:
-            self.journal_thread.sync()
+        """A snapshot of the state now (the journal is durable up to it)."""
         self._reap_snapshot(wait=True)
         if self.config.fork_snapshots:
             self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange)
@@ -636,22 +612,6 @@ class ExchangeServer:
         if self.server is not None:
             self.server.close()
 
-    def _send(self, turn, md) -> None:
-        by_account = self.by_account
-        encode_into = P.encode_into
-        touched = set()
-        for account, report in turn.reports:
-            session = by_account.get(account)
-            if session is not None:
-                encode_into(report, session.out)
-                touched.add(session)
-        for c, data in md:
-            for session in self.subscribers[c]:
-                session.out += data
-                touched.add(session)
-        for session in touched:
-            session.flush()
-
     # -------------------------------------------------------------- time
 
     async def _tick_loop(self) -> None:
@@ -668,9 +628,9 @@ class ExchangeServer:
                         continue
                     hb = session.heartbeat_s
                     if session.account < 0 and now - session.opened > LOGON_TIMEOUT_S:
-                        session.error(P.GatewayReason.LOGON_TIMEOUT, "no Logon in time")
+                        session.error_now(P.GatewayReason.LOGON_TIMEOUT, "no Logon in time")
                     elif now - session.last_rx > hb * self.config.heartbeat_factor:
-                        session.error(P.GatewayReason.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+                        session.error_now(P.GatewayReason.HEARTBEAT_TIMEOUT, "heartbeat timeout")
                     elif now - session.last_tx > hb and session.account >= 0:
                         session.send(P.Heartbeat(self.clock.now()))
                         session.flush()
@@ -678,51 +638,39 @@ class ExchangeServer:
         except asyncio.CancelledError:
             pass
 
-    def set_clock(self, session: Session, msg) -> None:
-        """The operator's ``SetClock``: forward only, simulated clock only."""
-        def refuse(reason, text):
-            self.answer(session, P.AdminAck("SetClock", False, int(reason), text))
-
-        if session.account != self.exchange.operator:
-            return refuse(P.GatewayReason.NOT_AUTHORIZED, "only the operator account may do this")
-        if self.clock.mode != "sim":
-            return refuse(P.GatewayReason.BAD_VALUE, "the wall clock cannot be set "
-                          "(only a server started with --clock sim)")
-        self._flush()  # what came before keeps its time
-        now = self.clock.now()
-        if not now <= msg.ts_us < _CLOCK_END:
-            return refuse(P.GatewayReason.BAD_VALUE, f"the clock only moves forward, and not "
-                          f"past 2100: it is {format_time(now)}, not {msg.ts_us} µs")
-        self.clock.set(msg.ts_us)
-        self._clock_tick()  # a session boundary or 15:00 the jump passed
-        self._flush()
-        self.answer(session, P.AdminAck("SetClock", True))
-
     def _clock_tick(self) -> None:
-        ex = self.exchange
         if self.failed is not None:
             return
         ts = self.clock.now()
-        clock = ex.engine.book.globals()[0]
-        trading = ex.calendar.is_trading_day(ts // DAY_US)
-        due = any(status_at(ts, c.segment, trading, ex.halted[i // 2]) != c.status
-                  for i, c in enumerate(ex.md.channels))
-        if ex.engine.day_in_progress() and clock != NO_TIME and \
-                ts >= (clock // DAY_US) * DAY_US + DAY_CLOSE_US:
-            due = True  # the day's 15:00 has passed: expire and close
-        if due:
-            self.pending.append((SYSTEM, Tick(ts)))
-            self.schedule_flush()
+        if self.sequencer.tick_due(ts):
+            self.system.append((SYSTEM, Tick(ts)))
+            self._schedule()
 
 
 def _warm_up(impl: str) -> None:
-    """Compile (or load from Numba's cache) the matching kernel before the first client: a
-    cold compile takes tens of seconds, which no session should wait out."""
-    from engine import ClockTick, Engine, RiskConfig
+    """Compile (or load from Numba's cache) every kernel of the order path before the first
+    client, by running a few orders through a throwaway exchange: a cold compile takes tens
+    of seconds, which no session should wait out."""
     from engine.tradingdays import parse_time
 
-    Engine({"WARM": 6000}, impl=impl, risk=RiskConfig()).submit(
-        ClockTick(parse_time("2024-03-04T10:00:00")))
+    ex = Exchange(Genesis([("WARM", 6000)]), impl=impl, md_ring=16)
+    adm, out = Admission(ex), Output()
+    seq = Sequencer(ex, adm, out)
+    ts = parse_time("2024-03-04T10:00:00")
+    adm.begin(ts)
+    seq.run([(SYSTEM, AdminOp(ts, "OPEN_ACCOUNT", account="W", value=1)),
+             (SYSTEM, AdminOp(ts, "DEPOSIT", account="W", value=10**9)),
+             (SYSTEM, AdminOp(ts, "ALLOWANCE_IN", account="W", value=100))])
+    account = ex.account_handle("W")
+    seq.set_live(account, True)
+    frames = bytearray(b"".join(P.encode(m) for m in (
+        P.NewOrder("b", 0, 1, 10, 6000), P.NewOrder("s", 0, 2, 5, 5990, stp=2),
+        P.Amend("b", 6001, 8), P.Cancel("b"), P.Cancel("x"))))
+    adm.begin(ts)
+    adm.take(frames, account, 64, 1 << 30, 1 << 30, lambda frame: False, 8)
+    seq.run([(account, DisconnectCancel())])
+    out.grouped(len(ex.engine.accounts))
+    ex.md.frames(0, 1, ex.md.seq(0))
 
 
 class _Opening:

@@ -27,8 +27,8 @@ async def _trade_a_while(host, port, rounds: int) -> None:
         await asyncio.sleep(0.2)
 
 
-def _assert_same_view(lossy, clean, channel):
-    assert lossy.seq == clean.seq == channel.seq
+def _assert_same_view(lossy, clean, md):
+    assert lossy.seq == clean.seq == md.seq(0)
     assert (lossy.bids, lossy.asks, lossy.last_price, lossy.volume, lossy.status) == (
         clean.bids, clean.asks, clean.last_price, clean.volume, clean.status)
 
@@ -50,15 +50,15 @@ def test_gap_is_filled_by_replay(tmp_path):
             lossy_book = await lossy.subscribe("CEA")
             clean_book = await clean.subscribe("CEA")
             await _trade_a_while(host, port, 150)
-            channel = server.exchange.md.channel(0, 0)
-            await until(lambda: lossy_book.seq == channel.seq == clean_book.seq,
+            md = server.exchange.md
+            await until(lambda: lossy_book.seq == md.seq(0) == clean_book.seq,
                         what="the lossy subscriber to catch up")
-            _assert_same_view(lossy_book, clean_book, channel)
+            _assert_same_view(lossy_book, clean_book, md)
             assert dropped and lossy_book.gaps > 0 and lossy_book.replays > 0
             assert lossy_book.snapshots == 1  # replays were enough
             seqs = [m.seq for m in delivered if isinstance(m, _INCREMENTALS)]
             first = delivered[0].seq  # the snapshot's number
-            assert seqs == list(range(first + 1, channel.seq + 1))  # each once, in order
+            assert seqs == list(range(first + 1, md.seq(0) + 1))  # each once, in order
             assert len(lossy_book.trades) == len(clean_book.trades) > 0
 
     run_with_server(config(tmp_path), body)
@@ -82,10 +82,10 @@ def test_gap_older_than_the_ring_gets_a_snapshot(tmp_path):
             clean_book = await clean.subscribe("CEA")
             state["dropping"] = True
             await _trade_a_while(host, port, 60)
-            channel = server.exchange.md.channel(0, 0)
-            await until(lambda: lossy_book.seq == channel.seq == clean_book.seq,
+            md = server.exchange.md
+            await until(lambda: lossy_book.seq == md.seq(0) == clean_book.seq,
                         what="the lossy subscriber to catch up")
-            _assert_same_view(lossy_book, clean_book, channel)
+            _assert_same_view(lossy_book, clean_book, md)
             assert state["dropped"] == 20 and lossy_book.gaps >= 1
             assert lossy_book.snapshots >= 2  # the first, then fresh ones: the ring keeps 4
 
@@ -99,15 +99,15 @@ def test_snapshot_and_replay_request_directly(tmp_path):
         writer.write(P.encode(P.Logon("A003", "t3")) + P.encode(P.Subscribe("CEA", 0))
                      + P.encode(P.MdReplayRequest("CEA", 0, 1, 3))
                      + P.encode(P.Subscribe("NOPE", 0)))
-        frames = P.FrameReader(P.SERVER_MESSAGES)
+        frames = P.FrameReader(P.SERVER)
         got = []
         while len(got) < 6:
             got.extend(frames.feed(await asyncio.wait_for(reader.read(65536), 5)))
         writer.close()
         ack, snap, r1, r2, r3, refused = got[:6]
         assert isinstance(ack, P.LogonAck) and isinstance(snap, P.MdSnapshot)
-        channel = server.exchange.md.channel(0, 0)
-        assert snap.seq == channel.seq and (snap.bids, snap.asks) == channel.depth
+        md = server.exchange.md
+        assert snap.seq == md.seq(0) and (snap.bids, snap.asks) == md.depth_lists(0)
         assert [m.seq for m in (r1, r2, r3)] == [1, 2, 3]
         assert isinstance(r1, P.MdStatus) and r1.status == P.Status.OPEN
         assert isinstance(refused, P.AdminAck) and not refused.ok

@@ -17,7 +17,7 @@ from gateway.journal import JOURNAL, JournalError, rebuild, verify
 from gateway.protocol import ExecKind
 from ledger.core import Ledger, engine_balances
 
-from .support import config, run_with_server, start_server_process
+from .support import config, run_with_server, start_server_process, until
 from .test_marketdata import _trade_a_while
 
 KILL_CYCLES = int(os.environ.get("CEA_KILL_CYCLES", "6"))
@@ -67,15 +67,19 @@ def test_torn_tail_is_cut_and_corruption_is_refused(tmp_path):
     before = run_with_server(config(tmp_path), trade)
     journal = tmp_path / "data" / JOURNAL
     good = journal.read_bytes()
-    journal.write_bytes(good + good[-30:-3])  # half a record: a write the crash cut short
+    end = rebuild(tmp_path / "data").end  # the records end here; zeros follow (preallocated)
+    assert len(good) > end and not good[end:].strip(b"\0")
+    # half a record written over the zeros: a write the crash cut short
+    torn = good[:end] + good[end - 30:end - 3]
+    journal.write_bytes(torn + bytes(len(good) - len(torn)))
     report = verify(tmp_path / "data")
     assert report.ok and any("torn last record" in line for line in report.lines)
     rec = rebuild(tmp_path / "data", truncate=True)
-    assert (rec.truncated, rec.state_hash) == (27, before)
-    assert journal.read_bytes() == good
+    assert (rec.truncated, rec.state_hash) == (len(good) - end, before)
+    assert journal.read_bytes() == good[:end]
     # a damaged record with intact ones after it is not a torn tail: refuse to guess
-    damaged = bytearray(good)
-    damaged[len(good) // 2] ^= 0xFF
+    damaged = bytearray(good[:end])
+    damaged[end // 2] ^= 0xFF
     journal.write_bytes(bytes(damaged))
     with pytest.raises(JournalError, match="corrupt in the middle"):
         rebuild(tmp_path / "data", use_snapshot=False)
@@ -165,14 +169,14 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
 
     # every acknowledged order is there, accepted ones as accepted
     for (account, clid), kind in acked.items():
-        handle = ex.engine.orders.find((ex.account_handle(account), clid))
+        handle = ex.order_handle(account, clid)
         assert handle != NO_REF, (account, clid)
         status = ex.engine.book.order_state(handle)[0]
         assert (status != OrderStatus.NONE) == (kind == ExecKind.ACCEPTED), (account, clid)
     # every trade a participant was told of is in the journal, as told; none twice
     events = {}
-    rebuild(data, use_snapshot=False, on_turn=lambda seq, turn: events.update(
-        (int(r[11]), r) for ev in turn.events for r in ev.tolist() if r[0] == 3))
+    rebuild(data, use_snapshot=False, on_turn=lambda seq, applied: events.update(
+        (int(r[11]), r) for ev in applied.settled for r in ev.tolist() if r[0] == 3))
     assert sorted(events) == list(range(1, len(events) + 1))
     for (trade_id, side), (price, qty, account, clid) in trades.items():
         r = events[trade_id]
@@ -183,17 +187,22 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
     assert verify(data).ok
 
 
-def test_journal_thread_option_acknowledges_after_durability(tmp_path):
-    """The optional fsync thread (ServerConfig.journal_thread): results wait for durability
-    and the journal alone rebuilds the same state."""
+def test_journal_is_preallocated_and_commits_keep_its_size(tmp_path):
+    """With fsync on, records overwrite zeros the file already has (a commit syncs data
+    alone); the zeros after the last record are the end, not damage."""
     async def trade(server, host, port):
-        assert server.journal_thread is not None
-        await _trade_a_while(host, port, 20)
-        async with Client(host, port, "A003", "t3", cancel_on_disconnect=False) as c:
-            report = await c.place("rest", "CEA", Side.BUY, 100, 5800)
-            assert report.exec == ExecKind.ACCEPTED
-            assert server.durable >= server.exchange.seq - 1 and (await c.balance()).cash_reserved
+        journal = server.journal
+        await _trade_a_while(host, port, 10)
+        await until(lambda: journal._extender is None or not journal._extender.is_alive())
+        size = (server.data_dir / JOURNAL).stat().st_size
+        assert size >= journal.pos + 1 and size == journal.allocated
+        async with Client(host, port, "A003", "t3") as c:
+            assert (await c.place("p", "CEA", Side.BUY, 1, 5800)).exec == ExecKind.ACCEPTED
+        assert (server.data_dir / JOURNAL).stat().st_size == size  # no append
         return server.exchange.state_hash()
 
-    before = run_with_server(config(tmp_path, journal_thread=True), trade)
-    assert rebuild(tmp_path / "data", use_snapshot=False).state_hash == before
+    before = run_with_server(config(tmp_path, journal_prealloc=1 << 16), trade)
+    data = tmp_path / "data"
+    assert rebuild(data, use_snapshot=False).state_hash == before
+    report = verify(data)
+    assert report.ok and not any("torn" in line for line in report.lines), report.lines

@@ -175,7 +175,7 @@ def test_operator_commands(tmp_path):
                 await b.place("b1", "CEA", Side.BUY, 10, 6000)
             assert (await ops.end_day()).ok
             await until(lambda: book.summaries, what="day summary")
-            assert book.summaries[0].close == 6000 and book.summaries[0].date == "2024-03-04"
+            assert book.summaries[0].close == 6000 and book.summaries[0].date == 20240304
             assert book.summaries[0].volume == 10
             await until(lambda: reports_for(a, "r1")[-1].exec == ExecKind.EXPIRED)
             assert (await ops.end_day()).reason == GatewayReason.BAD_VALUE  # none open now
@@ -230,7 +230,7 @@ def test_heartbeat_timeout_disconnects(tmp_path):
     async def body(server, host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(P.encode(P.Logon("A001", "t1", True, 100)))
-        frames = P.FrameReader(P.SERVER_MESSAGES)
+        frames = P.FrameReader(P.SERVER)
         got = []
         while True:  # stay silent: the server heartbeats, then gives up after 3 intervals
             data = await asyncio.wait_for(reader.read(65536), 5)
@@ -267,14 +267,14 @@ def test_slow_reader_is_dropped(tmp_path):
 
 def test_order_before_logon_and_bad_frames(tmp_path):
     async def body(server, host, port):
-        for payload in (P.encode(P.NewOrder("o", "CEA", 1, 1, 6000)),
-                        b"\x00\x00\x00\x00",
-                        (P.MAX_FRAME + 1).to_bytes(4, "big") + b"x",
-                        b"\x00\x00\x00\x03\xc1\xc1\xc1"):
+        for payload in (P.encode(P.NewOrder("o", 0, 1, 1, 6000)),
+                        b"\x00\x00",
+                        (P.MAX_FRAME + 1).to_bytes(2, "little") + b"x",
+                        b"\x03\x00\xc1\xc1\xc1"):
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(payload)
             data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
-            msgs = P.FrameReader(P.SERVER_MESSAGES).feed(data)
+            msgs = P.FrameReader(P.SERVER).feed(data)
             assert len(msgs) == 1 and isinstance(msgs[0], P.Error), (payload, msgs)
             writer.close()
         assert server.failed is None
@@ -286,10 +286,10 @@ def test_logout_answers_what_came_before_it(tmp_path):
     async def body(server, host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(P.encode(P.Logon("A001", "t1", False)) + P.encode(
-            P.NewOrder("o1", "CEA", Side.BUY, 10, 5900)) + P.encode(P.Logout()))
+            P.NewOrder("o1", 0, Side.BUY, 10, 5900)) + P.encode(P.Logout()))
         data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
         writer.close()
-        msgs = P.FrameReader(P.SERVER_MESSAGES).feed(data)
+        msgs = P.FrameReader(P.SERVER).feed(data)
         assert [type(m) for m in msgs] == [P.LogonAck, P.ExecutionReport]
         assert msgs[1].exec == ExecKind.ACCEPTED
         assert server.exchange.engine.best_bid() == (5900, 10)  # cancel-on-disconnect off
