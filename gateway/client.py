@@ -10,7 +10,10 @@ Example (a running ``cea serve`` and A001's token; ``tests/gateway`` runs the li
 
 Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``; replies arrive at
 ``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``: the first report
-about that ``cl_ord_id``). Market data is kept per channel in a ``BookView``, which checks
+about that ``cl_ord_id``). The batch path sends frames built in NumPy (``send_frames`` with
+``protocol.order_frames``) and hands the reports of each read to ``on_reports`` as one array
+of ``protocol.EXECUTION_REPORT`` rows, split by compiled code (``BatchReader``): no Python
+object per order either way. Market data is kept per channel in a ``BookView``, which checks
 sequence numbers: on a gap it asks the server to replay the missing range (or re-snapshot)
 and holds later messages until the gap is filled, so callbacks see every message once, in
 order. With ``reconnect=True`` a lost connection is re-established, logged on again and
@@ -23,9 +26,12 @@ import asyncio
 import collections
 from typing import Callable
 
+import numpy as np
+
 from engine.codes import OrderType, Stp, TimeInForce
 
 from . import protocol as P
+from .wire import gather_reports, split_frames
 
 
 class ClientError(Exception):
@@ -122,6 +128,64 @@ class BookView:
 _MD = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
 
 
+class BatchReader:
+    """Splits the server's stream with compiled code: each ``feed`` returns, in order, runs
+    of ExecutionReports as ``EXECUTION_REPORT`` arrays and every other message as a Struct.
+
+    >>> r = BatchReader()
+    >>> report = P.ExecutionReport(P.ExecKind.ACCEPTED, "o1", 5, 0, 0, 1, 6000, 10, 0, 10)
+    >>> data = P.encode(report) * 2 + P.encode(P.Heartbeat(7))
+    >>> items = r.feed(data[:70]) + r.feed(data[70:])
+    >>> [(type(i).__name__, len(i) if isinstance(i, np.ndarray) else i) for i in items]
+    [('ndarray', 1), ('ndarray', 1), ('Heartbeat', Heartbeat(ts_us=7))]
+    """
+
+    def __init__(self):
+        self._pending = b""
+        self._offsets = np.zeros(1 << 12, np.int64)
+        self._rows = np.zeros((1 << 12, P.EXECUTION_REPORT.itemsize), np.uint8)
+        self._decoder = P.FrameReader(P.SERVER)
+
+    def feed(self, data: bytes) -> list:
+        buf = self._pending + data if self._pending else bytes(data)
+        raw = np.frombuffer(buf, np.uint8)
+        out: list = []
+        pos, end = 0, len(buf)
+        while True:
+            n, stop, bad = split_frames(raw, pos, end, P.MAX_SERVER_FRAME, self._offsets)
+            if bad >= 0:
+                raise P.ProtocolError(f"frame length 0 at offset {bad}")
+            if n == 0:
+                break
+            offsets = self._offsets[:n]
+            kinds = raw[offsets + 2]
+            is_report = kinds == P.MsgType.EXECUTION_REPORT
+            if is_report.all():
+                out.append(self._gather(raw, offsets))
+            else:
+                start = 0
+                for i in np.flatnonzero(~is_report).tolist():
+                    if i > start:
+                        out.append(self._gather(raw, offsets[start:i]))
+                    out.append(self._decoder.decode_frame(buf, int(offsets[i])))
+                    start = i + 1
+                if start < n:
+                    out.append(self._gather(raw, offsets[start:]))
+            pos = int(stop)
+            if n < self._offsets.shape[0]:
+                break
+        self._pending = buf[pos:]
+        return out
+
+    def _gather(self, raw, offsets) -> np.ndarray:
+        if offsets.shape[0] > self._rows.shape[0]:
+            self._rows = np.zeros((offsets.shape[0], P.EXECUTION_REPORT.itemsize), np.uint8)
+        n = gather_reports(raw, offsets, offsets.shape[0], self._rows)
+        if n != offsets.shape[0]:
+            raise P.ProtocolError("an ExecutionReport of the wrong size")
+        return self._rows[:n].copy().view(P.EXECUTION_REPORT).reshape(-1)
+
+
 class Client:
     """A session with the exchange. Use ``async with Client(...) as c`` or ``connect``/``close``."""
 
@@ -129,12 +193,14 @@ class Client:
                  cancel_on_disconnect: bool = True, heartbeat_ms: int = 5000,
                  on_execution: Callable[[P.ExecutionReport], None] | None = None,
                  on_market_data: Callable[[object], None] | None = None,
-                 reconnect: bool = False, drop: Callable[[object], bool] | None = None):
+                 reconnect: bool = False, drop: Callable[[object], bool] | None = None,
+                 on_reports: Callable[[np.ndarray], None] | None = None):
         self.host, self.port, self.account, self.token = host, port, account, token
         self.cancel_on_disconnect = cancel_on_disconnect
         self.heartbeat_ms = heartbeat_ms
         self.on_execution = on_execution
         self.on_market_data = on_market_data
+        self.on_reports = on_reports  # the batch path: EXECUTION_REPORT arrays, one per read
         self.reconnect = reconnect
         self.drop = drop  # tests: discard an incoming message on purpose
         self.books: dict[tuple[str, int], BookView] = {}
@@ -166,7 +232,7 @@ class Client:
         self._writer = writer
         writer.write(P.encode(P.Logon(self.account, self.token, self.cancel_on_disconnect,
                                       self.heartbeat_ms)))
-        frames = P.FrameReader(P.SERVER)
+        frames = BatchReader()
         reply = None
         while reply is None:
             data = await reader.read(65536)
@@ -184,8 +250,8 @@ class Client:
         self.instruments = list(reply.instruments)
         self._instrument_ids = {name: i for i, name in enumerate(self.instruments)}
         self.connected.set()
-        for msg in rest:
-            self._dispatch(msg)
+        for item in rest:
+            self._item(item)
         self._tasks = [asyncio.create_task(self._read(reader, frames)),
                        asyncio.create_task(self._heartbeat())]
         return reply
@@ -213,8 +279,8 @@ class Client:
                 data = await reader.read(1 << 16)
                 if not data:
                     break
-                for msg in frames.feed(data):
-                    self._dispatch(msg)
+                for item in frames.feed(data):
+                    self._item(item)
         except (ConnectionError, P.ProtocolError):
             pass
         except asyncio.CancelledError:
@@ -258,6 +324,22 @@ class Client:
         self._replies.clear()
 
     # -------------------------------------------------------------- incoming
+
+    def _item(self, item) -> None:
+        if not isinstance(item, np.ndarray):
+            self._dispatch(item)
+            return
+        if self.on_reports is not None:
+            self.on_reports(item)
+            if not (self.keep_reports or self.on_execution or self._waiters
+                    or self.drop is not None):
+                return
+            if not (self.keep_reports or self.on_execution or self.drop is not None):
+                # only awaited ids need objects
+                keys = np.array([P.encode_clid(k) for k in self._waiters], dtype="S20")
+                item = item[np.isin(item["cl_ord_id"], keys)]
+        for row in item:
+            self._dispatch(P.report_from_row(row))
 
     def _dispatch(self, msg) -> None:
         if self.drop is not None and self.drop(msg):
@@ -315,6 +397,13 @@ class Client:
         if self._writer is None or self._writer.is_closing():
             raise ClientError("not connected")
         self._writer.write(P.encode(msg))
+
+    def send_frames(self, frames) -> None:
+        """Send encoded frames as they are: a bytes object, or an array of frames
+        (``protocol.order_frames``, ``protocol.cancel_frames``) sent as its bytes."""
+        if self._writer is None or self._writer.is_closing():
+            raise ClientError("not connected")
+        self._writer.write(frames.tobytes() if isinstance(frames, np.ndarray) else frames)
 
     async def drain(self) -> None:
         await self._writer.drain()

@@ -7,16 +7,15 @@ the 20 wire bytes of the id and the account handle; the handle is what the engin
 rows carry. The id's text is needed only on cold paths (``name``, the ledger, CSV files).
 
 >>> t = OrderTable()
->>> t.intern_many(np.array([3, 3], np.int32), np.array([0, 0], np.int16),
-...               np.frombuffer(b"o1".ljust(20, b"\\0") * 2, np.uint8).reshape(2, 20))
-Traceback (most recent call last):
-...
-ValueError: journal: order id interned twice
->>> t.intern_many(np.array([3, 4], np.int32), np.array([0, 0], np.int16),
-...               np.frombuffer(b"o1".ljust(20, b"\\0") * 2, np.uint8).reshape(2, 20))
+>>> ids = np.frombuffer(b"o1".ljust(20, b"\\0") * 2, np.uint8).reshape(2, 20)
+>>> t.intern_many(np.array([3, 4], np.int32), np.array([0, 0], np.int16), ids)
 0
 >>> t.find(4, "o1"), t.find(5, "o1"), t.name(0), len(t)
 (1, -1, 'o1', 2)
+>>> t.intern_many(np.array([4], np.int32), np.array([0], np.int16), ids[:1])
+Traceback (most recent call last):
+...
+ValueError: journal: order id interned twice
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ ids (``cl_ord_id``) are 1 .. 20 printable ASCII characters (``!`` .. ``~``), NUL
 bytes. ``docs/protocol.md`` documents every byte.
 
 >>> frame = encode(NewOrder("o1", 0, Side.BUY, 500, 6010))
->>> len(frame), frame[:3].hex()  # length 39 (type + 38-byte body), type 12
-(41, '270c0c')
+>>> len(frame), frame[:3].hex()  # length 39 = 0x0027 (type + 38-byte body), type 12
+(41, '27000c')
 >>> reader = FrameReader(CLIENT)
 >>> reader.feed(frame + encode(Heartbeat()))
 [NewOrder(cl_ord_id='o1', instrument=0, side=1, qty=500, price=6010, type=1, tif=1, stp=1), Heartbeat(ts_us=0)]
@@ -618,6 +618,43 @@ def encode_many(messages) -> bytes:
     return b"".join(encode(m) for m in messages)
 
 
+def order_frames(n: int) -> np.ndarray:
+    """``n`` NewOrder frames to fill in (the batch path: no Python object per order):
+    headers set, LIMIT DAY CANCEL_NEWEST, price null. ``.tobytes()`` is the wire bytes.
+
+    >>> f = order_frames(2)
+    >>> f["cl_ord_id"] = [b"a1", b"a2"]; f["side"] = 1; f["qty"] = 10; f["price"] = 6000
+    >>> [m.cl_ord_id for m in FrameReader(CLIENT).feed(f.tobytes())]
+    ['a1', 'a2']
+    """
+    f = np.zeros(n, NEW_ORDER)
+    f["length"] = NEW_ORDER.itemsize - 2
+    f["type"] = MsgType.NEW_ORDER
+    f["ord_type"] = OrderType.LIMIT
+    f["tif"] = TimeInForce.DAY
+    f["stp"] = Stp.CANCEL_NEWEST
+    f["price"] = NULL_PRICE
+    return f
+
+
+def cancel_frames(n: int) -> np.ndarray:
+    """``n`` Cancel frames to fill in (``cl_ord_id`` only)."""
+    f = np.zeros(n, CANCEL)
+    f["length"] = CANCEL.itemsize - 2
+    f["type"] = MsgType.CANCEL
+    return f
+
+
+def report_from_row(row) -> "ExecutionReport":
+    """One ``EXECUTION_REPORT`` row as an ExecutionReport."""
+    price = int(row["price"])
+    return ExecutionReport(ExecKind(int(row["exec"])), decode_clid(bytes(row["cl_ord_id"])),
+                           int(row["ts_us"]), int(row["instrument"]), int(row["segment"]),
+                           int(row["side"]), None if price == NULL_PRICE else price,
+                           int(row["qty"]), int(row["filled"]), int(row["open"]),
+                           int(row["reason"]), int(row["trade_id"]))
+
+
 # ---------------------------------------------------------------- decoding
 
 def _dec_new(view, pos):
@@ -724,6 +761,10 @@ class FrameReader:
             raise
         self._buf = buf[pos:] if pos < end else b""
         return out
+
+    def decode_frame(self, buf: bytes, pos: int):
+        """The message of the complete frame at ``buf[pos:]``."""
+        return self._decode(buf, pos, buf[pos] | buf[pos + 1] << 8)
 
     def _decode(self, buf: bytes, pos: int, n: int):
         kind = buf[pos + 2]

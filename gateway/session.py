@@ -35,7 +35,7 @@ class Bucket:
     >>> b = Bucket(10, 5, now=0.0)
     >>> b.available(0.0), b.available(0.2)
     (5, 5)
-    >>> b.spend(5); b.available(0.3)
+    >>> b.spend(5); b.available(0.35)
     1
     """
 

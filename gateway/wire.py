@@ -8,7 +8,7 @@ split frames with ``split_frames``. The layouts are those of the numpy dtypes in
 
 >>> import numpy as np
 >>> from gateway import protocol as P
->>> buf = np.zeros(64, np.uint8)
+>>> buf = np.zeros(80, np.uint8)
 >>> clid = np.frombuffer(P.encode_clid("o1"), np.uint8)
 >>> end = put_report(buf, 0, 1, 0, 1, 0, 0, clid, 0, 7, 6010, 500, 0, 500, 0)
 >>> P.FrameReader(P.SERVER).feed(buf[:end].tobytes())[0].cl_ord_id, end
