@@ -19,7 +19,7 @@ from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_
 from .marketdata import publish_events, status_at
 from .orders import track
 
-_SETTLED = np.array([int(EventKind.TRADE), int(EventKind.DAY_CLOSED)], np.int64)
+_TRADE, _DAY = int(EventKind.TRADE), int(EventKind.DAY_CLOSED)
 _ACCOUNT_OPS = {"OPEN_ACCOUNT", "DEPOSIT", "WITHDRAW", "ALLOWANCE_IN", "ALLOWANCE_OUT"}
 
 
@@ -28,15 +28,19 @@ class Batch:
     next engine call), and per event the filled quantity after it of the order(s) it is
     about (``filled_after``: buyer, seller)."""
 
-    __slots__ = ("events", "filled_after", "days")
+    __slots__ = ("events", "filled_after", "trades", "days")
 
-    def __init__(self, events, filled_after, days):
-        self.events, self.filled_after, self.days = events, filled_after, days
+    def __init__(self, events, filled_after, trades, days):
+        self.events, self.filled_after = events, filled_after
+        self.trades, self.days = trades, days
 
     def settled(self) -> np.ndarray:
         """A copy of the TRADE and DAY_CLOSED rows: what the ledger settles."""
         ev = self.events
-        return ev[np.isin(ev[:, B.KIND], _SETTLED)]
+        if not (self.trades or self.days):
+            return ev[:0].copy()
+        kind = ev[:, B.KIND]
+        return ev[(kind == _TRADE) | (kind == _DAY)]
 
 
 _scratch = np.zeros((1 << 12, 2), np.int64)
@@ -53,16 +57,11 @@ def apply_orders(ex, cmds: np.ndarray) -> Batch:
     fa = _scratch[:n]
     o, md = ex.orders, ex.md
     track(events, n, o.side, o.filled, o.open, o.nxt, o.prv, o.head, o.tail, fa)
-    days = publish_events(events, n, md.figures, md.rings, md.changed)
+    trades, days = publish_events(events, n, md.figures, md.rings, md.changed)
     ts = int(cmds["ts"][-1]) if len(cmds) else ex.clock
-    changed = np.flatnonzero(md.changed)
-    if len(changed):
-        book = ex.engine.book
-        for c in changed.tolist():
-            md.publish_book_depth(book, c, ts)
-        md.changed[:] = 0
+    md.publish_depths(ex.engine.book, ts)
     publish_status(ex, ts)
-    return Batch(events, fa, days)
+    return Batch(events, fa, trades, days)
 
 
 def apply_admin(ex, op) -> bool:

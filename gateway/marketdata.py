@@ -32,6 +32,8 @@ from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US, in_session
 
 from . import protocol as P
 from .protocol import DEPTH_LEVELS, NULL_PRICE, Status
+from engine.fast.kernels import _top_levels
+
 from .wire import civil_date, put_md_depth, put_md_status, put_md_summary, put_md_trade
 
 _kernel = njit(cache=True, _nrt=False)
@@ -58,9 +60,10 @@ _TRADE, _DAY = int(EventKind.TRADE), int(EventKind.DAY_CLOSED)
 def publish_events(events, n, figures, rings, changed):
     """Frame the trades and day summaries of an event batch into the channels' rings and
     flag (``changed[c] = 1``) every channel whose book the batch touched. Returns the number
-    of DAY_CLOSED rows."""
+    of TRADE and of DAY_CLOSED rows."""
     slots = rings.shape[1]
     days = 0
+    trades = 0
     for k in range(n):
         kind = events[k, B.KIND]
         if kind == _TRADE:
@@ -75,6 +78,7 @@ def publish_events(events, n, figures, rings, changed):
                          events[k, B.SEGMENT], events[k, B.SIDE], seq, events[k, B.TS],
                          events[k, B.TRADE_ID], price, qty)
             changed[c] = 1
+            trades += 1
         elif kind == _DAY:
             instrument = events[k, B.INSTRUMENT]
             date = civil_date(events[k, B.ORDER])
@@ -93,7 +97,22 @@ def publish_events(events, n, figures, rings, changed):
             days += 1
         elif kind != 2:  # ACCEPTED, CANCELLED, EXPIRED, AMENDED: the book changed
             changed[events[k, B.INSTRUMENT] * 2 + events[k, B.SEGMENT]] = 1
-    return days
+    return trades, days
+
+
+@_kernel
+def publish_fast_depths(levels, books, changed, ts, figures, depths, rings, scratch):
+    """``publish_depth`` for every flagged channel, its top levels read straight from the
+    fast book's arrays (``engine.fast``); clears the flags. Returns messages framed."""
+    framed = 0
+    for c in range(changed.shape[0]):
+        if changed[c] == 0:
+            continue
+        changed[c] = 0
+        nb = _top_levels(levels, books, c, 1, DEPTH_LEVELS, scratch[:DEPTH_LEVELS])
+        na = _top_levels(levels, books, c, 2, DEPTH_LEVELS, scratch[DEPTH_LEVELS:])
+        framed += publish_depth(c, ts, scratch, nb, na, figures, depths, rings)
+    return framed
 
 
 @_kernel
@@ -209,6 +228,16 @@ class MarketData:
         self.figures[c, F_STATUS] = int(status)
         _put_status(c, int(status), seq, ts, self.rings)
         return seq
+
+    def publish_depths(self, book, ts: int) -> None:
+        """Publish the depth of every channel flagged changed (see ``publish_depth``)."""
+        if getattr(book, "name", "") == "numba":  # the fast book: one compiled pass
+            publish_fast_depths(book.levels, book.books, self.changed, ts, self.figures,
+                                self.depths, self.rings, self.levels)
+            return
+        for c in np.flatnonzero(self.changed).tolist():
+            self.publish_book_depth(book, c, ts)
+        self.changed[:] = 0
 
     def publish_book_depth(self, book, c: int, ts: int) -> None:
         """Compare channel ``c``'s top five levels in ``book`` with the last published and

@@ -112,7 +112,10 @@ class Sequencer:
         """Rows ``first .. last-1`` of the admission stage as one batch."""
         adm = self.admission
         cmds = adm.cmds[first:last]
-        k = int(adm.new[first:last].sum())
+        if first == 0 and last == adm.rows:  # the whole turn: its new ids are all the new ones
+            k = len(self.exchange.orders) - adm.first_order
+        else:
+            k = int(adm.new[first:last].sum())
         start = self._next_order
         self._next_order += k
         self._batch(cmds, start, k, first, adm.origin, adm.clid.reshape(-1), answers)
@@ -133,9 +136,8 @@ class Sequencer:
             events, fa = batch.events, batch.filled_after
             if batch.days:
                 self.turn.day_ended = True
-            settled = batch.settled()
-            if len(settled):
-                self.turn.settled.append(settled)
+            if batch.trades or batch.days:
+                self.turn.settled.append(batch.settled())
         else:
             events, fa = _NO_EVENTS, _NO_EVENTS[:, :2]
             origin, clid = _NO_ORIGIN, self._empty_clid
