@@ -258,9 +258,19 @@ def serve(
                                         "(09:30) or an ISO time; default today or next "
                                         "trading day, 09:30."),
     rate_limit: int = typer.Option(200_000, "--rate-limit", min=0,
-                                   help="Messages per second per session (0: none)."),
+                                   help="Messages per second per session, every kind (0: none)."),
     burst: int = typer.Option(50_000, "--burst", min=1,
                               help="Messages a session may send at once above its rate."),
+    query_rate: int = typer.Option(1_000, "--query-rate", min=0,
+                                   help="Of those, heartbeats and queries (Subscribe, "
+                                   "MdReplayRequest, BalanceRequest) per second (0: none)."),
+    query_burst: int = typer.Option(1_000, "--query-burst", min=1,
+                                    help="Queries a session may send at once above its rate."),
+    max_connections: int = typer.Option(1_000, "--max-connections", min=1,
+                                        help="Connections beyond this are refused "
+                                        "(Error SERVER_FULL)."),
+    backlog: int = typer.Option(1_024, "--backlog", min=1,
+                                help="Connections the kernel queues before they are accepted."),
     operator: str = typer.Option("OPS", "--operator", help="The operator account (halts, "
                                  "end of day, prior close) for a new data directory."),
     snapshot_every: int = typer.Option(200_000, "--snapshot-every", min=1,
@@ -282,7 +292,9 @@ def serve(
     config = ServerConfig(
         data_dir=data_dir, host=host, port=port, fsync=fsync_on, instruments=instruments,
         fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block, clock=clock,
-        rate_limit=rate_limit, burst=burst, operator=operator, snapshot_every=snapshot_every,
+        rate_limit=rate_limit, burst=burst, query_rate=query_rate, query_burst=query_burst,
+        max_connections=max_connections, backlog=backlog, operator=operator,
+        snapshot_every=snapshot_every,
         ledger=None if ledger == "off" else ledger,
         impl=engine.value, recover=recover)
     try:

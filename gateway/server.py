@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import gc
 import logging
 import os
 import signal
@@ -338,8 +339,13 @@ class ExchangeServer:
             del self.by_account[session.account]
             self.sequencer.set_live(session.account, False)
             if session.cancel_on_disconnect and session.account != self.exchange.operator:
-                self.system.append((session.account, DisconnectCancel()))
-                self._schedule()
+                if session.inbuf and session.error is None and not session.logout:
+                    # what it sent before it went is sequenced first, then the cancel
+                    session.cancel_after_input = True
+                    self.ready(session)
+                else:
+                    self.system.append((session.account, DisconnectCancel()))
+                    self._schedule()
 
     def logon(self, session: Session, msg: P.Logon) -> bool:
         """Check a Logon and answer it; True if the session is now logged on."""
@@ -393,12 +399,15 @@ class ExchangeServer:
         again, ending = [], []
         for session in queue:
             session.queued = False
-            if session.closing or session.account < 0:
+            if session.account < 0 or (session.closing and not session.cancel_after_input):
                 continue
-            if session.peer_slow:
+            if session.peer_slow and not session.closing:
                 continue  # resume_writing puts it back
             if self._take(session):
                 again.append(session)
+            elif session.cancel_after_input:
+                session.cancel_after_input = False
+                adm.special(session.account, DisconnectCancel())
             if session.logout or session.error is not None:
                 ending.append(session)
         system, self.system = self.system, []
@@ -425,7 +434,7 @@ class ExchangeServer:
 
     def _after(self, again: list) -> None:
         for session in again:
-            if not session.closing:
+            if not session.closing or session.cancel_after_input:
                 self.ready(session)
 
     def _take(self, session: Session) -> bool:
@@ -466,6 +475,8 @@ class ExchangeServer:
             return True
         if cls in _SEQUENCED:
             self.admission.special(session.account, msg)
+        elif session.closing:
+            return False  # no one to answer
         elif cls is P.Subscribe:
             self._subscribe(session, msg)
         elif cls is P.MdReplayRequest:
@@ -705,6 +716,9 @@ def serve(config: ServerConfig, ready=None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         host, port = await server.start()
+        # what exists now lives as long as the server: keep the collector from rescanning it
+        gc.collect()
+        gc.freeze()
         if ready is not None:
             ready(server, summary, host, port)
         waiter = loop.create_task(stop.wait())

@@ -83,6 +83,7 @@ class Session(asyncio.Protocol):
         self.reading_paused = False  # input over its bound: the socket is not read
         self.peer_slow = False  # output over the transport's high-water mark
         self.logout = False  # close once this turn's answers are out
+        self.cancel_after_input = False  # gone: sequence its last input, then its MassCancel
         self.error: tuple[int, str] | None = None  # sent after this turn's answers, then close
         self.id = 0
 

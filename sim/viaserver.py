@@ -73,7 +73,7 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
 
     events: list[np.ndarray] = []
     recovery = rebuild(workdir / "data", use_snapshot=False,
-                       on_turn=lambda seq, turn: events.extend(turn.events))
+                       on_turn=lambda seq, applied: events.extend(applied.settled))
     exchange = recovery.exchange
     ev = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
     trades = ev[ev[:, B.KIND] == EventKind.TRADE]
