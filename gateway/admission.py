@@ -16,7 +16,9 @@ Limits, each per session: ``share`` frames per turn (fair to every session: a tu
 bounded share from each), a token bucket over all messages (``budget``), and a second,
 smaller one over the messages Python answers (``query_budget``: heartbeats, subscriptions,
 replays, balances). A throttled order gets a THROTTLED reject, a throttled query an
-``AdminAck(false, THROTTLED)``, a throttled heartbeat nothing; Logout is always honoured.
+``AdminAck(false, THROTTLED)`` (its body is not read: that is what throttling saves), a
+throttled heartbeat nothing; Logout is always honoured, and a Logon always read (on a
+logged-on session it is a protocol error).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def _classes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             cls[t] = C_AMEND
         elif t == MsgType.HEARTBEAT:
             cls[t] = C_HEARTBEAT
-        elif t == MsgType.LOGOUT:
+        elif t in (MsgType.LOGOUT, MsgType.LOGON):  # always read: a Logon here is an error
             cls[t] = C_LOGOUT
         elif t in (MsgType.SUBSCRIBE, MsgType.MD_REPLAY_REQUEST, MsgType.BALANCE_REQUEST):
             cls[t] = C_QUERY
@@ -194,7 +196,7 @@ def admit(buf, pos, end, account, ts, share, budget, query_budget, cmds, clid, o
         if not throttled:
             meta[M_USED] += 1
         if cls >= C_PACKED:
-            if cls == C_QUERY or cls == C_HEARTBEAT:
+            if (cls == C_QUERY or cls == C_HEARTBEAT) and not throttled:
                 if meta[M_QUERIES] >= query_budget:
                     throttled = True
                 else:

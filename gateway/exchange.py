@@ -105,8 +105,8 @@ class Exchange:
                  calendar: TradingCalendar | None = None, md_ring: int = RING):
         self.genesis = genesis
         names = [name for name, _ in genesis.instruments]
-        if len(names) > P.NO_INSTRUMENT:
-            raise ValueError(f"at most {P.NO_INSTRUMENT} instruments")
+        if len(names) > 32_767:  # order rows keep the instrument in an int16
+            raise ValueError("at most 32,767 instruments")
         # past 2026 (the last year of recorded holidays) weekdays trade, for simulations
         self.calendar = calendar or TradingCalendar.xshg(weekdays_beyond=True)
         risk = RiskConfig(fee_bps_listed=genesis.fee_bps_listed,

@@ -40,7 +40,7 @@ _kernel = njit(cache=True, _nrt=False)
 
 #: Frames a channel keeps for replay requests.
 RING = 65_536
-#: Bytes of a ring slot: the largest frame (an MdDepth of ten levels) is 226.
+#: Bytes of a ring slot: the largest frame (an MdDepth of ten levels) is 224.
 SLOT = 256
 
 # per-channel figures (columns of MarketData.figures)

@@ -201,7 +201,10 @@ def encode_clid(cl_ord_id: str) -> bytes:
     >>> encode_clid("o1")
     b'o1\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00'
     """
-    raw = cl_ord_id.encode("ascii", "replace") if isinstance(cl_ord_id, str) else bytes(cl_ord_id)
+    try:
+        raw = cl_ord_id.encode("ascii") if isinstance(cl_ord_id, str) else bytes(cl_ord_id)
+    except UnicodeEncodeError:
+        raw = b""
     if not 1 <= len(raw) <= CLID_BYTES or not all(0x21 <= c <= 0x7E for c in raw):
         raise ValueError(f"cl_ord_id {cl_ord_id!r}: 1 to {CLID_BYTES} printable ASCII characters "
                          "(no spaces)")
@@ -223,9 +226,9 @@ class _Msg(msgspec.Struct, frozen=True):
     TYPE = 0
 
 
-class _Packed(_Msg, frozen=True, array_like=True, omit_defaults=True):
-    """A session-level message: the body is the msgpack array of its fields; fields with a
-    default may be left off at the end."""
+class _Packed(_Msg, frozen=True, array_like=True):
+    """A session-level message: the body is the msgpack array of its fields (all written;
+    a reader accepts trailing fields with a default left off)."""
 
 
 # ---------------------------------------------------------------- both directions
@@ -593,6 +596,8 @@ def encode(msg) -> bytes:
                              len(msg.asks), msg.seq, msg.ts_us) + b"".join(
             _S_LEVEL.pack(*level) for level in levels)
     body = _msgpack.encode(msg)
+    if len(body) >= MAX_SERVER_FRAME:
+        raise ValueError(f"{kind.__name__} of {len(body)} bytes does not fit in a frame")
     return _HEAD.pack(len(body) + 1, msg.TYPE) + body
 
 

@@ -2,11 +2,11 @@
 
 A session keeps what it received in ``inbuf`` until the next turn takes it (the admission
 stage reads the frames straight from there) and what the turn produces for it in ``out``
-until it is written, once per turn. It reads under backpressure: when more than
-``max_in_buffer`` bytes wait unprocessed, or the peer does not read what was written (the
-transport's high-water mark), the session stops reading from its socket; TCP then pushes back
-on the peer instead of the server growing memory. A peer that lets more than
-``max_out_buffer`` bytes of replies pile up is dropped.
+until it is written, once per turn. It reads under backpressure: while the peer
+does not read what was written (the transport's high-water mark), the turns leave its input
+unprocessed; when more than ``max_in_buffer`` bytes wait unprocessed, the session stops
+reading from its socket, and TCP pushes back on the peer instead of the server growing
+memory. A peer that lets more than ``max_out_buffer`` bytes of replies pile up is dropped.
 
 Two token buckets bound what a session may cost: one over every message (``rate_limit``,
 ``burst``) and one over the messages answered in Python (``query_rate``, ``query_burst``:
