@@ -158,14 +158,17 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
         starts[s] = pos
         pos += sizes[s]
         sizes[s] = starts[s]  # now the cursor of slot s
-    for i in range(n):
-        s = slot_of[idx[i, 0]]
-        q = idx[i, 1]
-        size = 2 + rd_u16(buf, q)
-        c = sizes[s]
-        for k in range(size):
-            out[c + k] = buf[q + k]
-        sizes[s] = c + size
+    if nt == 1:  # one account: the frames are already in order, back to back in buf
+        sizes[0] = pos
+    else:
+        for i in range(n):
+            s = slot_of[idx[i, 0]]
+            q = idx[i, 1]
+            size = 2 + rd_u16(buf, q)
+            c = sizes[s]
+            for k in range(size):
+                out[c + k] = buf[q + k]
+            sizes[s] = c + size
     for s in range(nt):
         sizes[s] -= starts[s]
         slot_of[touched[s]] = -1
@@ -229,4 +232,5 @@ class Output:
             self._grouped = np.zeros(self.buf.shape[0], np.uint8)
         nt = _group(self.buf, self.idx, n, self._slot_of, self._touched, self._sizes,
                     self._starts, self._grouped)
-        return self._touched[:nt], self._starts[:nt], self._sizes[:nt], self._grouped
+        return (self._touched[:nt], self._starts[:nt], self._sizes[:nt],
+                self.buf if nt == 1 else self._grouped)
