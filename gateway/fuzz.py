@@ -557,6 +557,29 @@ def describe_failure(f: dict) -> str:
     return f"{f['kind']}: {f['error']}\n{how}\n{f.get('traceback', '')}"
 
 
+def at_stack_depth(n: int, f):
+    """``f()``, called ``n`` Python frames deeper than this call."""
+    return f() if n <= 0 else at_stack_depth(n - 1, f)
+
+
+#: Extra stack frames of the second decode of a nested stream (``fuzz_decoder``).
+DEPTH_PROBE = 200
+
+
+def _outcome(data: bytes) -> tuple:
+    """(messages, whether it raised ProtocolError) of one feed to a fresh reader."""
+    try:
+        return P.FrameReader(P.CLIENT).feed(data), False
+    except P.ProtocolError as e:
+        return e.messages, True
+
+
+def _nested(data: bytes) -> bool:
+    """Whether ``data`` may hold a value nested hundreds of levels deep."""
+    return len(data) > 300 and (data.count(b"\x91") + data.count(b"\x81") + data.count(b"\xdc")
+                                + data.count(b"\x92")) > 150
+
+
 def _split(rng: random.Random, data: bytes, bounds: list[int]) -> list[bytes]:
     """The stream as the network might deliver it."""
     n = len(data)
@@ -576,7 +599,8 @@ def _split(rng: random.Random, data: bytes, bounds: list[int]) -> list[bytes]:
 # ---------------------------------------------------------------------- decoder
 
 def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
-                 strict: bool = True, max_failures: int = 10) -> dict:
+                 strict: bool = True, max_failures: int = 10,
+                 depth_probe: int = DEPTH_PROBE) -> dict:
     """Feed ``frames`` generated frames to ``FrameReader(CLIENT)``; return counts.
 
     Counts: ``frames`` (= ``valid`` + ``mutated`` + ``garbage``), ``decoded`` messages,
@@ -585,12 +609,17 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
     message for message), ``by_type`` (decoded messages per type name) and ``failures``
     (contract violations, each with the input that triggers it). With ``strict`` the first
     failure raises ``FuzzFailure``; otherwise up to ``max_failures`` are collected.
+
+    With ``depth_probe`` (Python frames; 0: off), a stream that may hold values nested deep
+    is decoded once more, that many frames deeper in the stack, and must decode the same
+    (``depth_checks`` counts them): a frame is valid or not whoever reads it.
     """
     rng = random.Random(seed)
     gen = FrameGen(rng, deep_nesting)
     c = Counter()
     by_type = Counter()
     unexpected = Counter()  # exception type names
+    by_kind = Counter()  # failures found, by kind
     failures: list[dict] = []
     reader = P.FrameReader(P.CLIENT)
     history: list[bytes] = []  # everything fed to this reader: a failure's reproduction
@@ -606,6 +635,7 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
                 reproduces = False
             except Exception:  # noqa: BLE001 - what we are looking for
                 reproduces = True
+        by_kind[kind] += 1
         f = {"kind": kind, "error": error, "traceback": tb, "input": data,
              "reproduces": reproduces, "seed": seed, "stream": c["streams"]}
         if strict:
@@ -679,6 +709,18 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
             c["streams_incomplete"] += 1
         else:
             c["streams_clean"] += 1
+        if depth_probe and _nested(data):  # the same wherever it is decoded from
+            c["depth_checks"] += 1
+            try:
+                here, deeper = _outcome(data), at_stack_depth(depth_probe,
+                                                              lambda: _outcome(data))
+            except Exception:  # noqa: BLE001 - found above, as "exception"
+                here = deeper = None
+            if here != deeper:
+                history[:] = [data]
+                fail("stack_depth", f"the same bytes decode to {here!r:.200} here and to "
+                     f"{deeper!r:.200} {depth_probe} Python frames deeper: msgspec's nesting "
+                     "limit is the interpreter's remaining recursion budget")
         if expected is not None:
             c["roundtrips"] += 1
             if got != expected or errored or reader.pending:
@@ -689,11 +731,12 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
             reader, history = P.FrameReader(P.CLIENT), []
     out = {k: c[k] for k in ("frames", "valid", "mutated", "garbage", "decoded",
                              "protocol_errors", "unexpected", "streams", "streams_clean",
-                             "streams_errored", "streams_incomplete", "roundtrips", "feeds",
-                             "bytes")}
+                             "streams_errored", "streams_incomplete", "roundtrips",
+                             "depth_checks", "feeds", "bytes")}
     out["frames"] = made
     out["by_type"] = dict(sorted(by_type.items()))
     out["unexpected_by_type"] = dict(unexpected)
+    out["failures_by_kind"] = dict(sorted(by_kind.items()))
     out["failures"] = failures
     return out
 
@@ -798,12 +841,14 @@ class AdmissionModel:
             taken += 1
             pos += 2 + n
             if t not in _BINARY_SIZE:
-                if t in _QUERY_TYPES or t == _HEARTBEAT:
+                # the query bucket is charged only for what the first one admitted
+                if (t in _QUERY_TYPES or t == _HEARTBEAT) and not throttled:
                     if queries >= query_budget:
                         throttled = True
                     else:
                         queries += 1
-                if throttled and t != _LOGOUT:  # Logout is always honoured
+                # Logout is always honoured, and a Logon always read (a protocol error here)
+                if throttled and t != _LOGOUT and t != _LOGON:
                     if t != _HEARTBEAT:  # a throttled heartbeat gets nothing
                         answers.append((len(rows), account, _THROTTLE_ANSWER[t]))
                     walk.append((t, msg, "throttled"))
@@ -933,8 +978,8 @@ def fuzz_admission(frames: int, seed: int = 0, *, deep_nesting: bool = True,
 
     rng = random.Random(seed)
     gen = FrameGen(rng, deep_nesting, binary=0.75, enders=0.2)
-    c, rows_by_action, rows_by_check, answers_by, bad_by, handled_by, ends, unexpected = (
-        Counter() for _ in range(8))
+    c, rows_by_action, rows_by_check, answers_by, bad_by, handled_by, ends, unexpected, \
+        by_kind = (Counter() for _ in range(9))
     failures: list[dict] = []
     server_reader = P.FrameReader(P.SERVER)
     state: dict = {}
@@ -946,7 +991,7 @@ def fuzz_admission(frames: int, seed: int = 0, *, deep_nesting: bool = True,
         c["exchanges"] += 1
 
     def fail(kind: str, error: str, ctx: dict, tb: str = "") -> None:
-        c["failures"] += 1
+        by_kind[kind] += 1
         data = ctx["sent"]
         f = {"kind": kind, "error": error, "traceback": tb, "input": data, "seed": seed,
              "session": c["sessions"],
@@ -1092,7 +1137,7 @@ def fuzz_admission(frames: int, seed: int = 0, *, deep_nesting: bool = True,
         "bytes",
         "exchanges", "ids_interned", "ids_reused", "ids_invalid", "orders_found",
         "huge_price_clamps", "heartbeats_dropped", "more_share", "more_packed",
-        "stream_checks", "throttled_undecodable", "failures")}}
+        "stream_checks", "throttled_undecodable")}}
     out["rows"] = sum(rows_by_action.values())
     out["rows_by_action"] = dict(sorted(rows_by_action.items()))
     out["rows_by_check"] = dict(sorted(rows_by_check.items()))
@@ -1102,6 +1147,7 @@ def fuzz_admission(frames: int, seed: int = 0, *, deep_nesting: bool = True,
     out["handled"] = dict(sorted(handled_by.items()))
     out["session_ends"] = dict(sorted(ends.items()))
     out["unexpected_by_type"] = dict(unexpected)
+    out["failures_by_kind"] = dict(sorted(by_kind.items()))
     out["failures"] = failures
     return out
 
@@ -1187,7 +1233,8 @@ def _against_stream(walked, ref_msgs, ref_error, ended, c) -> str | None:
         if ref_error is not None and k == ref_error[0]:  # the reader failed at this frame
             if not isinstance(msg, P.ProtocolError):
                 return f"frame {k}: FrameReader failed ({ref_error[1]}) where the stage took " \
-                    f"{msg!r:.200}"
+                    f"{msg!r:.200}" + (" (decoded from another stack depth)" if "nested too "
+                                       "deeply" in ref_error[1] else "")
             if what == "throttled":
                 c["throttled_undecodable"] += 1  # skipped unread: the reader is done here
                 return None
@@ -1197,6 +1244,9 @@ def _against_stream(walked, ref_msgs, ref_error, ended, c) -> str | None:
         if k >= len(ref_msgs):
             return f"frame {k}: the stage took a frame FrameReader did not finish: {msg!r:.200}"
         if ref_msgs[k] != msg:
+            if "nested too deeply" in str(msg):
+                return f"frame {k}: decoded from another stack depth, the frame is undecodable " \
+                    f"({msg}); FrameReader.feed decoded it: {ref_msgs[k]!r:.200}"
             return f"frame {k}: the stage saw {msg!r:.200}, FrameReader {ref_msgs[k]!r:.200}"
     if ended == "bad":
         if ref_error is None or ref_error[0] != n:
@@ -1383,6 +1433,7 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
     examples: list[str] = []
     deadline = time.monotonic() + time_limit
     sent = [0]
+    dead = [False]  # the server stopped accepting connections
     creds = (account, token)
 
     def anomaly(what: str, detail: str = "") -> None:
@@ -1395,8 +1446,9 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
             r, w = await asyncio.wait_for(asyncio.open_connection(host, port), reply_timeout)
         except (OSError, asyncio.TimeoutError) as e:
             c["connect_failures"] += 1
-            if c["connect_failures"] > 50:
-                raise ConnectionError(f"cannot connect to {host}:{port}: {e}") from None
+            if c["connect_failures"] > 20 and not dead[0]:
+                dead[0] = True
+                anomaly("server_unreachable", f"cannot connect to {host}:{port}: {e}")
             await asyncio.sleep(0.05)
             return None
         c["connections"] += 1
@@ -1494,7 +1546,7 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
             mirror = P.FrameReader(P.CLIENT)
             while sent[0] < frames and time.monotonic() < deadline:
                 n = min(rng.randint(1, 8), frames - sent[0])
-                if rng.random() < 0.6:  # a run of valid messages keeps the session going
+                if rng.random() < 0.75:  # a run of valid messages keeps the session going
                     data = b"".join(gen.valid()[0] for _ in range(n))
                 else:
                     data = b"".join(gen.any()[1] for _ in range(n))
@@ -1528,8 +1580,8 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
 
     async def worker(i: int) -> None:
         rng = random.Random(f"{seed}:{i}")
-        gen = FrameGen(rng, deep_nesting, huge=0.01)
-        while sent[0] < frames and time.monotonic() < deadline:
+        gen = FrameGen(rng, deep_nesting, huge=0.01, binary=0.6, enders=0.3)
+        while sent[0] < frames and time.monotonic() < deadline and not dead[0]:
             if rng.random() < 0.15:
                 await pre_logon(rng, gen)
             else:
@@ -1542,7 +1594,7 @@ async def fuzz_server(host: str, port: int, account: str, token: str, frames: in
         out.setdefault(key, 0)
     out["frames"] = c["frames_sent"]
     out["seconds"] = round(time.monotonic() - t0, 3)
-    out["timed_out"] = sent[0] < frames
+    out["timed_out"] = sent[0] < frames and not dead[0]
     out["received_by_type"] = dict(sorted(by_type.items()))
     out["anomalies"] = dict(anomalies)
     out["anomaly_examples"] = examples
@@ -1579,11 +1631,17 @@ async def _local_server_fuzz(frames: int, seed: int, connections: int, time_limi
             if server.failed is not None:
                 counts["anomalies"]["server_failed"] = 1
                 counts["anomaly_examples"].append(f"server failed: {server.failed!r}")
-            async with Client(host, port, "A002", "t2") as client:
-                report = await client.place("fuzz-after", 0, Side.BUY, 1, 6000)
-            counts["fresh_client"] = f"{report.exec.name} {P.reason_name(report.reason)}"
-            if type(report) is not P.ExecutionReport or report.cl_ord_id != "fuzz-after":
+            try:
+                async with Client(host, port, "A002", "t2") as client:
+                    report = await client.place("fuzz-after", 0, Side.BUY, 1, 6000, timeout=5)
+                counts["fresh_client"] = f"{report.exec.name} {P.reason_name(report.reason)}"
+                ok = type(report) is P.ExecutionReport and report.cl_ord_id == "fuzz-after"
+            except (OSError, asyncio.TimeoutError, Exception) as e:  # noqa: BLE001
+                counts["fresh_client"] = f"{type(e).__name__}: {e}"
+                ok = False
+            if not ok:
                 counts["anomalies"]["fresh_client"] = 1
+                counts["anomaly_examples"].append(f"fresh client: {counts['fresh_client']}")
         finally:
             await server.stop(snapshot=False)
     return counts
@@ -1609,6 +1667,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="which in-process harnesses to run (default both)")
     ap.add_argument("--no-deep-nesting", dest="deep_nesting", action="store_false",
                     help="leave out deeply nested fields")
+    ap.add_argument("--depth-probe", type=int, default=DEPTH_PROBE, metavar="FRAMES",
+                    help="decode nested streams again this many stack frames deeper; they "
+                    f"must decode the same (default {DEPTH_PROBE}; 0: off)")
     ap.add_argument("--server", metavar="HOST:PORT",
                     help="fuzz a running `cea serve` (loopback) instead; `local` starts one "
                     "in this process")
@@ -1643,7 +1704,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.harness not in ("all", name):
             continue
         t0 = time.perf_counter()
-        counts = run(args.frames, args.seed, deep_nesting=args.deep_nesting, strict=False)
+        kw = {"depth_probe": args.depth_probe} if run is fuzz_decoder else {}
+        counts = run(args.frames, args.seed, deep_nesting=args.deep_nesting, strict=False, **kw)
         failures = [describe_failure(f) for f in counts.pop("failures")]
         _print(name, counts, time.perf_counter() - t0)
         for f in failures:

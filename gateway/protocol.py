@@ -46,6 +46,7 @@ from typing import Annotated
 
 import msgspec
 import numpy as np
+from numba import njit
 
 from engine.codes import OrderType, Reason, Segment, Side, Stp, TimeInForce
 
@@ -522,6 +523,83 @@ class ProtocolError(ValueError):
     """A frame that is not a valid message: the connection is closed after it."""
 
 
+#: Deepest nesting of arrays and maps a session-level body may have. Client messages are flat
+#: arrays; a deeper (extra) field is refused the same way wherever it is decoded, whatever the
+#: caller's own stack depth (msgspec would recurse as deep as Python lets it).
+MAX_NESTING = 32
+
+
+@njit(cache=True, _nrt=False)
+def msgpack_depth(b, p, end, remaining):
+    """The nesting depth of the msgpack value at ``b[p:end]`` (uint8), walked without
+    recursion (``remaining``: int64 scratch, its length less 2 is the limit): -2 if deeper
+    than the limit, -1 if it runs past ``end`` (the decoder then says why). Strings, binaries
+    and extensions are skipped by their lengths."""
+    limit = remaining.shape[0] - 2
+    remaining[0] = 1
+    depth = 0
+    deepest = 0
+    while depth >= 0:
+        if remaining[depth] == 0:
+            depth -= 1
+            continue
+        remaining[depth] -= 1
+        if p >= end:
+            return -1
+        c = np.int64(b[p])
+        items = -1  # a container's item count, else -1
+        if c <= 0x7F or c >= 0xE0 or 0xC0 <= c <= 0xC3:
+            p += 1
+        elif c <= 0x8F:
+            items, p = 2 * (c - 0x80), p + 1
+        elif c <= 0x9F:
+            items, p = c - 0x90, p + 1
+        elif c <= 0xBF:
+            p += 1 + c - 0xA0
+        elif c == 0xDC or c == 0xDE or c == 0xDD or c == 0xDF:
+            width = 2 if c == 0xDC or c == 0xDE else 4
+            if p + 1 + width > end:
+                return -1
+            n = 0
+            for k in range(width):
+                n = (n << 8) | np.int64(b[p + 1 + k])
+            items = 2 * n if c >= 0xDE else n
+            p += 1 + width
+        elif c == 0xC4 or c == 0xC5 or c == 0xC6 or c == 0xD9 or c == 0xDA or c == 0xDB \
+                or c == 0xC7 or c == 0xC8 or c == 0xC9:
+            width = 1 if c == 0xC4 or c == 0xD9 or c == 0xC7 else (
+                2 if c == 0xC5 or c == 0xDA or c == 0xC8 else 4)
+            if p + 1 + width > end:
+                return -1
+            n = 0
+            for k in range(width):
+                n = (n << 8) | np.int64(b[p + 1 + k])
+            p += 1 + width + n + (1 if 0xC7 <= c <= 0xC9 else 0)
+        elif c == 0xCA:
+            p += 5
+        elif c == 0xCB:
+            p += 9
+        elif 0xCC <= c <= 0xD3:
+            p += 1 + (1 << ((c - 0xCC) % 4))
+        else:  # 0xD4 .. 0xD8: fixext 1, 2, 4, 8, 16
+            p += 2 + (1 << (c - 0xD4))
+        if items >= 0:
+            if depth + 1 > limit:
+                return -2
+            depth += 1
+            remaining[depth] = items
+            if depth > deepest:
+                deepest = depth
+    return deepest if p <= end else -1
+
+
+def check_nesting(body) -> None:
+    """``ProtocolError`` if a session-level body nests deeper than ``MAX_NESTING``."""
+    raw = np.frombuffer(body, np.uint8)
+    if msgpack_depth(raw, 0, raw.shape[0], np.zeros(MAX_NESTING + 2, np.int64)) == -2:
+        raise ProtocolError(f"nested deeper than {MAX_NESTING} levels")
+
+
 # ---------------------------------------------------------------- encoding
 
 _HEAD = struct.Struct("<HB")
@@ -778,8 +856,13 @@ class FrameReader:
             raise ProtocolError(f"unknown message type {kind}")
         packed = self._packed.get(kind)
         if packed is not None:
+            body = memoryview(buf)[pos + HEADER:pos + 2 + n]
             try:
-                return packed.decode(memoryview(buf)[pos + HEADER:pos + 2 + n])
+                check_nesting(body)
+            except ProtocolError as e:
+                raise ProtocolError(f"undecodable {cls.__name__}: {e}") from None
+            try:
+                return packed.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise ProtocolError(f"undecodable {cls.__name__}: {e}") from None
             except RecursionError:  # msgspec skipping an absurdly nested extra field

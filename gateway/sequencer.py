@@ -214,9 +214,12 @@ class Sequencer:
                           f"no instrument {name!r}")
             return
         o = ex.orders
+        side = getattr(msg, "side", 0)
+        if not 0 <= side <= 2:
+            side = -1  # matches no order
         handles = np.empty(max(1, len(o)), np.int64)
-        n = open_orders(o.head, o.nxt, o.instr, o.side, account, instrument,
-                        getattr(msg, "side", 0), handles) if account < o.head.shape[0] else 0
+        n = open_orders(o.head, o.nxt, o.instr, o.side, account, instrument, side,
+                        handles) if account < o.head.shape[0] else 0
         if n:
             handles = handles[:n]
             cmds = B.empty_commands(n)

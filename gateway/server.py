@@ -459,8 +459,11 @@ class ExchangeServer:
         """One session-level message; True to stop taking the session's input."""
         kind = frame[2]
         try:
-            msg = _DECODERS[kind].decode(memoryview(frame)[P.HEADER:])
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
+            body = memoryview(frame)[P.HEADER:]
+            P.check_nesting(body)
+            msg = _DECODERS[kind].decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError,
+                P.ProtocolError) as e:
             session.error = (P.GatewayReason.PROTOCOL_ERROR,
                              f"undecodable {P.CLIENT[kind].__name__}: {e}")
             return True

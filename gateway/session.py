@@ -154,8 +154,11 @@ class Session(asyncio.Protocol):
         if len(buf) < 2 + n:
             return b""
         try:
-            msg = _LOGON.decode(memoryview(buf)[P.HEADER:2 + n])
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
+            body = memoryview(buf)[P.HEADER:2 + n]
+            P.check_nesting(body)
+            msg = _LOGON.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError,
+                P.ProtocolError) as e:
             self.error_now(P.GatewayReason.PROTOCOL_ERROR, f"undecodable Logon: {e}")
             return b""
         rest = bytes(buf[2 + n:])

@@ -142,3 +142,52 @@ def test_split_frames_stops_at_a_zero_length():
     assert (n, stop, bad) == (1, len(first), len(first))
     with pytest.raises(P.ProtocolError):
         BatchReader().feed(raw.tobytes())
+
+
+def _depth(v) -> int:
+    if isinstance(v, list):
+        return 1 + max((_depth(x) for x in v), default=0)
+    if isinstance(v, dict):
+        return 1 + max((max(_depth(k), _depth(x)) for k, x in v.items()), default=0)
+    return 0
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=40) | st.binary(max_size=300),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(msgpack_values)
+def test_msgpack_depth_of_valid_values(value):
+    import msgspec
+
+    raw = np.frombuffer(msgspec.msgpack.encode(value), np.uint8)
+    assert P.msgpack_depth(raw, 0, len(raw), np.zeros(P.MAX_NESTING + 2, np.int64)) == \
+        _depth(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_msgpack_depth_of_any_bytes_is_a_verdict(data):
+    raw = np.frombuffer(data, np.uint8)
+    got = P.msgpack_depth(raw, 0, len(raw), np.zeros(P.MAX_NESTING + 2, np.int64))
+    assert -2 <= got <= P.MAX_NESTING
+
+
+def test_nesting_is_refused_whatever_the_callers_stack():
+    body = b"\x92\x00" + b"\x91" * 900 + b"\xc0"
+    frame = (len(body) + 1).to_bytes(2, "little") + b"\x01" + body
+
+    def at(depth, f):
+        return f() if depth == 0 else at(depth - 1, f)
+
+    for depth in (0, 300):
+        with pytest.raises(P.ProtocolError, match="nested deeper than 32"):
+            at(depth, lambda: P.FrameReader(P.CLIENT).feed(frame))
+    shallow = b"\x92\x00" + b"\x91" * 20 + b"\xc0"
+    ok = (len(shallow) + 1).to_bytes(2, "little") + b"\x01" + shallow
+    assert P.FrameReader(P.CLIENT).feed(ok) == [P.Heartbeat(0)]
