@@ -266,6 +266,10 @@ def serve(
                                    "MdReplayRequest, BalanceRequest) per second (0: none)."),
     query_burst: int = typer.Option(1_000, "--query-burst", min=1,
                                     help="Queries a session may send at once above its rate."),
+    max_open_orders: int = typer.Option(100_000, "--max-open-orders", min=0,
+                                        help="Orders one account may have open at once; "
+                                        "a NewOrder past it is rejected OPEN_ORDER_LIMIT "
+                                        "(0: no limit)."),
     max_connections: int = typer.Option(1_000, "--max-connections", min=1,
                                         help="Connections beyond this are refused "
                                         "(Error SERVER_FULL)."),
@@ -293,7 +297,8 @@ def serve(
         data_dir=data_dir, host=host, port=port, fsync=fsync_on, instruments=instruments,
         fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block, clock=clock,
         rate_limit=rate_limit, burst=burst, query_rate=query_rate, query_burst=query_burst,
-        max_connections=max_connections, backlog=backlog, operator=operator,
+        max_open_orders=max_open_orders, max_connections=max_connections, backlog=backlog,
+        operator=operator,
         snapshot_every=snapshot_every,
         ledger=None if ledger == "off" else ledger,
         impl=engine.value, recover=recover)

@@ -3,8 +3,8 @@ turned into engine command rows by compiled code.
 
 ``admit`` walks the frames in the buffer. For every frame it charges the session's rate
 limit; for NewOrder, Cancel and Amend it makes the gateway's checks in the order
-``docs/protocol.md`` gives (THROTTLED, INSTRUMENT_HALTED, then what a row says on its own:
-MALFORMED, INVALID_QTY, INVALID_PRICE), interns the order id in the order table and writes
+``docs/protocol.md`` gives (THROTTLED, INSTRUMENT_HALTED, OPEN_ORDER_LIMIT, then what a row
+says on its own: MALFORMED, INVALID_QTY, INVALID_PRICE), interns the order id in the order table and writes
 one ``COMMAND_DTYPE`` row stamped with the turn's time; the gateway's own rejects are framed
 at once into a side list with their place in the sequence (``gateway.reports`` merges them).
 It stops at a session-level (msgpack) frame, which Python decodes and handles once
@@ -54,7 +54,8 @@ M_QUERIES = 4  # frames charged to its query bucket
 M_TAKEN = 5  # frames taken from the session in this take
 M_BAD_CODE = 6  # 1: length out of range, 2: unknown type, 3: wrong size for its type
 M_BAD_VALUE = 7
-META = 8
+M_NEW = 8  # NEW rows written in this take (they may rest: counted against the open limit)
+META = 9
 
 # frame classes by type byte
 C_BAD, C_NEW, C_CANCEL, C_AMEND, C_PACKED, C_QUERY, C_HEARTBEAT, C_LOGOUT = range(8)
@@ -100,6 +101,7 @@ _MALFORMED, _INVALID_QTY, _INVALID_PRICE = (int(Reason.MALFORMED), int(Reason.IN
                                             int(Reason.INVALID_PRICE))
 _THROTTLED = int(P.GatewayReason.THROTTLED)
 _HALTED = int(P.GatewayReason.INSTRUMENT_HALTED)
+_OPEN_LIMIT = int(P.GatewayReason.OPEN_ORDER_LIMIT)
 _X_REJECTED, _X_CANCEL_REJECTED, _X_AMEND_REJECTED = (
     int(ExecKind.REJECTED), int(ExecKind.CANCEL_REJECTED), int(ExecKind.AMEND_REJECTED))
 
@@ -160,8 +162,8 @@ def _row(cmds, clid, origin, new, meta, ts, order, price, qty, account, instrume
 
 @_kernel
 def admit(buf, pos, end, account, ts, share, budget, query_budget, cmds, clid, origin, new,
-          gw_pos, gw_acct, gw_off, gw_buf, meta, table, ometa, oclid, oacct, oinstr, halted,
-          classes, sizes, templates, template_len):
+          gw_pos, gw_acct, gw_off, gw_buf, meta, table, ometa, oclid, oacct, oinstr, n_open,
+          max_open, halted, classes, sizes, templates, template_len):
     """Take frames from ``buf[pos:end]`` for the session of ``account``; returns
     (status, pos): see the module's docstring and the status codes above."""
     n_instruments = halted.shape[0]
@@ -231,6 +233,11 @@ def admit(buf, pos, end, account, ts, share, budget, query_budget, cmds, clid, o
                 _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, _X_REJECTED, _HALTED,
                         buf, p, ts)
                 continue
+            if max_open > 0 and n_open[account] + meta[M_NEW] >= max_open:
+                _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, _X_REJECTED,
+                        _OPEN_LIMIT, buf, p, ts)
+                continue
+            meta[M_NEW] += 1
             side, type_, tif, stp = buf[p + 22], buf[p + 23], buf[p + 24], buf[p + 25]
             qty = rd_u32(buf, p + 26)
             price = rd_i64(buf, p + 30)
@@ -351,7 +358,7 @@ class Admission:
         self.exchange.orders.reserve(frames)
 
     def take(self, inbuf: bytearray, account: int, share: int, budget: int,
-             query_budget: int, handler, max_packed: int):
+             query_budget: int, handler, max_packed: int, max_open: int = 0):
         """Admit frames from ``inbuf`` for ``account``; return (bytes consumed, frames
         charged to the bucket, to the query bucket, protocol error text or None, whether
         complete frames were left for a later turn).
@@ -360,7 +367,7 @@ class Admission:
         taking (Logout, an error); at most ``max_packed`` of them are handled per call.
         """
         meta = self.meta
-        meta[M_USED] = meta[M_QUERIES] = meta[M_TAKEN] = 0
+        meta[M_USED] = meta[M_QUERIES] = meta[M_TAKEN] = meta[M_NEW] = 0
         ex = self.exchange
         orders = ex.orders
         buf = np.frombuffer(inbuf, np.uint8)
@@ -376,8 +383,8 @@ class Admission:
                     buf, pos, end, account, self.ts, share, budget, query_budget, self.cmds,
                     self.clid, self.origin, self.new, self.gw_pos, self.gw_acct, self.gw_off,
                     self.gw_buf, meta, orders.table, orders.meta, orders.clid,
-                    orders.acct, orders.instr, ex.halted, CLASSES, SIZES, TEMPLATES,
-                    TEMPLATE_LEN)
+                    orders.acct, orders.instr, orders.n_open, max_open, ex.halted, CLASSES,
+                    SIZES, TEMPLATES, TEMPLATE_LEN)
                 pos = int(pos)
                 if status == ROOM:
                     continue

@@ -56,7 +56,7 @@ def apply_orders(ex, cmds: np.ndarray) -> Batch:
         _scratch = np.zeros((max(n, 2 * _scratch.shape[0]), 2), np.int64)
     fa = _scratch[:n]
     o, md = ex.orders, ex.md
-    track(events, n, o.side, o.filled, o.open, o.nxt, o.prv, o.head, o.tail, fa)
+    track(events, n, o.side, o.filled, o.open, o.nxt, o.prv, o.head, o.tail, o.n_open, fa)
     trades, days = publish_events(events, n, md.figures, md.rings, md.changed)
     ts = int(cmds["ts"][-1]) if len(cmds) else ex.clock
     md.publish_depths(ex.engine.book, ts)

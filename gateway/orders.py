@@ -129,7 +129,8 @@ def _rehash(table, meta, clid, acct):
 # ---------------------------------------------------------------- tracking
 
 @_inline
-def _link(nxt, prv, head, tail, account, h):
+def _link(nxt, prv, head, tail, n_open, account, h):
+    n_open[account] += 1
     t = tail[account]
     prv[h] = t
     nxt[h] = NIL
@@ -141,7 +142,8 @@ def _link(nxt, prv, head, tail, account, h):
 
 
 @_inline
-def _unlink(nxt, prv, head, tail, account, h):
+def _unlink(nxt, prv, head, tail, n_open, account, h):
+    n_open[account] -= 1
     p, n = prv[h], nxt[h]
     if p == NIL:
         head[account] = n
@@ -156,9 +158,9 @@ def _unlink(nxt, prv, head, tail, account, h):
 
 
 @_kernel
-def track(events, n, side, filled, open_, nxt, prv, head, tail, filled_after):
+def track(events, n, side, filled, open_, nxt, prv, head, tail, n_open, filled_after):
     """Apply an engine batch's events to the order table: sides, filled and open
-    quantities, and each account's list of resting orders. ``filled_after[k]`` gets the
+    quantities, and each account's list (and count) of resting orders. ``filled_after[k]`` gets the
     filled quantity, after event ``k``, of the order(s) it is about (buyer, seller)."""
     for k in range(n):
         kind = events[k, B.KIND]
@@ -169,16 +171,16 @@ def track(events, n, side, filled, open_, nxt, prv, head, tail, filled_after):
             open_[bh] = events[k, B.AUX1]
             open_[sh] = events[k, B.AUX2]
             if open_[bh] == 0:
-                _unlink(nxt, prv, head, tail, events[k, B.ACCOUNT], bh)
+                _unlink(nxt, prv, head, tail, n_open, events[k, B.ACCOUNT], bh)
             if open_[sh] == 0:
-                _unlink(nxt, prv, head, tail, events[k, B.ACCOUNT2], sh)
+                _unlink(nxt, prv, head, tail, n_open, events[k, B.ACCOUNT2], sh)
             filled_after[k, 0] = filled[bh]
             filled_after[k, 1] = filled[sh]
         elif kind == _ACCEPTED:
             h = events[k, B.ORDER]
             side[h] = events[k, B.SIDE]
             open_[h] = events[k, B.QTY]
-            _link(nxt, prv, head, tail, events[k, B.ACCOUNT], h)
+            _link(nxt, prv, head, tail, n_open, events[k, B.ACCOUNT], h)
         elif kind == _AMENDED:
             h = events[k, B.ORDER]
             open_[h] = events[k, B.QTY]
@@ -186,7 +188,7 @@ def track(events, n, side, filled, open_, nxt, prv, head, tail, filled_after):
         elif kind == _CANCELLED or kind == _EXPIRED:
             h = events[k, B.ORDER]
             if open_[h] > 0:
-                _unlink(nxt, prv, head, tail, events[k, B.ACCOUNT], h)
+                _unlink(nxt, prv, head, tail, n_open, events[k, B.ACCOUNT], h)
             open_[h] = 0
             filled_after[k, 0] = filled[h]
 
@@ -223,6 +225,7 @@ class OrderTable:
         self.prv = np.full(capacity, NIL, np.int64)
         self.head = np.full(accounts, NIL, np.int64)
         self.tail = np.full(accounts, NIL, np.int64)
+        self.n_open = np.zeros(accounts, np.int64)  # resting orders per account
 
     def __len__(self) -> int:
         return int(self.meta[M_COUNT])
@@ -257,6 +260,7 @@ class OrderTable:
             size = max(n, 2 * self.head.shape[0])
             self.head = _grown(self.head, size, NIL)
             self.tail = _grown(self.tail, size, NIL)
+            self.n_open = _grown(self.n_open, size, 0)
 
     # -------------------------------------------------------------- names
 
@@ -296,7 +300,8 @@ class OrderTable:
                 "instr": self.instr[:n].copy(), "side": self.side[:n].copy(),
                 "filled": self.filled[:n].copy(), "open": self.open[:n].copy(),
                 "nxt": self.nxt[:n].copy(), "prv": self.prv[:n].copy(),
-                "head": self.head.copy(), "tail": self.tail.copy()}
+                "head": self.head.copy(), "tail": self.tail.copy(),
+                "n_open": self.n_open.copy()}
 
     def __setstate__(self, state):
         n = state["n"]
@@ -305,6 +310,7 @@ class OrderTable:
             getattr(self, key)[:n] = state[key]
         self.head[:] = state["head"]
         self.tail[:] = state["tail"]
+        self.n_open[:] = state["n_open"]
         self.meta[M_COUNT] = n
         _rehash(self.table, self.meta, self.clid, self.acct)
 

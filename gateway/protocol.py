@@ -115,6 +115,7 @@ class GatewayReason(IntEnum):
     HEARTBEAT_TIMEOUT = 47  # (Error) nothing received for three heartbeat intervals
     LOGON_TIMEOUT = 48  # (Error) no Logon within 5 s of connecting
     SERVER_FULL = 49  # (Error) the server's connection limit is reached
+    OPEN_ORDER_LIMIT = 50  # a NewOrder while the account has its maximum of orders open
 
 
 def reason_name(code: int) -> str:

@@ -85,6 +85,7 @@ class ServerConfig:
     burst: int = 50_000
     query_rate: int = 1_000  # of these, heartbeats and queries per second (0: unlimited)
     query_burst: int = 1_000
+    max_open_orders: int = 100_000  # orders one account may have open (0: no limit)
     turn_share: int = 4_096  # frames one turn takes from one session at most
     query_share: int = 32  # session-level messages one turn handles per session at most
     max_in_buffer: int = 1 << 20  # unprocessed input over this: stop reading the socket
@@ -444,7 +445,7 @@ class ExchangeServer:
         consumed, used, queries, error, more = self.admission.take(
             session.inbuf, session.account, cfg.turn_share, session.bucket.available(now),
             session.queries.available(now), lambda frame: self._message(session, frame),
-            cfg.query_share)
+            cfg.query_share, cfg.max_open_orders)
         session.bucket.spend(used)
         session.queries.spend(queries)
         session.consumed(consumed)

@@ -27,6 +27,8 @@ from . import protocol as P
 log = logging.getLogger("cea.serve")
 
 _LOGON = msgspec.msgpack.Decoder(P.Logon)
+#: Seconds a closed session's peer has to read what was still unsent before it is cut off.
+CLOSE_GRACE_S = 1.0
 
 
 class Bucket:
@@ -188,9 +190,17 @@ class Session(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """Close after what is written so far; a peer that does not read it within
+        ``CLOSE_GRACE_S`` is cut off (else its session would hold its slot and memory)."""
         self.closing = True
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._cut)
+
+    def _cut(self) -> None:
+        if self.transport is not None and self.transport.get_write_buffer_size():
+            self.transport.abort()
 
     def abort(self, why: str) -> None:
         log.warning("session %s (%s): %s", self.id, self.account_name or "-", why)

@@ -55,7 +55,7 @@ class Pipeline:
         for h in self.handles.values():
             self.seq.set_live(h, True)
 
-    def turn(self, sends, ts, system=(), budget=BIG, share=4096):
+    def turn(self, sends, ts, system=(), budget=BIG, share=4096, max_open=0):
         """``sends``: (account name, frame bytes) in arrival order. Returns each account's
         messages."""
         self.adm.begin(ts)
@@ -65,7 +65,7 @@ class Pipeline:
             while inbuf:
                 consumed, used, _, error, more = self.adm.take(
                     inbuf, account, share, budget, BIG,
-                    lambda frame, a=account: self._packed(a, frame), 32)
+                    lambda frame, a=account: self._packed(a, frame), 32, max_open)
                 assert error is None
                 del inbuf[:consumed]
                 budget -= used
@@ -325,3 +325,25 @@ def test_budget_counts_every_message_and_heartbeats_cost_nothing_when_throttled(
     assert len(handled) == 1 and adm.rows == 1 and adm.answers == 1
     ack = P.FrameReader(P.SERVER).feed(adm.gw_buf[:int(adm.meta[2])].tobytes())
     assert ack == [P.AdminAck("BalanceRequest", False, P.GatewayReason.THROTTLED)]
+
+
+def test_open_order_limit_bounds_what_one_account_rests():
+    pipe = Pipeline()
+    a = P.encode
+    frames = b"".join(a(P.NewOrder(f"r{i}", 0, 1, 1, 5900 + i)) for i in range(5))
+    got, _ = pipe.turn([("A001", frames)], T0, max_open=3)
+    assert [(r.cl_ord_id, r.exec, r.reason) for r in got["A001"]] == [
+        ("r0", P.ExecKind.ACCEPTED, 0), ("r1", P.ExecKind.ACCEPTED, 0),
+        ("r2", P.ExecKind.ACCEPTED, 0),
+        ("r3", P.ExecKind.REJECTED, P.GatewayReason.OPEN_ORDER_LIMIT),
+        ("r4", P.ExecKind.REJECTED, P.GatewayReason.OPEN_ORDER_LIMIT)]
+    account = pipe.handles["A001"]
+    assert pipe.ex.orders.n_open[account] == 3 and pipe.ex.order_handle("A001", "r3") == NO_REF
+    # a fill or a cancel makes room again
+    got, _ = pipe.turn([("A002", a(P.NewOrder("s", 0, 2, 1, 5902)))], T0 + 1, max_open=3)
+    got, _ = pipe.turn([("A001", a(P.Cancel("r0")) + a(P.NewOrder("r3", 0, 1, 1, 5800)))],
+                       T0 + 2, max_open=3)
+    assert [r.exec for r in got["A001"]] == [P.ExecKind.CANCELLED, P.ExecKind.ACCEPTED]
+    assert pipe.ex.orders.n_open[account] == 2
+    again = pickle.loads(pickle.dumps(pipe.ex))
+    assert again.orders.n_open[account] == 2
