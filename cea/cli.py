@@ -520,6 +520,10 @@ def loadtest(
                            f"p50 {a.get('p50_us')} p90 {a.get('p90_us')} p99 {a.get('p99_us')} "
                            f"p99.9 {a.get('p999_us')} max {a.get('max_us')} us; fill p50 "
                            f"{run['fill'].get('p50_us')} p99 {run['fill'].get('p99_us')} us")
+                t = run["tester"]
+                typer.echo(f"  tester: sent {run['sent_per_s']:,}/s, CPU share "
+                           f"{t['cpu_share']}, {t['cpu_us_per_order']} us CPU/order, send lag "
+                           f"p99 {t['send_lag'].get('p99_us')} us")
     report = write_report(runs, out, p99_bound_us if len(sweep) > 1 else None)
     if "highest_rate_held" in report:
         typer.echo(f"highest rate held with p99 <= {p99_bound_us} us: "

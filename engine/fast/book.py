@@ -109,8 +109,10 @@ class FastBook:
         size = self.events.shape[0]
         while size - int(self.glob[S.GL_EVENTS]) < need:
             size *= 2
-        out = S.new_events(size)
-        out[: self.events.shape[0]] = self.events
+        old = self.events.shape[0]
+        out = np.empty((size, B.EVENT_WIDTH), dtype=np.int64)  # each row written once
+        out[:old] = self.events
+        out[old:] = 0
         self.events = out
 
     # ------------------------------------------------------------------ queries

@@ -121,10 +121,12 @@ def new_slots(capacity: int) -> np.ndarray:
 
 
 def grow_slots(slots: np.ndarray, glob: np.ndarray, capacity: int) -> np.ndarray:
-    """A copy of ``slots`` with room for ``capacity``, the new slots pushed on the free list."""
+    """A copy of ``slots`` with room for ``capacity``, the new slots pushed on the free list
+    (each row written once: the old ones copied, the new ones zeroed)."""
     old = slots.shape[0]
-    out = _zeros((capacity, SL_FIELDS))
+    out = np.empty((capacity, SL_FIELDS), dtype=np.int64)
     out[:old] = slots
+    out[old:] = 0
     out[old:, SL_NEXT] = np.arange(old + 1, capacity + 1)
     out[capacity - 1, SL_NEXT] = glob[GL_FREE_HEAD]
     glob[GL_FREE_HEAD] = old
@@ -139,8 +141,12 @@ def new_refs(capacity: int) -> np.ndarray:
 
 
 def grow_refs(refs: np.ndarray, capacity: int) -> np.ndarray:
-    out = new_refs(capacity)
-    out[: refs.shape[0]] = refs
+    """A copy of ``refs`` with room for ``capacity`` (each row written once)."""
+    old = refs.shape[0]
+    out = np.empty((capacity, RF_FIELDS), dtype=np.int64)
+    out[:old] = refs
+    out[old:] = 0
+    out[old:, RF_SLOT] = NIL
     return out
 
 
