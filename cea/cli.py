@@ -576,12 +576,15 @@ def bench_gateway(
     rate: int = typer.Option(10_000, "--rate", min=100, help="Orders/s offered, open loop."),
     seconds: float = typer.Option(5.0, "--seconds", min=0.5, help="Length of each latency run."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the figures here."),
+    pin: bool = typer.Option(True, "--pin/--no-pin", help="Latency runs: the client and the "
+                             "server on different CPUs (a remote client's view)."),
 ) -> None:
-    """cea serve over loopback: pipelined orders/s, round-trip latency with fsync on and off."""
+    """cea serve over loopback: pipelined orders/s against bare servers, server CPU per order,
+    round-trip latency with fsync on and off, the disk's fdatasync, in one run."""
     from bench.gateway import run_gateway_benchmark
 
     run_gateway_benchmark(orders=orders, rate=rate, seconds=seconds, json_path=json_path,
-                          echo=typer.echo)
+                          echo=typer.echo, pin=pin)
 
 
 # commands kept in their own modules, one per part of the market they serve

@@ -164,14 +164,18 @@ class JournalWriter:
     """Writes records at the journal's end; ``commit`` makes them durable (fdatasync) unless
     fsync is off.
 
-    With fsync on, the file is kept preallocated ahead of the writes: a helper thread writes
-    zeros past the end (and syncs them) before the records reach there, doubling its chunk
-    from ``chunk`` up to ``max_chunk``. A record then overwrites blocks the file already has,
-    and its commit syncs the data alone; appending would make every commit also write the
-    file's new size through the filesystem's journal (about 40 % slower here, see
+    With fsync on, the file is kept preallocated ahead of the writes: ``chunk`` bytes of zeros
+    are written and synced when the writer opens, and a helper thread extends the file again
+    (by as much as it holds, up to ``max_chunk``) once half of that room is used, in steps of
+    ``STEP`` bytes each synced on its own, so that a commit of the loop never waits behind
+    more than one step of zeros. A record then overwrites blocks the file already has, and
+    its commit syncs the data alone; appending would make every commit also write the file's
+    new size through the filesystem's journal (about 40 % slower here, see
     docs/performance.md). The loop never writes where the helper is writing: a write that
     would reach past the allocated end first waits for the helper.
     """
+
+    STEP = 256 << 10
 
     def __init__(self, path: Path, fsync: bool = True, end: int | None = None,
                  chunk: int = 1 << 20, max_chunk: int = 64 << 20):
@@ -185,6 +189,8 @@ class JournalWriter:
         self.syncs = 0
         self._extender: threading.Thread | None = None
         self._error: BaseException | None = None
+        if fsync and chunk and self.allocated - self.pos < chunk:
+            self._extend(self.pos + chunk - self.allocated)  # before anyone waits on it
 
     def append(self, records) -> None:
         self.write(b"".join([frame(seq, record) for seq, record in records]))
@@ -201,22 +207,26 @@ class JournalWriter:
             view = view[n:]
             pos += n
         self.pos = end
+        room = self.allocated - end
         if self.fsync and self.chunk and self._extender is None and \
-                self.allocated - end < max(self.chunk, 1 << 16) // 2:
-            self._extender = threading.Thread(target=self._extend, name="journal-prealloc",
-                                              daemon=True)
+                room < max(self.chunk, self.allocated - room) // 2:
+            size = min(self.max_chunk, max(self.chunk, self.allocated))
+            self._extender = threading.Thread(target=self._extend, args=(size,),
+                                              name="journal-prealloc", daemon=True)
             self._extender.start()
 
-    def _extend(self) -> None:
+    def _extend(self, size: int) -> None:
+        """Zeros from the allocated end (or the records' end, past it) for ``size`` bytes,
+        step by step, each step synced before the room it makes is used."""
         try:
-            start = max(self.allocated, self.pos)
-            size = min(self.max_chunk, max(self.chunk, start))
-            zeros = bytes(1 << 20)
-            at = start
-            while at < start + size:
-                at += os.pwrite(self.fd, zeros[: min(len(zeros), start + size - at)], at)
-            os.fdatasync(self.fd)
-            self.allocated = start + size
+            at = max(self.allocated, self.pos)
+            stop = at + size
+            zeros = bytes(self.STEP)
+            while at < stop:
+                n = os.pwrite(self.fd, zeros[: min(self.STEP, stop - at)], at)
+                os.fdatasync(self.fd)
+                at += n
+                self.allocated = at
         except BaseException as e:  # noqa: BLE001 - the next write goes on without it
             self._error = e
 

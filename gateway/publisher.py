@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import time
 
 import numpy as np
 
@@ -40,6 +41,9 @@ class LedgerPublisher:
         self.position = -1
         self.error: str | None = None
         self.buffer: list = []
+        self.published = -1  # the last record published, settling something or not
+        self.sent = -1  # the last record handed over
+        self._position_at = 0.0
 
     def start(self, timeout: float = 120.0) -> None:
         self.process.start()
@@ -53,13 +57,23 @@ class LedgerPublisher:
         """Keep what a journaled turn (up to record ``seq``) settles: its TRADE and
         DAY_CLOSED rows and account operations, for the next hand-over (O(1) on the loop)."""
         if seq > self.position:
-            self.buffer.append((seq, settled, ops))
+            if settled or ops:
+                self.buffer.append((seq, settled, ops))
+            self.published = max(self.published, seq)
 
-    def hand_over(self) -> None:
+    def hand_over(self, force: bool = False) -> None:
         """Send what was published since the last call as one message (the server calls this
         on its timer): the filtering and naming is done once per period, vectorised, and the
         queue's feeder thread wakes once, not per turn."""
         if not self.buffer:
+            # the position alone moves on: once a second is enough (a position behind only
+            # means records replayed, idempotently, after a crash) and spares the ledger a
+            # commit, with its fsync on the journal's disk, every hand-over
+            now = time.monotonic()
+            if self.published > self.sent and (force or now - self._position_at >= 1.0):
+                self.queue.put([self._item(self.published, [], ())])
+                self.sent = self.published
+                self._position_at = now
             return
         items, group, group_seq = [], [], -1
         for seq, events, ops in self.buffer:
@@ -71,9 +85,12 @@ class LedgerPublisher:
             else:  # rows or not, the record moves the ledger's position
                 group.extend(events)
                 group_seq = seq
+        if self.published > max(group_seq, items[-1][0] if items else -1):
+            group_seq = self.published  # records after the last that settles something
         if group_seq >= 0:
             items.append(self._item(group_seq, group, ()))
         self.buffer = []
+        self.sent = max(self.sent, self.published)
         self.queue.put(items)
 
     def _item(self, seq: int, events: list, ops) -> tuple:
@@ -90,7 +107,7 @@ class LedgerPublisher:
 
     def stop(self, timeout: float = 120.0) -> None:
         """Settle everything published, then end the child."""
-        self.hand_over()
+        self.hand_over(force=True)
         self.queue.put(None)
         try:
             while True:

@@ -24,6 +24,7 @@ ledger is fed every record it had not settled.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as _dt
 import gc
 import logging
@@ -43,6 +44,7 @@ from engine.tradingdays import day_of_date
 from . import auth
 from . import protocol as P
 from .admission import Admission
+from .durability import SyncThread
 from .exchange import SYSTEM, AdminOp, Exchange, Genesis
 from .journal import JOURNAL, JournalWriter, fork_snapshot, rebuild, start_journal, write_snapshot
 from .journal import frame as journal_frame
@@ -97,7 +99,8 @@ class ServerConfig:
     snapshot_every: int = 200_000  # journal records between snapshots
     md_ring: int = RING  # market-data frames kept per channel for replays
     max_replay: int = 8_192  # frames one MdReplayRequest may ask for (else a snapshot)
-    journal_prealloc: int = 1 << 20  # first chunk of zeros the journal keeps ahead (0: off)
+    journal_prealloc: int = 16 << 20  # zeros the journal keeps ahead of its records (0: off)
+    sync_thread: bool = False  # fsync on a thread, overlapping the next turn (docs/performance.md)
     ledger: str | None = "sqlite"  # "sqlite": <data_dir>/ledger.sqlite; a URL; None: off
     fork_snapshots: bool = hasattr(os, "fork")  # write snapshots from a forked child
     impl: str = "numba"
@@ -176,6 +179,9 @@ class ExchangeServer:
         self.stats = {"turns": 0, "commands": 0, "max_batch": 0}
         self.failed: BaseException | None = None
         self.credentials = None
+        self.sync: SyncThread | None = None  # fsync off the loop, once listening
+        self.waiting: collections.deque = collections.deque()  # staged turns not yet durable
+        self.durable = -1
 
     # -------------------------------------------------------------- start and stop
 
@@ -293,6 +299,10 @@ class ExchangeServer:
         cfg = self.config
         self.server = await self.loop.create_server(lambda: Session(self), cfg.host, cfg.port,
                                                     backlog=cfg.backlog)
+        self.durable = self.exchange.seq
+        if self.journal.fsync and self.config.sync_thread:
+            self.sync = SyncThread(self.journal.fd, self._on_durable)
+            self.sync.attach(self.loop)
         self._clock_tick()  # publish the status the clock says now
         self._timer = self.loop.create_task(self._tick_loop())
         host, port = self.server.sockets[0].getsockname()[:2]
@@ -308,6 +318,11 @@ class ExchangeServer:
             session.cancel_on_disconnect = False  # a shutdown is not a participant leaving
         if self.failed is None and (self.queue or self.system):
             self._turn()
+        if self.sync is not None:
+            if self.failed is None:
+                self.sync.sync_now(self.exchange.seq)  # delivers what waited for it
+            self.sync.stop()
+            self.sync = None
         for session in list(self.sessions.values()):
             session.flush()
             session.close()
@@ -413,7 +428,7 @@ class ExchangeServer:
                 ending.append(session)
         system, self.system = self.system, []
         if not (adm.rows or adm.answers or adm.specials or system):
-            self._release_answers(ending)
+            self._commit(None, self._stage(None, ending))
             self._after(again)
             return
         try:
@@ -423,7 +438,7 @@ class ExchangeServer:
             log.exception("sequencer failed")
             self._fail(e)
             return
-        self._release(turn, ending)
+        self._commit(turn, self._stage(turn, ending))
         self.stats["turns"] += 1
         self.stats["commands"] += adm.rows
         self.stats["max_batch"] = max(self.stats["max_batch"], adm.rows)
@@ -536,42 +551,30 @@ class ExchangeServer:
     # -------------------------------------------------------------- journal and release
 
     def _journal(self, turn) -> None:
-        """Write the turn's records and make them durable (group commit)."""
+        """Write the turn's records (the page cache: durable once ``_commit`` syncs them)."""
         if turn.records:
             self.journal.write(b"".join([journal_frame(seq, record)
                                          for seq, record in turn.records]))
-            self.journal.commit()
             self.records_since_snapshot += len(turn.records)
 
-    def _release_answers(self, ending: list) -> None:
-        touched = set(ending)
+    def _stage(self, turn, ending: list) -> tuple:
+        """What the turn sends, copied out of the stages' buffers (the next turn reuses them):
+        per session its query answers, its reports and the market data it subscribed to, as
+        one bytes object; then the sessions to close, and what the ledger settles."""
+        parts: dict[Session, list] = {}
         for session in self.answered:
             if not session.closing:
-                session.out += session.answers
-                touched.add(session)
-            session.answers.clear()
-        self.answered = []
-        for session in touched:
-            self._finish(session)
-
-    def _release(self, turn, ending: list) -> None:
-        """Everything the turn produced, now durable: per session its query answers, its
-        reports and the market data it subscribed to, in one write."""
-        touched = set(ending)
-        for session in self.answered:
-            if not session.closing:
-                session.out += session.answers
-                touched.add(session)
+                parts[session] = [bytes(session.answers)]
             session.answers.clear()
         self.answered = []
         ex = self.exchange
-        accounts, starts, sizes, buf = self.output.grouped(len(ex.engine.accounts))
-        by_account = self.by_account
-        for a, start, size in zip(accounts.tolist(), starts.tolist(), sizes.tolist()):
-            session = by_account.get(a)
-            if session is not None:
-                session.out += memoryview(buf[start:start + size])
-                touched.add(session)
+        if turn is not None:
+            accounts, starts, sizes, buf = self.output.grouped(len(ex.engine.accounts))
+            by_account = self.by_account
+            for a, start, size in zip(accounts.tolist(), starts.tolist(), sizes.tolist()):
+                session = by_account.get(a)
+                if session is not None:
+                    parts.setdefault(session, []).append(buf[start:start + size].tobytes())
         md, captured = ex.md, self.captured_seq
         for c in range(md.channels):
             seq = md.seq(c)
@@ -581,13 +584,49 @@ class ExchangeServer:
                     data = md.frames(c, captured[c] + 1, seq)
                     if data is not None:  # else the subscribers see a gap and resync
                         for session in subs:
-                            session.out += data
-                            touched.add(session)
+                            parts.setdefault(session, []).append(data)
                 captured[c] = seq
-        for session in touched:
+        ledger = (ex.seq, turn.settled, turn.ledger_ops) if turn is not None and \
+            turn.records and self.ledger is not None else None
+        return parts, ending, ledger
+
+    def _commit(self, turn, staged) -> None:
+        """Release the staged output once the journal holds the turn durably: at once with
+        fsync off; after an fdatasync on the loop before the server listens; else when the
+        sync thread says so (``_on_durable``), in turn order."""
+        last = self.exchange.seq
+        if self.sync is None:
+            if turn is not None and turn.records:
+                self.journal.commit()
+            self.durable = last
+            self._deliver(staged)
+            return
+        if turn is not None and turn.records:
+            self.sync.submit(last)
+        self.waiting.append((last, staged))
+        if last <= self.durable:
+            self._on_durable(self.durable)
+
+    def _on_durable(self, seq: int) -> None:
+        if seq < 0:  # the journal could not be synced: stop before acknowledging more
+            self._fail(self.sync.error)
+            return
+        self.durable = max(self.durable, seq)
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= self.durable and self.failed is None:
+            self._deliver(waiting.popleft()[1])
+
+    def _deliver(self, staged) -> None:
+        parts, ending, ledger = staged
+        for session, chunks in parts.items():
+            if not session.closing:
+                session.out += b"".join(chunks) if len(chunks) > 1 else chunks[0]
+                if session not in ending:
+                    session.flush()
+        for session in ending:
             self._finish(session)
-        if self.ledger is not None and turn.records:  # its position moves with every record
-            self.ledger.publish(ex.seq, turn.settled, turn.ledger_ops)
+        if ledger is not None:
+            self.ledger.publish(*ledger)
 
     def _finish(self, session: Session) -> None:
         """Write the session's output; then close it if it logged out or broke the protocol."""
@@ -602,7 +641,10 @@ class ExchangeServer:
             session.flush()
 
     def _snapshot(self) -> None:
-        """A snapshot of the state now (the journal is durable up to it)."""
+        """A snapshot of the state now; the journal is made durable up to it first (a
+        snapshot must never be ahead of the journal)."""
+        if self.sync is not None:
+            self.sync.sync_now(self.exchange.seq)
         self._reap_snapshot(wait=True)
         if self.config.fork_snapshots:
             self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange)

@@ -26,6 +26,7 @@ ACCOUNTS = [
 
 def config(tmp_path, **kw) -> ServerConfig:
     kw.setdefault("ledger", None)
+    kw.setdefault("journal_prealloc", 64 << 10)  # small: tests make many data directories
     return ServerConfig(data_dir=tmp_path / "data", port=0, start_us=START, tokens=TOKENS,
                         accounts=ACCOUNTS, **kw)
 
