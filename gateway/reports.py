@@ -140,7 +140,7 @@ def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, 
     return g
 
 
-@_kernel
+@njit(cache=True)  # with reference counting: the slice copies below are memcpy
 def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
     nt = 0
     for i in range(n):
@@ -166,8 +166,7 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
             q = idx[i, 1]
             size = 2 + rd_u16(buf, q)
             c = sizes[s]
-            for k in range(size):
-                out[c + k] = buf[q + k]
+            out[c:c + size] = buf[q:q + size]
             sizes[s] = c + size
     for s in range(nt):
         sizes[s] -= starts[s]
