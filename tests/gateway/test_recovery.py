@@ -206,3 +206,26 @@ def test_journal_is_preallocated_and_commits_keep_its_size(tmp_path):
     assert rebuild(data, use_snapshot=False).state_hash == before
     report = verify(data)
     assert report.ok and not any("torn" in line for line in report.lines), report.lines
+
+
+def test_sync_thread_option_acknowledges_after_durability(tmp_path):
+    """The optional sync thread (``ServerConfig.sync_thread``: fdatasync off the loop, in a
+    thread without the GIL): a report leaves only once its record is durable, and the journal
+    alone rebuilds the same state."""
+    async def trade(server, host, port):
+        assert server.sync is not None
+        syncs = server.sync.syncs
+        await _trade_a_while(host, port, 20)
+        async with Client(host, port, "A003", "t3", cancel_on_disconnect=False) as c:
+            report = await c.place("rest", "CEA", Side.BUY, 100, 5800)
+            assert report.exec == ExecKind.ACCEPTED
+            # the record of what the client was told about is durable
+            handle = server.exchange.order_handle("A003", "rest")
+            assert handle >= 0 and server.durable >= 1 and server.sync.syncs > syncs
+            assert server.sync.durable >= server.durable
+            assert (await c.balance()).cash_reserved == 100 * 5800
+        assert not server.waiting or server.waiting[0][0] > server.durable
+        return server.exchange.state_hash()
+
+    before = run_with_server(config(tmp_path, sync_thread=True), trade)
+    assert rebuild(tmp_path / "data", use_snapshot=False).state_hash == before
