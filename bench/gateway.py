@@ -333,38 +333,6 @@ def _count_be_frames(buf, end):
     return n, p
 
 
-class _MpAcks:
-    """``_Acks`` for the msgspec comparator: every frame it sends is an acknowledgement."""
-
-    def __init__(self, sock, size: int = 4 << 20):
-        self.sock = sock
-        self.buf = np.zeros(size, np.uint8)
-        self.mem = memoryview(self.buf)
-        self.fill = 0
-        self.acks = self.frames = self.received = 0
-        self.t = 0.0
-        self.rejects = np.zeros(256, np.int64)
-
-    def read(self) -> int:
-        try:
-            n = self.sock.recv_into(self.mem[self.fill:])
-        except BlockingIOError:
-            return -1
-        self.t = time.perf_counter()
-        if n == 0:
-            raise RuntimeError("the server closed a session")
-        self.received += n
-        self.fill += n
-        k, pos = _count_be_frames(self.buf, self.fill)
-        self.acks += k
-        self.frames += k
-        rest = self.fill - pos
-        if rest:
-            self.buf[:rest] = self.buf[pos:self.fill].copy()
-        self.fill = rest
-        return n
-
-
 class _Acks:
     """One session's receive buffer; counts the ExecutionReports with exec ACCEPTED or
     REJECTED per read (``split_frames`` and NumPy)."""
@@ -389,6 +357,15 @@ class _Acks:
             raise RuntimeError("the server closed a session")
         self.received += n
         self.fill += n
+        pos = self._count()
+        rest = self.fill - pos
+        if rest:
+            self.buf[:rest] = self.buf[pos:self.fill].copy()
+        self.fill = rest
+        return n
+
+    def _count(self) -> int:
+        """Count the complete frames in ``buf[:fill]``; return the offset after them."""
         buf, pos = self.buf, 0
         while True:
             k, stop, bad = split_frames(buf, pos, self.fill, P.MAX_SERVER_FRAME, self.offsets)
@@ -410,11 +387,17 @@ class _Acks:
             pos = int(stop)
             if k < self.offsets.shape[0]:
                 break
-        rest = self.fill - pos
-        if rest:
-            buf[:rest] = buf[pos:self.fill].copy()
-        self.fill = rest
-        return n
+        return pos
+
+
+class _MpAcks(_Acks):
+    """``_Acks`` for the msgspec comparator: every frame it sends is an acknowledgement."""
+
+    def _count(self) -> int:
+        k, pos = _count_be_frames(self.buf, self.fill)
+        self.acks += k
+        self.frames += k
+        return pos
 
 
 # ---------------------------------------------------------------- pipelined throughput

@@ -109,10 +109,11 @@ class FastBook:
         size = self.events.shape[0]
         while size - int(self.glob[S.GL_EVENTS]) < need:
             size *= 2
-        old = self.events.shape[0]
-        out = np.empty((size, B.EVENT_WIDTH), dtype=np.int64)  # each row written once
-        out[:old] = self.events
-        out[old:] = 0
+        # the room is for the worst case of one command (every resting order traded at
+        # once): mapped lazily, it costs memory only if a batch ever writes that far
+        used = int(self.glob[S.GL_EVENTS])
+        out = np.zeros((size, B.EVENT_WIDTH), dtype=np.int64)
+        out[:used] = self.events[:used]
         self.events = out
 
     # ------------------------------------------------------------------ queries

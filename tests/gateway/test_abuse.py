@@ -627,48 +627,68 @@ def test_replay_flood(tmp_path, reader):
 
 # ---------------------------------------------------------------- 3. order flood
 
+def _resting_buys(n: int, tag: bytes) -> bytes:
+    """``n`` NewOrders that rest (buys of 1 t under the market), as frames."""
+    f = P.order_frames(n)
+    f["cl_ord_id"] = np.char.add(tag, np.arange(n).astype("S8"))
+    f["side"], f["qty"], f["price"] = Side.BUY, 1, 5400 + np.arange(n) % 500
+    return f.tobytes()
+
+
+def _flood_orders(srv: "ServerProcess", data: bytes, n: int, places: int, pace=None):
+    """A003 floods ``data`` (``n`` orders; in steps of ``pace`` = (bytes, seconds) if given)
+    while A001 places and cancels ``places`` orders and A002 logs on; returns the abuser's
+    tally (every report in), the seconds since it logged on and the server's RSS growth."""
+    tok, port = srv.tokens, srv.port
+    logged_on = time.monotonic()
+    with Abuser(HOST, port, "A003", tok["A003"]) as ab:
+        watch = RssWatch(srv)
+        ab.start_reading()
+
+        def paced():
+            step, pause = pace
+            for k in range(0, len(data), step):
+                ab.send(data[k:k + step], until=time.monotonic() + 30)
+                time.sleep(pause)
+
+        sender = on_thread(paced) if pace else on_thread(ab.send, data,
+                                                          until=time.monotonic() + 30)
+
+        async def others():
+            async with Client(HOST, port, "A001", tok["A001"]) as c:
+                await until(lambda: ab.sent > 0, timeout=10, what="the flood")
+                e = Established(c)
+                await e.run(places)
+                await new_logon(HOST, port, "A002", tok["A002"])
+                return e
+
+        e = asyncio.run(others())
+        assert (e.sent, e.answered) == (2 * places, 2 * places)  # every answer came
+        sender.join(30)
+        assert ab.sent == len(data)
+        t = ab.tally
+        deadline = time.monotonic() + 30
+        while t.count(P.MsgType.EXECUTION_REPORT) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert t.count(P.MsgType.EXECUTION_REPORT) == n
+        return t, time.monotonic() - logged_on, watch.stop()
+
+
 def test_order_flood_past_the_rate_limit(tmp_path):
     """200,000 NewOrders pipelined past ``--rate-limit 1000 --burst 1000`` (the issue: the
     THROTTLED rejects were decoded and answered one by one, a logon took 2 s)."""
     rate = burst = 1_000
     n = 200_000
     with ServerProcess(tmp_path, "--rate-limit", str(rate), "--burst", str(burst)) as srv:
-        tok, port = srv.tokens, srv.port
-        f = P.order_frames(n)
-        f["cl_ord_id"] = np.char.add(b"f", np.arange(n).astype("S8"))
-        f["side"], f["qty"], f["price"] = Side.BUY, 1, 5400 + np.arange(n) % 500
-        logged_on = time.monotonic()
-        with Abuser(HOST, port, "A003", tok["A003"]) as ab:
-            watch = RssWatch(srv)
-            ab.start_reading()
-            sender = on_thread(ab.send, f.tobytes(), until=time.monotonic() + 30)
-
-            async def others():
-                async with Client(HOST, port, "A001", tok["A001"]) as c:
-                    await until(lambda: ab.sent > 0, timeout=10, what="the flood")
-                    e = Established(c)
-                    await e.run(150)
-                    await new_logon(HOST, port, "A002", tok["A002"])
-                    return e
-
-            e = asyncio.run(others())
-            assert (e.sent, e.answered) == (300, 300)
-            sender.join(30)
-            assert ab.sent == len(f.tobytes())
-            t = ab.tally
-            deadline = time.monotonic() + 30
-            while t.count(P.MsgType.EXECUTION_REPORT) < n and time.monotonic() < deadline:
-                time.sleep(0.02)
-            elapsed = time.monotonic() - logged_on
-            accepted = t.executions(ExecKind.ACCEPTED)
-            assert t.count(P.MsgType.EXECUTION_REPORT) == n
-            assert accepted + t.throttled_reports == n, (accepted, t.throttled_reports)
-            assert t.executions(ExecKind.REJECTED) == t.throttled_reports  # THROTTLED, no other
-            assert accepted >= burst
-            bound_answered(accepted, burst, rate, elapsed)
-            growth = watch.stop()
-            assert growth <= RSS_BOUND, f"server RSS grew {growth / MB:.0f} MB"
-        asyncio.run(healthy(HOST, port, ("A004", tok["A004"]), ("A002", tok["A002"]), "o"))
+        t, elapsed, growth = _flood_orders(srv, _resting_buys(n, b"f"), n, 150)
+        accepted = t.executions(ExecKind.ACCEPTED)
+        assert accepted + t.throttled_reports == n, (accepted, t.throttled_reports)
+        assert t.executions(ExecKind.REJECTED) == t.throttled_reports  # THROTTLED, no other
+        assert accepted >= burst
+        bound_answered(accepted, burst, rate, elapsed)
+        assert growth <= RSS_BOUND, f"server RSS grew {growth / MB:.0f} MB"
+        tok = srv.tokens
+        asyncio.run(healthy(HOST, srv.port, ("A004", tok["A004"]), ("A002", tok["A002"]), "o"))
 
 
 def test_order_flood_at_the_default_limits(tmp_path):
@@ -677,45 +697,14 @@ def test_order_flood_at_the_default_limits(tmp_path):
     without end; the account's open-order limit (100,000) bounds it."""
     n, limit = 300_000, 100_000
     with ServerProcess(tmp_path) as srv:
-        tok, port = srv.tokens, srv.port
-        f = P.order_frames(n)
-        f["cl_ord_id"] = np.char.add(b"d", np.arange(n).astype("S8"))
-        f["side"], f["qty"], f["price"] = Side.BUY, 1, 5400 + np.arange(n) % 500
-        with Abuser(HOST, port, "A003", tok["A003"]) as ab:
-            watch = RssWatch(srv)
-            ab.start_reading()
-            data = f.tobytes()
-            step = 40_000 * P.NEW_ORDER.itemsize
-
-            def paced():  # within the rate limit: 40,000 orders every 0.3 s
-                for k in range(0, len(data), step):
-                    ab.send(data[k:k + step], until=time.monotonic() + 30)
-                    time.sleep(0.3)
-
-            sender = on_thread(paced)
-
-            async def others():
-                async with Client(HOST, port, "A001", tok["A001"]) as c:
-                    await until(lambda: ab.sent > 0, timeout=10, what="the flood")
-                    e = Established(c)
-                    await e.run(100)
-                    await new_logon(HOST, port, "A002", tok["A002"])
-                    return e
-
-            e = asyncio.run(others())
-            assert (e.sent, e.answered) == (200, 200)
-            sender.join(30)
-            t = ab.tally
-            deadline = time.monotonic() + 30
-            while t.count(P.MsgType.EXECUTION_REPORT) < n and time.monotonic() < deadline:
-                time.sleep(0.02)
-            accepted = t.executions(ExecKind.ACCEPTED)
-            limited = int(t.reasons[GatewayReason.OPEN_ORDER_LIMIT])
-            assert t.count(P.MsgType.EXECUTION_REPORT) == n
-            assert accepted + limited + t.throttled_reports == n
-            assert accepted == limit and limited > 0, (accepted, limited, t.throttled_reports)
-            growth = watch.stop()
-            assert growth <= RSS_BOUND, f"server RSS grew {growth / MB:.0f} MB"
+        # within the rate limit: 40,000 orders every 0.3 s
+        t, _, growth = _flood_orders(srv, _resting_buys(n, b"d"), n, 100,
+                                     pace=(40_000 * P.NEW_ORDER.itemsize, 0.3))
+        accepted = t.executions(ExecKind.ACCEPTED)
+        limited = int(t.reasons[GatewayReason.OPEN_ORDER_LIMIT])
+        assert accepted + limited + t.throttled_reports == n
+        assert accepted == limit and limited > 0, (accepted, limited, t.throttled_reports)
+        assert growth <= RSS_BOUND, f"server RSS grew {growth / MB:.0f} MB"
 
 
 # ---------------------------------------------------------------- 4. connections
