@@ -414,6 +414,7 @@ class Client:
         return f
 
     def _report_for(self, cl_ord_id: str) -> asyncio.Future:
+        P.encode_clid(cl_ord_id)  # a ValueError now, before anything waits on a bad id
         f = asyncio.get_running_loop().create_future()
         self._waiters[cl_ord_id].append(f)
         return f

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import numpy as np
 import pytest
 
 from engine.codes import OrderType, Reason, Segment, Side, TimeInForce
@@ -330,5 +331,35 @@ def test_set_clock_steps_a_simulated_day(tmp_path):
             await until(lambda: a.reports and any(
                 x.exec == ExecKind.EXPIRED and x.cl_ord_id == "b2" for x in a.reports))
             assert server.clock.now() >= day + DAY_US + 9 * 3_600_000_000 + 30 * 60_000_000
+
+    run_with_server(config(tmp_path), body)
+
+
+def test_client_batch_path(tmp_path):
+    """Orders built in NumPy and sent as frames; reports handed over as arrays, one per read,
+    with no Python object per report; an awaited order alongside still gets its report."""
+    n = 5_000
+
+    async def body(server, host, port):
+        batches = []
+        async with Client(host, port, "A001", "t1", on_reports=batches.append) as a:
+            a.keep_reports = False
+            f = P.order_frames(n)
+            f["cl_ord_id"] = np.char.add(b"k", np.arange(n).astype("S8"))
+            f["instrument"] = a.instrument_id("CEA")
+            f["side"], f["qty"], f["price"] = Side.BUY, 1, 5800 + np.arange(n) % 100
+            f["qty"][7] = 0  # one INVALID_QTY among them
+            a.send_frames(f)
+            r = await a.place("awaited", "CEA", Side.BUY, 2, 5700)
+            assert r.exec == ExecKind.ACCEPTED
+            await until(lambda: sum(len(b) for b in batches) == n + 1)
+            rows = np.concatenate(batches)
+            assert len(batches) < n // 10  # many reports a read
+            assert rows["cl_ord_id"][:n].tolist() == f["cl_ord_id"].tolist()
+            assert (rows["exec"][:n] == ExecKind.ACCEPTED).sum() == n - 1
+            assert (rows["exec"][7], rows["reason"][7]) == (ExecKind.REJECTED, Reason.INVALID_QTY)
+            assert a.reports == []  # keep_reports off: no objects kept
+            with pytest.raises(ValueError, match="cl_ord_id"):
+                await a.place("not an id", "CEA", Side.BUY, 1, 5700)
 
     run_with_server(config(tmp_path), body)
