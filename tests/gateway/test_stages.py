@@ -347,3 +347,32 @@ def test_open_order_limit_bounds_what_one_account_rests():
     assert pipe.ex.orders.n_open[account] == 2
     again = pickle.loads(pickle.dumps(pipe.ex))
     assert again.orders.n_open[account] == 2
+
+
+def test_a_journal_of_the_msgpack_protocol_still_replays():
+    """Records written before the binary protocol (``OrderBatchV1``: ids as text) are
+    converted as they are read; an id that cannot be a 20-byte id is refused, clearly."""
+    from engine import batch as B
+    from engine.codes import Action
+
+    from gateway.exchange import OrderBatch, OrderBatchV1
+
+    def exchange():
+        ex = Exchange(Genesis(INSTRUMENTS, operator="OPS"))
+        ex.apply(1, AdminOp(0, "OPEN_ACCOUNT", account="A001", value=1))
+        ex.apply(2, AdminOp(0, "DEPOSIT", account="A001", value=10**9))
+        return ex
+
+    cmds = B.empty_commands(2)
+    cmds["ts"], cmds["order"], cmds["account"], cmds["action"] = T0, [0, 1], 1, Action.NEW
+    cmds["side"], cmds["type"], cmds["tif"], cmds["stp"] = 1, 1, 1, 1
+    cmds["qty"], cmds["price"], cmds["instrument"] = 10, [5990, 4990], [0, 1]
+    old, new = exchange(), exchange()
+    old.apply(3, OrderBatchV1(cmds.tobytes(), [(1, "o1"), (1, "o2")]))
+    rows = np.zeros(2, dtype=[("account", "<i4"), ("instrument", "<i2"), ("cl_ord_id", "S20")])
+    rows["account"], rows["instrument"], rows["cl_ord_id"] = 1, [0, 1], [b"o1", b"o2"]
+    new.apply(3, OrderBatch(cmds.tobytes(), 0, rows.tobytes()))
+    assert old.state_hash() == new.state_hash()
+    assert old.order_handle("A001", "o2") == 1 and old.orders.instr[1] == 1
+    with pytest.raises(ValueError, match="does not fit"):
+        exchange().apply(3, OrderBatchV1(cmds.tobytes(), [(1, "x" * 30), (1, "o2")]))
