@@ -171,7 +171,8 @@ class Exchange:
             cmds = np.frombuffer(record.cmds, dtype=B.COMMAND_DTYPE)
             self.seq = seq
             batch = A.apply_orders(self, cmds)
-            out.settled.append(batch.settled())
+            if batch.trades or batch.days:
+                out.settled.append(batch.settled())
             out.day_ended = batch.days > 0
         elif isinstance(record, AdminOp):
             self.seq = seq

@@ -19,6 +19,7 @@ as of journal record ``seq``, written to a temporary name, fsync'd and renamed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 import struct
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .exchange import Exchange, Genesis, OrderBatch, record_decoder, record_encoder
+
+log = logging.getLogger("cea.serve")
 
 MAGIC = 0xCEA10001
 _HEADER = struct.Struct(">IIQI")
@@ -188,7 +191,6 @@ class JournalWriter:
         self.chunk, self.max_chunk = chunk, max_chunk
         self.syncs = 0
         self._extender: threading.Thread | None = None
-        self._error: BaseException | None = None
         if fsync and chunk and self.allocated - self.pos < chunk:
             self._extend(self.pos + chunk - self.allocated)  # before anyone waits on it
 
@@ -227,8 +229,8 @@ class JournalWriter:
                 os.fdatasync(self.fd)
                 at += n
                 self.allocated = at
-        except BaseException as e:  # noqa: BLE001 - the next write goes on without it
-            self._error = e
+        except OSError as e:  # writes then append past the end: slower, as durable
+            log.warning("journal: preallocating %s failed: %s", self.path, e)
 
     def _join(self) -> None:
         self._extender.join()

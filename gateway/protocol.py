@@ -516,8 +516,6 @@ CLIENT = {cls.TYPE: cls for cls in (
 SERVER = {cls.TYPE: cls for cls in (
     Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, MdSnapshot,
     MdTrade, MdDepth, MdStatus, MdDaySummary)}
-# the names older code used for the two sets
-CLIENT_MESSAGES, SERVER_MESSAGES = CLIENT, SERVER
 
 
 class ProtocolError(ValueError):
@@ -696,10 +694,6 @@ def encode_raw_clid(msg_type: int, clid: bytes, *fields) -> bytes:
         return _S_CANCEL.pack(_S_CANCEL.size - 2, 13, raw)
     qty, price = fields
     return _S_AMEND.pack(_S_AMEND.size - 2, 14, raw, qty, _signed64(_price(price)))
-
-
-def encode_many(messages) -> bytes:
-    return b"".join(encode(m) for m in messages)
 
 
 def order_frames(n: int) -> np.ndarray:

@@ -67,6 +67,21 @@ def _copy_answer(gw_off, gw_buf, g, out, p):
     return p + size
 
 
+@_inline
+def _fill(events, k, side, account_col, order_col, left_col, filled_after, order_clid, live,
+          out, idx, meta, p):
+    """The FILL or PARTIAL_FILL report of one side (1 buyer, 2 seller) of trade row ``k``."""
+    a = events[k, account_col]
+    if not live[a]:
+        return p
+    left = events[k, left_col]
+    _tag(idx, meta, a, p)
+    return put_report(out, p, _X_FILL if left == 0 else _X_PARTIAL, 0, side,
+                      events[k, B.SEGMENT], events[k, B.INSTRUMENT], order_clid,
+                      events[k, order_col] * CLID_BYTES, events[k, B.TS], events[k, B.PRICE],
+                      events[k, B.QTY], filled_after[k, side - 1], left, events[k, B.TRADE_ID])
+
+
 @_kernel
 def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, live,
                    gw_pos, gw_acct, gw_off, gw_buf, g, g_end, out, idx, meta):
@@ -85,24 +100,10 @@ def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, 
             g += 1
         kind = events[k, B.KIND]
         if kind == _TRADE:
-            a = events[k, B.ACCOUNT]
-            if live[a]:
-                left = events[k, B.AUX1]
-                _tag(idx, meta, a, p)
-                p = put_report(out, p, _X_FILL if left == 0 else _X_PARTIAL, 0, 1,
-                               events[k, B.SEGMENT], events[k, B.INSTRUMENT], order_clid,
-                               events[k, B.ORDER] * CLID_BYTES, events[k, B.TS], events[k, B.PRICE],
-                               events[k, B.QTY], filled_after[k, 0], left,
-                               events[k, B.TRADE_ID])
-            a = events[k, B.ACCOUNT2]
-            if live[a]:
-                left = events[k, B.AUX2]
-                _tag(idx, meta, a, p)
-                p = put_report(out, p, _X_FILL if left == 0 else _X_PARTIAL, 0, 2,
-                               events[k, B.SEGMENT], events[k, B.INSTRUMENT], order_clid,
-                               events[k, B.ORDER2] * CLID_BYTES, events[k, B.TS], events[k, B.PRICE],
-                               events[k, B.QTY], filled_after[k, 1], left,
-                               events[k, B.TRADE_ID])
+            p = _fill(events, k, 1, B.ACCOUNT, B.ORDER, B.AUX1, filled_after, order_clid,
+                      live, out, idx, meta, p)
+            p = _fill(events, k, 2, B.ACCOUNT2, B.ORDER2, B.AUX2, filled_after, order_clid,
+                      live, out, idx, meta, p)
         elif kind == _REJECTED:
             a = origin[r]
             if a >= 0 and live[a]:

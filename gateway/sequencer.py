@@ -72,11 +72,16 @@ class Sequencer:
     # -------------------------------------------------------------- sessions
 
     def set_live(self, account: int, on: bool) -> None:
-        if account >= self.live.shape[0]:
-            live = np.zeros(max(account + 1, 2 * self.live.shape[0]), np.uint8)
+        self._live_room(account + 1)
+        self.live[account] = on
+
+    def _live_room(self, accounts: int) -> None:
+        """``live`` covers account handles 0 .. accounts-1 (the reports stage reads it for
+        every account an event names, logged on or not)."""
+        if accounts > self.live.shape[0]:
+            live = np.zeros(max(accounts, 2 * self.live.shape[0]), np.uint8)
             live[: self.live.shape[0]] = self.live
             self.live = live
-        self.live[account] = on
 
     # -------------------------------------------------------------- a turn
 
@@ -88,7 +93,7 @@ class Sequencer:
         self.turn = turn = Turn()
         self.ts = ts = max(adm.ts, self.exchange.clock)
         rows = adm.rows
-        if rows:
+        if rows and ts != adm.ts:  # admission stamped an earlier time: the clock never goes back
             adm.cmds["ts"][:rows] = ts
         self._next_order = adm.first_order
         self._answered = 0  # gateway answers merged so far
@@ -146,9 +151,7 @@ class Sequencer:
         answer_bytes = (int(adm.gw_off[answers - 1]) + P.BINARY_SIZES[P.MsgType.EXECUTION_REPORT]
                         - int(adm.gw_off[g])) if answers > g else 0
         out.reserve(PER_EVENT * n + answer_bytes, 2 * n + answers - g)
-        accounts = len(ex.engine.accounts)
-        if accounts > self.live.shape[0]:
-            self.set_live(accounts - 1, False)
+        self._live_room(len(ex.engine.accounts))
         self._answered = encode_reports(
             events, n, fa, row0, origin, clid, ex.orders.clid.reshape(-1), self.live,
             adm.gw_pos, adm.gw_acct, adm.gw_off, adm.gw_buf, g, answers, out.buf, out.idx,

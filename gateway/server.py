@@ -230,8 +230,9 @@ class ExchangeServer:
         start_journal(self.data_dir, genesis)
         self.clock = ExchangeClock(cfg.clock, exchange.calendar, cfg.start_us)
         self._stages(exchange)
+        # the opening balances are synced whatever --fsync says: the snapshot below follows them
         self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=True,
-                                     chunk=cfg.journal_prealloc)
+                                     chunk=cfg.journal_prealloc if cfg.fsync else 0)
         self.ledger = self._ledger(ledger_url, exchange)
         opening = cfg.accounts
         if opening is None:
@@ -250,8 +251,7 @@ class ExchangeServer:
         self.admission.begin(ts)
         turn = self.sequencer.run([(SYSTEM, op) for op in ops])
         self._journal(turn)
-        if self.ledger is not None:
-            self.ledger.publish(self.exchange.seq, turn.settled, turn.ledger_ops)
+        self._commit(turn, self._stage(turn, []))
         self.journal.fsync = cfg.fsync
         names = [o.account for o in opening] + [cfg.operator]
         self.credentials = auth.create_tokens(self.data_dir, names, cfg.tokens)
@@ -591,9 +591,9 @@ class ExchangeServer:
         return parts, ending, ledger
 
     def _commit(self, turn, staged) -> None:
-        """Release the staged output once the journal holds the turn durably: at once with
-        fsync off; after an fdatasync on the loop before the server listens; else when the
-        sync thread says so (``_on_durable``), in turn order."""
+        """Release the staged output once the journal holds the turn durably: after an
+        fdatasync on the loop (at once with fsync off), or, with the sync thread, when it says
+        so (``_on_durable``), in turn order."""
         last = self.exchange.seq
         if self.sync is None:
             if turn is not None and turn.records:
