@@ -63,10 +63,12 @@ from sim.loadtest import local_server
 
 HOST = "127.0.0.1"  # loopback only, by design
 _ROOT = Path(__file__).resolve().parent.parent
-_TOKENS = "account,token\nA001,t1\nA002,t2\nOPS,ops\n"
+_TOKENS = ("account,token\nA001,A001-test-token-0001\nA002,A002-test-token-0002\n"
+           "OPS,OPS-test-token-00000\n")
 _ACCOUNTS = ("account,type,cash,CEA\nA001,COVERED_ENTITY,100000000000.00,0\n"
              "A002,COVERED_ENTITY,0.00,1000000000\n")
-_SESSIONS = (("A001", "t1", 1), ("A002", "t2", 2))  # (account, token, side)
+_SESSIONS = (("A001", "A001-test-token-0001", 1),  # (account, token, side)
+             ("A002", "A002-test-token-0002", 2))
 NEW_SIZE = P.NEW_ORDER.itemsize
 REPORT_SIZE = P.EXECUTION_REPORT.itemsize
 _T_REPORT, _T_NEW, _T_ERROR = (int(P.MsgType.EXECUTION_REPORT), int(P.MsgType.NEW_ORDER),
@@ -532,7 +534,7 @@ def _first_reports(chunks: list[tuple[bytes, float]], echo: bool) -> tuple[np.nd
 
 
 def open_loop_latency(port: int, rate: int, seconds: float, account: str | None = "A001",
-                      token: str = "t1", raw: bool = False) -> dict:
+                      token: str = "A001-test-token-0001", raw: bool = False) -> dict:
     """Send ``rate`` orders/s at their scheduled times for ``seconds`` on one session,
     busy-polling the socket; histogram of scheduled send -> first report (µs).
     ``account=None``: no logon, an echo server's round trip. ``raw``: also each answered

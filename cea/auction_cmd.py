@@ -24,8 +24,10 @@ as idempotent DEPOSIT / ALLOWANCE_IN operations dated the day before (as ``cea m
 allowances), while the auction's own settlement is one transaction, all or nothing.
 
 Outputs in ``--out``: ``fills.csv`` (one row per fill, in allocation order), ``rejects.csv``,
-``summary.json``; the ledger defaults to ``DIR/ledger.sqlite`` (kept between runs; re-running
-the same auction settles nothing twice; another auction needs another ``--auction-id``).
+``summary.json``, put in place only once all three are written (``cea.outdir``); the ledger
+defaults to ``DIR/ledger.sqlite`` (kept between runs, written in place, one transaction per
+auction; re-running the same auction settles nothing twice; another auction needs another
+``--auction-id``).
 """
 
 from __future__ import annotations
@@ -299,23 +301,28 @@ def auction(
                       reject_below_reserve=below_reserve == BelowReserve.reject)
     except AuctionError as e:
         _fail(str(e))
+    from cea.cli import _staged
+
     try:
         opening = []
         if accounts is not None:
             from ledger.session import open_balances, read_accounts_file
 
             opening = read_accounts_file(accounts, [instrument])
-        out.mkdir(parents=True, exist_ok=True)
+        if ledger is None:
+            out.mkdir(parents=True, exist_ok=True)  # the ledger is kept there between runs
         url = ledger or str(out / "ledger.sqlite")
-        led = Ledger.open(url, [instrument], fee_bps_auction=fee_bps)
-        try:
-            open_balances(led, opening, day - 1)
-            from ledger.auction import run_auction
+        with _staged(out) as staged:
+            led = Ledger.open(url, [instrument], fee_bps_auction=fee_bps)
+            try:
+                open_balances(led, opening, day - 1)
+                from ledger.auction import run_auction
 
-            run = run_auction(led, offer, parsed)
-        finally:
-            led.close()
-        paths = _write_outputs(run, out, date_text, url)
+                run = run_auction(led, offer, parsed)
+            finally:
+                led.close()
+            paths = _write_outputs(run, staged.path, date_text, url)
+        paths = [staged.final_path(p) for p in paths]
     except (AuctionError, LedgerError, StoreError) as e:
         _fail(str(e))
     except OSError as e:

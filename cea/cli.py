@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -37,6 +38,19 @@ class EngineChoice(str, Enum):
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"cea: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _staged(out: Path):
+    """``cea.outdir.atomic_outputs(out)``: the results appear in ``out`` only once complete;
+    an unusable ``out`` (a file, not writable) is one ``cea: error`` line, exit 2."""
+    from cea.outdir import OutputError, atomic_outputs
+
+    try:
+        with atomic_outputs(out) as staged:
+            yield staged
+    except OutputError as e:
+        _fail(str(e))
 
 
 def _on_off(option: str, value: str) -> bool:
@@ -96,20 +110,26 @@ def match(
         parsed = read_order_file(orders, list(closes))
         if not parsed.has_instrument_column and len(closes) > 1:
             _fail("several --prior-close values need an instrument column in the order file")
-        if accounts is None:
-            if ledger is not None:
-                _fail("--ledger needs --accounts")
-            result = run_match(parsed, list(closes.values()), engine.value,
-                               check_invariants=check)
-        else:
-            from ledger.session import run_settled_match
+        if accounts is None and ledger is not None:
+            _fail("--ledger needs --accounts")
+        with _staged(out) as staged:
+            if accounts is None:
+                result = run_match(parsed, list(closes.values()), engine.value,
+                                   check_invariants=check)
+            else:
+                from ledger.session import run_settled_match
 
-            risk = RiskConfig(fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block,
-                              t_plus_one=not t0)
-            settled = run_settled_match(parsed, list(closes.values()), accounts, out,
-                                        engine.value, risk, ledger, check_invariants=check)
-            result = settled.result
-        paths = write_results(result, out)
+                risk = RiskConfig(fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block,
+                                  t_plus_one=not t0)
+                settled = run_settled_match(parsed, list(closes.values()), accounts,
+                                            staged.path, engine.value, risk, ledger,
+                                            check_invariants=check)
+                result = settled.result
+            paths = write_results(result, staged.path)
+        paths = [staged.final_path(p) for p in paths]
+        if settled is not None:
+            settled.ledger_url = staged.final_path(settled.ledger_url)
+            settled.statements = [staged.final_path(p) for p in settled.statements]
     except (OrderFileError, EngineConfigError, LedgerError, AccountError, StoreError) as e:
         _fail(str(e))
     elapsed = time.perf_counter() - started
@@ -197,7 +217,9 @@ def ledger_statement(
         _fail(f"--format must be csv or json, not {fmt!r}")
     st = _read_ledger(ledger, lambda led: led.statement(account, date))
     if out is not None:
-        typer.echo("wrote " + ", ".join(str(p) for p in write_statement(st, out)))
+        with _staged(out) as staged:
+            paths = write_statement(st, staged.path)
+        typer.echo("wrote " + ", ".join(str(staged.final_path(p)) for p in paths))
     elif fmt == "json":
         typer.echo(json.dumps(statement_json(st), indent=1))
     else:
@@ -245,8 +267,12 @@ def serve(
         None, "--accounts", help="Opening balances CSV (account,type,cash,<instrument>...) for a "
         "new data directory; default: four demo accounts."),
     tokens: Optional[Path] = typer.Option(
-        None, "--tokens", help="account,token CSV for a new data directory; default: generate "
-        "tokens into DATA_DIR/credentials.csv."),
+        None, "--tokens", help="account,token CSV for a new data directory (tokens of at least "
+        "16 characters); default: generate them (see --credentials-out)."),
+    credentials_out: Optional[Path] = typer.Option(
+        None, "--credentials-out", help="A new data directory's generated tokens are written "
+        "to this file (account,token; mode 0600; refused if it exists; not in the data "
+        "directory); default: printed once. Only their hashes are kept."),
     fsync: str = typer.Option("on", "--fsync", help="on: fsync the journal before every "
                               "acknowledgement; off: for simulations (a crash may lose the "
                               "last acknowledged commands)."),
@@ -286,7 +312,8 @@ def serve(
     engine: EngineChoice = typer.Option(EngineChoice.numba, "--engine"),
 ) -> None:
     """Run the exchange: gateway, sequencer, journal, engine, ledger, market data."""
-    from gateway.auth import read_token_file
+    from gateway.auth import check_credentials_out, read_token_file
+    from gateway.journal import JOURNAL
     from gateway.server import ServerConfig, parse_start, serve as run
 
     fsync_on = _on_off("--fsync", fsync)
@@ -301,8 +328,10 @@ def serve(
         operator=operator,
         snapshot_every=snapshot_every,
         ledger=None if ledger == "off" else ledger,
-        impl=engine.value, recover=recover)
+        impl=engine.value, recover=recover, credentials_out=credentials_out)
     try:
+        if credentials_out is not None and not (data_dir / JOURNAL).exists():
+            check_credentials_out(credentials_out, data_dir)
         if start is not None:
             config.start_us = parse_start(start)
         if accounts is not None:
@@ -316,9 +345,16 @@ def serve(
 
     def ready(server, summary, host, port):
         typer.echo(f"cea serve: {summary}")
-        if server.credentials is not None:
-            typer.echo(f"cea serve: logon tokens written to {server.credentials} "
-                       "(only their hashes are kept)")
+        if server.credentials and credentials_out is not None:
+            typer.echo(f"cea serve: logon tokens of {len(server.credentials)} accounts written "
+                       f"to {credentials_out} (mode 0600); the data directory keeps only "
+                       "their hashes")
+        elif server.credentials:
+            typer.echo("cea serve: logon tokens generated, shown this once and stored nowhere "
+                       "(the data directory keeps only their hashes; --credentials-out FILE "
+                       "writes them to a file instead):")
+            for account, token in server.credentials.items():
+                typer.echo(f"cea serve:   {account} {token}")
         typer.echo(f"cea serve: journal {data_dir / 'journal.log'} (fsync {fsync}), clock "
                    f"{clock} at {_time(server.clock.now())}")
         typer.echo(f"cea serve: listening on {host}:{port}  (Ctrl-C stops)", )
@@ -405,12 +441,13 @@ def replay(
             and (date_to is None or d.date <= date_to)]
     if not days:
         _fail("no days in that range")
-    with typer.progressbar(length=len(days), label="replaying", file=sys.stderr) as bar:
-        result = run(days, progress=lambda day: bar.update(1))
-    summary = write_outputs(result, out)
-    from sim.plots import plot_replay
+    with _staged(out) as staged:
+        with typer.progressbar(length=len(days), label="replaying", file=sys.stderr) as bar:
+            result = run(days, progress=lambda day: bar.update(1))
+        summary = write_outputs(result, staged.path)
+        from sim.plots import plot_replay
 
-    plots = plot_replay(result.rows, out)
+        plots = [staged.final_path(p) for p in plot_replay(result.rows, staged.path)]
     infeasible = summary.pop("infeasible")
     for date, reason in infeasible.items():
         typer.echo(f"infeasible {date}: {reason}")
@@ -444,15 +481,18 @@ def simulate(
     except SimConfigError as e:
         _fail(str(e))
     label = "simulating via cea serve" if via_server else "simulating"
-    with typer.progressbar(length=cfg.days, label=label, file=sys.stderr) as bar:
+    with _staged(out) as staged, \
+            typer.progressbar(length=cfg.days, label=label, file=sys.stderr) as bar:
         if via_server:
             from sim.viaserver import run_via_server
 
-            result, paths = run_via_server(cfg, out, progress=lambda date: bar.update(1))
+            result, paths = run_via_server(cfg, staged.path,
+                                           progress=lambda date: bar.update(1))
         else:
             from sim.simout import run
 
-            result, paths = run(cfg, out, progress=lambda date: bar.update(1))
+            result, paths = run(cfg, staged.path, progress=lambda date: bar.update(1))
+    paths = [staged.final_path(p) for p in paths]
     s = result.summary
     typer.echo(f"{s['days']} days {s['first_day']}..{s['last_day']}, agents "
                f"{sum(s['agents'].values())}, orders {s['orders']}, trades {s['trades']}, "
@@ -508,7 +548,7 @@ def loadtest(
         _fail("--rates: at most 1,000,000 orders/s")
     accounts_csv, tokens_csv, sessions = accounts_for(pairs)
     runs = []
-    with tempfile.TemporaryDirectory() as root:
+    with _staged(out) as staged, tempfile.TemporaryDirectory() as root:
         with local_server(Path(root), accounts_csv, tokens_csv, fsync_on) as port:
             for r in sweep:
                 typer.echo(f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
@@ -524,7 +564,7 @@ def loadtest(
                 typer.echo(f"  tester: sent {run['sent_per_s']:,}/s, CPU share "
                            f"{t['cpu_share']}, {t['cpu_us_per_order']} us CPU/order, send lag "
                            f"p99 {t['send_lag'].get('p99_us')} us")
-    report = write_report(runs, out, p99_bound_us if len(sweep) > 1 else None)
+        report = write_report(runs, staged.path, p99_bound_us if len(sweep) > 1 else None)
     if "highest_rate_held" in report:
         typer.echo(f"highest rate held with p99 <= {p99_bound_us} us: "
                    f"{report['highest_rate_held']}")

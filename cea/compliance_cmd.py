@@ -220,11 +220,14 @@ def report(
     if rep.milestone is not None:
         typer.echo(f"by the milestone: {rep.compliant_by_milestone} of {len(rep.entities)} "
                    f"entities ({'met' if rep.milestone_met else 'not met'}: 95 % needed)")
+    from cea.cli import _staged
+
     try:
-        paths = write_report(rep, out)
+        with _staged(out) as staged:
+            paths = write_report(rep, staged.path)
     except OSError as e:
         _fail(f"{out}: cannot write the report: {e.strerror}")
-    typer.echo("wrote " + ", ".join(str(x) for x in paths))
+    typer.echo("wrote " + ", ".join(str(staged.final_path(x)) for x in paths))
 
 
 def register(app: typer.Typer) -> None:

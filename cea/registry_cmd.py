@@ -51,15 +51,23 @@ def population(
     for path in (out, accounts, emissions):
         if path is not None and not path.parent.is_dir():
             _fail(f"{path}: directory {path.parent} does not exist")
+    from cea.outdir import OutputError, atomic_files
+
+    targets = [p for p in (out, accounts, emissions) if p is not None]
+    if len({p.resolve() for p in targets}) < len(targets):
+        _fail("--out, --accounts and --emissions must be different files")
     try:
         pop = generate(entities, seed, year)
-        write_csv(pop, out)
-        if accounts is not None:
-            write_accounts_file(pop, accounts)
-        if emissions is not None:
-            write_emissions_file(pop, emissions)
-    except PopulationError as e:
+        with atomic_files(*targets) as temps:  # all three appear together, once written
+            write_csv(pop, temps[0])
+            if accounts is not None:
+                write_accounts_file(pop, temps[targets.index(accounts)])
+            if emissions is not None:
+                write_emissions_file(pop, temps[targets.index(emissions)])
+    except (PopulationError, OutputError) as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write the population files: {e.strerror}")
     t = pop.totals()
     typer.echo(f"population {year}, seed {seed}: {t.entities:,} entities, {t.units:,} units, "
                f"{t.capacity_mw:,} MW")

@@ -81,7 +81,8 @@ def _classes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             cls[t] = C_HEARTBEAT
         elif t in (MsgType.LOGOUT, MsgType.LOGON):  # always read: a Logon here is an error
             cls[t] = C_LOGOUT
-        elif t in (MsgType.SUBSCRIBE, MsgType.MD_REPLAY_REQUEST, MsgType.BALANCE_REQUEST):
+        elif t in (MsgType.SUBSCRIBE, MsgType.MD_REPLAY_REQUEST, MsgType.BALANCE_REQUEST,
+                   MsgType.ORDER_STATUS_REQUEST):
             cls[t] = C_QUERY
         else:
             cls[t] = C_PACKED
@@ -132,7 +133,7 @@ def _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, kind, reason, buf, c
     gw_acct[g] = account
     gw_off[g] = q
     meta[M_ANSWER_BYTES] = put_report(gw_buf, q, kind, reason, 0, 0, NO_INSTRUMENT, buf,
-                                      clid_at, ts, NULL_PRICE, 0, 0, 0, 0)
+                                      clid_at, ts, NULL_PRICE, 0, 0, 0, 0, 0)
     meta[M_ANSWERS] = g + 1
 
 
@@ -317,7 +318,7 @@ class Admission:
         self.gw_off = np.zeros(capacity, np.int64)
         self.gw_buf = np.zeros(capacity * REPORT_SIZE, np.uint8)
         self.meta = np.zeros(META, np.int64)
-        self.specials: list = []  # (row, answers before it, account, message)
+        self.specials: list = []  # (row, answers before it, account, message, reply)
         self.ts = 0
         self.first_order = 0  # the order table's size when the turn began
 
@@ -335,9 +336,10 @@ class Admission:
     def answers(self) -> int:
         return int(self.meta[M_ANSWERS])
 
-    def special(self, account: int, msg) -> None:
-        """A sequenced session-level command, in its place after the rows taken so far."""
-        self.specials.append((self.rows, self.answers, account, msg))
+    def special(self, account: int, msg, reply: bool = True) -> None:
+        """A sequenced session-level command, in its place after the rows taken so far;
+        ``reply`` false: its session has gone, the answer goes to no one."""
+        self.specials.append((self.rows, self.answers, account, msg, reply))
 
     def _room(self, frames: int) -> None:
         rows, answers = self.rows + frames, self.answers + frames

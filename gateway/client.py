@@ -18,6 +18,12 @@ sequence numbers: on a gap it asks the server to replay the missing range (or re
 and holds later messages until the gap is filled, so callbacks see every message once, in
 order. With ``reconnect=True`` a lost connection is re-established, logged on again and
 re-subscribed (from fresh snapshots).
+
+Execution reports are numbered per account (``report_seq``); the client remembers the last
+it saw (``last_report_seq``) and every logon asks for what follows it, so fills made while
+it was away, even across a server restart, arrive on the next logon, once each, in order.
+A client that starts afresh passes the number it last processed (``report_seq=``), or -1
+(the default) to start from now.
 """
 
 from __future__ import annotations
@@ -126,6 +132,7 @@ class BookView:
 
 
 _MD = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
+_ANSWERS = {P.Balance: "BalanceRequest", P.OrderStatus: "OrderStatusRequest"}
 
 
 class BatchReader:
@@ -135,7 +142,7 @@ class BatchReader:
     >>> r = BatchReader()
     >>> report = P.ExecutionReport(P.ExecKind.ACCEPTED, "o1", 5, 0, 0, 1, 6000, 10, 0, 10)
     >>> data = P.encode(report) * 2 + P.encode(P.Heartbeat(7))
-    >>> items = r.feed(data[:70]) + r.feed(data[70:])
+    >>> items = r.feed(data[:80]) + r.feed(data[80:])
     >>> [(type(i).__name__, len(i) if isinstance(i, np.ndarray) else i) for i in items]
     [('ndarray', 1), ('ndarray', 1), ('Heartbeat', Heartbeat(ts_us=7))]
     """
@@ -194,7 +201,8 @@ class Client:
                  on_execution: Callable[[P.ExecutionReport], None] | None = None,
                  on_market_data: Callable[[object], None] | None = None,
                  reconnect: bool = False, drop: Callable[[object], bool] | None = None,
-                 on_reports: Callable[[np.ndarray], None] | None = None):
+                 on_reports: Callable[[np.ndarray], None] | None = None,
+                 report_seq: int = -1):
         self.host, self.port, self.account, self.token = host, port, account, token
         self.cancel_on_disconnect = cancel_on_disconnect
         self.heartbeat_ms = heartbeat_ms
@@ -217,6 +225,11 @@ class Client:
         self._tasks: list[asyncio.Task] = []
         self._closing = False
         self.reconnects = 0
+        #: the last report of the account's stream seen (-1: none; the next logon starts
+        #: the stream from the server's present)
+        self.last_report_seq = report_seq
+        self.report_gaps = 0  # reports that skipped numbers (never expected)
+        self.report_duplicates = 0  # reports dropped as already seen (never expected)
 
     # -------------------------------------------------------------- connection
 
@@ -231,7 +244,7 @@ class Client:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         self._writer = writer
         writer.write(P.encode(P.Logon(self.account, self.token, self.cancel_on_disconnect,
-                                      self.heartbeat_ms)))
+                                      self.heartbeat_ms, self.last_report_seq)))
         frames = BatchReader()
         reply = None
         while reply is None:
@@ -247,6 +260,9 @@ class Client:
             writer.close()
             raise ClientError(f"logon answered with {reply!r}")
         self.logon = reply
+        if self.last_report_seq < 0 or self.last_report_seq > reply.report_seq:
+            # a fresh start, or a stream that began again (a new data directory): from now
+            self.last_report_seq = reply.report_seq
         self.instruments = list(reply.instruments)
         self._instrument_ids = {name: i for i, name in enumerate(self.instruments)}
         self.connected.set()
@@ -329,6 +345,7 @@ class Client:
         if not isinstance(item, np.ndarray):
             self._dispatch(item)
             return
+        item = self._in_sequence(item)
         if self.on_reports is not None:
             self.on_reports(item)
             if not (self.keep_reports or self.on_execution or self._waiters
@@ -340,6 +357,26 @@ class Client:
                 item = item[np.isin(item["cl_ord_id"], keys)]
         for row in item:
             self._dispatch(P.report_from_row(row))
+
+    def _in_sequence(self, rows: np.ndarray) -> np.ndarray:
+        """Track the stream's numbers; drop a report already seen (unnumbered answers pass)."""
+        seqs = rows["report_seq"].astype(np.int64)
+        numbered = seqs > 0
+        if not numbered.any():
+            return rows
+        last = self.last_report_seq
+        fresh = seqs > last
+        if not fresh[numbered].all():
+            self.report_duplicates += int((numbered & ~fresh).sum())
+            rows, seqs = rows[~numbered | fresh], seqs[~numbered | fresh]
+            numbered = seqs > 0
+            if not numbered.any():
+                return rows
+        mine = seqs[numbered]
+        self.report_gaps += int(mine[0] - last - 1) if last >= 0 else 0
+        self.report_gaps += int((np.diff(mine) - 1).sum())
+        self.last_report_seq = int(mine[-1])
+        return rows
 
     def _dispatch(self, msg) -> None:
         if self.drop is not None and self.drop(msg):
@@ -382,8 +419,9 @@ class Client:
         elif kind is P.Heartbeat:
             pass
         else:
-            # an AdminAck answers the command it names; a Balance the oldest BalanceRequest
-            command = msg.command if kind is P.AdminAck else "BalanceRequest"
+            # an AdminAck answers the command it names; a Balance the oldest BalanceRequest,
+            # an OrderStatus the oldest OrderStatusRequest
+            command = msg.command if kind is P.AdminAck else _ANSWERS.get(kind, "")
             for i, (name, f) in enumerate(self._replies):
                 if name == command:
                     del self._replies[i]
@@ -487,6 +525,13 @@ class Client:
         """The account's balances (an AdminAck refusal for the operator, who has none)."""
         f = self._expect("BalanceRequest")
         self.send(P.BalanceRequest())
+        return await asyncio.wait_for(f, timeout)
+
+    async def order_status(self, cl_ord_id: str, timeout: float = 10.0
+                           ) -> P.OrderStatus | P.AdminAck:
+        """Where one of the account's orders stands now (``OrderStatus``)."""
+        f = self._expect("OrderStatusRequest")
+        self.send(P.OrderStatusRequest(cl_ord_id))
         return await asyncio.wait_for(f, timeout)
 
     async def subscribe(self, instrument: str, segment: int = 0,

@@ -58,12 +58,16 @@ class Genesis(msgspec.Struct, tag=1, array_like=True, frozen=True):
 
 
 class OrderBatch(msgspec.Struct, tag=4, array_like=True, frozen=True):
-    """One engine batch: the command rows, and the order ids they used for the first time
-    (``NEW_ORDER_ROW`` rows), which get the handles ``first_order``, ``first_order + 1``, ..."""
+    """One engine batch: the command rows, the order ids they used for the first time
+    (``NEW_ORDER_ROW`` rows), which get the handles ``first_order``, ``first_order + 1``, ...,
+    and the ids of rows naming no order."""
 
     cmds: bytes
     first_order: int
     new_orders: bytes
+    #: the 20-byte ids of the rows that name no known order, in row order (their reject
+    #: reports carry them); absent in journals before the report stream
+    unknown_ids: bytes = b""
 
 
 class OrderBatchV1(msgspec.Struct, tag=2, array_like=True, frozen=True):
@@ -96,6 +100,11 @@ class Applied:
     settled: list = field(default_factory=list)  # TRADE and DAY_CLOSED rows (copies)
     ledger_ops: list = field(default_factory=list)  # (seq, AdminOp) account operations
     day_ended: bool = False
+    #: an OrderBatch's command rows, its ids of unknown orders and what the engine made of
+    #: them (a view, valid until the next record is applied): recovery rebuilds reports
+    cmds: np.ndarray | None = None
+    unknown_ids: bytes = b""
+    batch: object = None
 
 
 class Exchange:
@@ -171,6 +180,7 @@ class Exchange:
             cmds = np.frombuffer(record.cmds, dtype=B.COMMAND_DTYPE)
             self.seq = seq
             batch = A.apply_orders(self, cmds)
+            out.cmds, out.unknown_ids, out.batch = cmds, record.unknown_ids, batch
             if batch.trades or batch.days:
                 out.settled.append(batch.settled())
             out.day_ended = batch.days > 0

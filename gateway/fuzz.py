@@ -744,7 +744,7 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
 # ---------------------------------------------------------------------- admission
 
 _QUERY_TYPES = frozenset((int(MsgType.SUBSCRIBE), int(MsgType.MD_REPLAY_REQUEST),
-                          int(MsgType.BALANCE_REQUEST)))
+                          int(MsgType.BALANCE_REQUEST), int(MsgType.ORDER_STATUS_REQUEST)))
 _HEARTBEAT, _LOGOUT, _LOGON = int(MsgType.HEARTBEAT), int(MsgType.LOGOUT), int(MsgType.LOGON)
 _NEW, _CANCEL, _AMEND = int(MsgType.NEW_ORDER), int(MsgType.CANCEL), int(MsgType.AMEND)
 _SIDES = frozenset(int(x) for x in Side)
@@ -760,7 +760,7 @@ _HALTED = int(P.GatewayReason.INSTRUMENT_HALTED)
 _X_REJECTED, _X_CANCEL_REJECTED, _X_AMEND_REJECTED = (
     int(P.ExecKind.REJECTED), int(P.ExecKind.CANCEL_REJECTED), int(P.ExecKind.AMEND_REJECTED))
 #: An ExecutionReport frame, written out independently of ``gateway.wire``.
-_REPORT = struct.Struct("<HBBBBBH20sqqIIIQ")
+_REPORT = struct.Struct("<HBBBBBH20sqqIIIQQ")
 assert _REPORT.size == P.EXECUTION_REPORT.itemsize
 #: bad-frame codes of ``admit`` (meta[M_BAD_CODE]) by what FrameReader's message says
 BAD_LENGTH, BAD_TYPE, BAD_SIZE = 1, 2, 3
@@ -770,9 +770,10 @@ _THROTTLE_ANSWER = {t: P.encode(P.AdminAck(cls.__name__, False, _THROTTLED))
 
 
 def _report(kind: int, reason: int, raw: bytes, ts: int) -> bytes:
-    """A gateway reject as the documentation gives it: only exec, cl_ord_id, ts, reason."""
+    """A gateway reject as the documentation gives it: only exec, cl_ord_id, ts, reason
+    (not in the report stream: report_seq 0)."""
     return _REPORT.pack(_REPORT.size - 2, int(MsgType.EXECUTION_REPORT), kind, reason, 0, 0,
-                        P.NO_INSTRUMENT, raw, ts, NULL_PRICE, 0, 0, 0, 0)
+                        P.NO_INSTRUMENT, raw, ts, NULL_PRICE, 0, 0, 0, 0, 0)
 
 
 def handle_packed(reader: P.FrameReader, frame: bytes):
@@ -1608,18 +1609,21 @@ async def _local_server_fuzz(frames: int, seed: int, connections: int, time_limi
     from .client import Client
     from .server import ExchangeServer, ServerConfig
 
-    tokens = {"A001": "t1", "A002": "t2", "A003": "t3", "A004": "t4", "OPS": "ops"}
+    tokens = {"A001": "A001-test-token-0001", "A002": "A002-test-token-0002",
+              "A003": "A003-test-token-0003", "A004": "A004-test-token-0004",
+              "OPS": "OPS-test-token-00000"}
     with tempfile.TemporaryDirectory(prefix="cea-fuzz-") as tmp:
         cfg = ServerConfig(data_dir=tmp, port=0, tokens=tokens, ledger=None, rate_limit=0,
-                           query_rate=0, fsync=False)
+                           query_rate=0, fsync=False, logon_backoff_cap=0)
         server = ExchangeServer(cfg)
         server.open()
         host, port = await server.start()
         try:
-            counts = await fuzz_server(host, port, "A001", "t1", frames, seed,
+            counts = await fuzz_server(host, port, "A001", "A001-test-token-0001", frames, seed,
                                        connections=connections, time_limit=time_limit,
                                        deep_nesting=deep_nesting)
-            ops = await fuzz_server(host, port, "OPS", "ops", max(1, frames // 4), seed + 1,
+            ops = await fuzz_server(host, port, "OPS", "OPS-test-token-00000", max(1, frames // 4),
+                                    seed + 1,
                                     connections=max(1, connections // 2),
                                     time_limit=time_limit, deep_nesting=deep_nesting)
             for key, value in ops.items():
@@ -1632,7 +1636,7 @@ async def _local_server_fuzz(frames: int, seed: int, connections: int, time_limi
                 counts["anomalies"]["server_failed"] = 1
                 counts["anomaly_examples"].append(f"server failed: {server.failed!r}")
             try:
-                async with Client(host, port, "A002", "t2") as client:
+                async with Client(host, port, "A002", "A002-test-token-0002") as client:
                     report = await client.place("fuzz-after", 0, Side.BUY, 1, 6000, timeout=5)
                 counts["fresh_client"] = f"{report.exec.name} {P.reason_name(report.reason)}"
                 ok = type(report) is P.ExecutionReport and report.cl_ord_id == "fuzz-after"

@@ -184,7 +184,8 @@ class JournalWriter:
                  chunk: int = 1 << 20, max_chunk: int = 64 << 20):
         self.path = Path(path)
         self.fsync = fsync
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(self.fd, 0o600)  # owner only, also a journal an older version made 0644
         size = os.fstat(self.fd).st_size
         self.pos = size if end is None else end
         self.allocated = size
@@ -271,13 +272,16 @@ def _fsync_dir(path: Path) -> None:
 
 # ---------------------------------------------------------------- snapshots
 
-def fork_snapshot(data_dir: Path, exchange: Exchange) -> int:
+def fork_snapshot(data_dir: Path, exchange: Exchange, sync_fds=()) -> int:
     """Write a snapshot from a forked child (copy-on-write: the loop goes on at once, as
-    Redis's BGSAVE does); returns the child's pid for the caller to reap."""
+    Redis's BGSAVE does); returns the child's pid for the caller to reap. The child first
+    makes the files ``sync_fds`` durable (what the snapshot must not be ahead of)."""
     pid = os.fork()
     if pid == 0:  # the child: pickle, write, leave without running anything of the parent's
         code = 1
         try:
+            for fd in sync_fds:
+                os.fsync(fd)
             write_snapshot(data_dir, exchange)
             code = 0
         finally:
@@ -289,16 +293,31 @@ def write_snapshot(data_dir: Path, exchange: Exchange) -> Path:
     body = pickle.dumps(exchange, protocol=pickle.HIGHEST_PROTOCOL)
     path = Path(data_dir) / f"snapshot-{exchange.seq:012d}.pkl"
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(hashlib.sha256(body).digest())
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            os.fchmod(f.fileno(), 0o600)  # owner only (a leftover .tmp keeps its mode)
+            f.write(hashlib.sha256(body).digest())
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed snapshot (a full disk) holds no space
+        raise
     _fsync_dir(Path(data_dir))
     for old in sorted(Path(data_dir).glob("snapshot-*.pkl"))[:-SNAPSHOT_KEEP]:
         old.unlink()
     return path
+
+
+def remove_snapshot_temporaries(data_dir: Path) -> list[Path]:
+    """Remove the temporaries (``snapshot-*.tmp``) of snapshot writes that never finished
+    (a crash, a kill): only when no writer can be running, i.e. at the server's start."""
+    removed = []
+    for tmp in Path(data_dir).glob("snapshot-*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
 
 
 def load_snapshot(data_dir: Path, at_most: int | None = None) -> Exchange | None:
@@ -329,20 +348,25 @@ class Recovery:
 
 def rebuild(data_dir: Path, impl: str = "numba", use_snapshot: bool = True,
             truncate: bool = False, on_turn=None, to_seq: int | None = None,
-            md_ring: int | None = None) -> Recovery:
+            md_ring: int | None = None, on_start=None) -> Recovery:
     """The exchange as the journal in ``data_dir`` leaves it.
 
     Starts from the newest good snapshot (unless ``use_snapshot`` is false) and applies every
     later record; ``on_turn(seq, turn)`` sees each applied record's results (the ledger is fed
-    from it). A torn tail is cut off if ``truncate`` (the server does; ``verify`` only reports).
+    from it). A torn tail is cut off if ``truncate`` (the server does; ``verify`` only reports),
+    and then the temporaries of snapshot writes that never finished are removed too.
     """
     path, scan, records, genesis = open_journal(data_dir)
+    if truncate:
+        remove_snapshot_temporaries(data_dir)
     exchange = load_snapshot(data_dir, to_seq) if use_snapshot else None
     snapshot_seq = exchange.seq if exchange is not None else -1
     if exchange is None:
         exchange = Exchange(genesis, impl=impl)
     if md_ring is not None:
         exchange.md.resize_ring(md_ring)
+    if on_start is not None:  # the exchange the records are applied to, before the first
+        on_start(exchange)
     replayed = 0
     for seq, record in records:
         if to_seq is not None and seq > to_seq:

@@ -87,11 +87,13 @@ class MsgType(IntEnum):
     SET_PRIOR_CLOSE = 23
     BALANCE_REQUEST = 24
     SET_CLOCK = 25
+    ORDER_STATUS_REQUEST = 26
     LOGON_ACK = 30
     LOGON_REJECT = 31
     EXECUTION_REPORT = 32  # binary
     ADMIN_ACK = 33
     BALANCE = 34
+    ORDER_STATUS = 35
     MD_SNAPSHOT = 40
     MD_TRADE = 41  # binary
     MD_DEPTH = 42  # binary
@@ -173,7 +175,7 @@ AMEND = _frame_dtype(("cl_ord_id", "S20"), ("qty", "<u4"), ("price", "<i8"))
 EXECUTION_REPORT = _frame_dtype(
     ("exec", "u1"), ("reason", "u1"), ("side", "u1"), ("segment", "u1"), ("instrument", "<u2"),
     ("cl_ord_id", "S20"), ("ts_us", "<i8"), ("price", "<i8"), ("qty", "<u4"), ("filled", "<u4"),
-    ("open", "<u4"), ("trade_id", "<u8"))
+    ("open", "<u4"), ("trade_id", "<u8"), ("report_seq", "<u8"))
 MD_TRADE = _frame_dtype(("instrument", "<u2"), ("segment", "u1"), ("aggressor", "u1"),
                         ("seq", "<u8"), ("ts_us", "<i8"), ("trade_id", "<u8"), ("price", "<i8"),
                         ("qty", "<u4"))
@@ -265,6 +267,9 @@ class Logon(_Packed, frozen=True):
     token: Token
     cancel_on_disconnect: bool = True
     heartbeat_ms: int = 5000
+    #: The last ``report_seq`` the client has of this account's report stream: the server
+    #: sends every report after it before anything else. -1: none wanted (start from now).
+    report_seq: int = -1
 
 
 class Logout(_Packed, frozen=True):
@@ -362,6 +367,13 @@ class BalanceRequest(_Packed, frozen=True):
     TYPE = MsgType.BALANCE_REQUEST
 
 
+class OrderStatusRequest(_Packed, frozen=True):
+    """Where one of the account's orders stands now (answered by ``OrderStatus``)."""
+
+    TYPE = MsgType.ORDER_STATUS_REQUEST
+    cl_ord_id: Annotated[str, msgspec.Meta(max_length=CLID_BYTES)]
+
+
 class SetClock(_Packed, frozen=True):
     """Operator, simulated clock (``--clock sim``) only: move the exchange clock forward to
     ``ts_us`` (exchange local time, µs), e.g. a simulation stepping through a day. What was
@@ -383,6 +395,9 @@ class LogonAck(_Packed, frozen=True):
     server_time_us: int
     heartbeat_ms: int
     instruments: list[str] = []
+    #: The last report sequence number of the account's stream at logon (0: none yet);
+    #: reports after the Logon's ``report_seq`` up to this one are being resent.
+    report_seq: int = 0
 
 
 class LogonReject(_Packed, frozen=True):
@@ -412,6 +427,7 @@ class ExecutionReport(_Msg, frozen=True):
     open: int = 0
     reason: int = 0
     trade_id: int = 0
+    report_seq: int = 0
 
 
 class AdminAck(_Packed, frozen=True):
@@ -436,6 +452,26 @@ class Balance(_Packed, frozen=True):
     cash_available: int
     withdrawable: int  # available less today's sale proceeds (T+1 for withdrawal)
     holdings: list[tuple[str, int, int, int, int]]
+
+
+class OrderStatus(_Packed, frozen=True):
+    """Answer to ``OrderStatusRequest``. ``status``: UNKNOWN (the account never used that
+    ``cl_ord_id``, or its only report was a gateway reject, which is never sequenced), OPEN,
+    FILLED, CANCELLED, EXPIRED or REJECTED; ``reason`` (a wire reason code) says why an order
+    was cancelled or rejected. ``qty`` is the order's quantity, ``filled`` and ``open`` its
+    totals now; ``report_seq`` the account stream's last sequence number when answered (every
+    report of the order is at or before it)."""
+
+    TYPE = MsgType.ORDER_STATUS
+    cl_ord_id: str
+    status: str
+    reason: int = 0
+    instrument: int = NO_INSTRUMENT
+    side: int = 0
+    qty: int = 0
+    filled: int = 0
+    open: int = 0
+    report_seq: int = 0
 
 
 Level = tuple[int, int, int]  # price (fen), open quantity (t), number of orders
@@ -512,9 +548,10 @@ MARKET_DATA = (MdTrade, MdDepth, MdStatus, MdDaySummary)
 #: The messages of each direction, by type byte.
 CLIENT = {cls.TYPE: cls for cls in (
     Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, MassCancel, Subscribe, MdReplayRequest,
-    Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock)}
+    Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock, OrderStatusRequest)}
 SERVER = {cls.TYPE: cls for cls in (
-    Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, MdSnapshot,
+    Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, OrderStatus,
+    MdSnapshot,
     MdTrade, MdDepth, MdStatus, MdDaySummary)}
 
 
@@ -605,7 +642,7 @@ _HEAD = struct.Struct("<HB")
 _S_NEW = struct.Struct("<HB20sHBBBBIq")
 _S_CANCEL = struct.Struct("<HB20s")
 _S_AMEND = struct.Struct("<HB20sIq")
-_S_REPORT = struct.Struct("<HBBBBBH20sqqIIIQ")
+_S_REPORT = struct.Struct("<HBBBBBH20sqqIIIQQ")
 _S_TRADE = struct.Struct("<HBHBBQqQqI")
 _S_STATUS = struct.Struct("<HBHBBQq")
 _S_SUMMARY = struct.Struct("<HBHBBQqIqqqq")
@@ -655,7 +692,7 @@ def encode(msg) -> bytes:
         return _S_REPORT.pack(_S_REPORT.size - 2, 32, msg.exec, msg.reason, msg.side,
                               msg.segment, msg.instrument, msg.cl_ord_id.encode("latin-1"),
                               msg.ts_us, _price(msg.price), msg.qty, msg.filled, msg.open,
-                              msg.trade_id)
+                              msg.trade_id, msg.report_seq)
     if kind is MdTrade:
         return _S_TRADE.pack(_S_TRADE.size - 2, 41, msg.instrument, msg.segment, msg.aggressor,
                              msg.seq, msg.ts_us, msg.trade_id, msg.price, msg.qty)
@@ -730,7 +767,7 @@ def report_from_row(row) -> "ExecutionReport":
                            int(row["ts_us"]), int(row["instrument"]), int(row["segment"]),
                            int(row["side"]), None if price == NULL_PRICE else price,
                            int(row["qty"]), int(row["filled"]), int(row["open"]),
-                           int(row["reason"]), int(row["trade_id"]))
+                           int(row["reason"]), int(row["trade_id"]), int(row["report_seq"]))
 
 
 # ---------------------------------------------------------------- decoding
@@ -751,13 +788,13 @@ def _dec_amend(view, pos):
 
 def _dec_report(view, pos):
     (_, _, kind, reason, side, segment, instrument, clid, ts, price, qty, filled, open_,
-     trade_id) = _S_REPORT.unpack_from(view, pos)
+     trade_id, report_seq) = _S_REPORT.unpack_from(view, pos)
     try:
         kind = ExecKind(kind)
     except ValueError:
         raise ProtocolError(f"ExecutionReport with exec {kind}") from None
     return ExecutionReport(kind, decode_clid(clid), ts, instrument, segment, side,
-                           _nullable(price), qty, filled, open_, reason, trade_id)
+                           _nullable(price), qty, filled, open_, reason, trade_id, report_seq)
 
 
 def _dec_trade(view, pos):

@@ -8,11 +8,16 @@ that row, so every session reads its answers in the order it sent the commands. 
 of a turn ``Output.grouped`` sorts the frames by account (a counting sort, order kept within
 an account) so that each session gets its share in one write.
 
-Reports are only encoded for accounts with a session (``live``): an account logged off
-misses them (``docs/protocol.md``, cancel-on-disconnect).
+Every report an order event makes is **sequenced**: it carries its account's next report
+sequence number (``rseq``, per account, from 1), whether the account has a session or not,
+and is kept in the report log (``gateway.reportlog``) for resending on logon. The gateway's
+own answers are not sequenced (``report_seq`` 0): they go to the session that sent the
+command, never into the stream (``docs/protocol.md``, the report stream).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -21,7 +26,7 @@ from engine import batch as B
 from engine.codes import NO_PRICE, Action, EventKind
 
 from .protocol import CLID_BYTES, NO_INSTRUMENT, NULL_PRICE, ExecKind
-from .wire import REPORT_SIZE, put_report, rd_u16
+from .wire import REPORT_SIZE, put_report, rd_u16, wr_i64, wr_u32
 
 _kernel = njit(cache=True, _nrt=False)
 _inline = njit(cache=True, _nrt=False, inline="always")
@@ -51,11 +56,19 @@ def _price(p):
 
 
 @_inline
-def _tag(idx, meta, account, p):
+def _tag(idx, meta, account, p, seq):
     m = meta[O_FRAMES]
     idx[m, 0] = account
     idx[m, 1] = p
+    idx[m, 2] = seq
     meta[O_FRAMES] = m + 1
+
+
+@_inline
+def _next_seq(rseq, a):
+    s = rseq[a] + 1
+    rseq[a] = s
+    return s
 
 
 @_inline
@@ -68,54 +81,57 @@ def _copy_answer(gw_off, gw_buf, g, out, p):
 
 
 @_inline
-def _fill(events, k, side, account_col, order_col, left_col, filled_after, order_clid, live,
+def _fill(events, k, side, account_col, order_col, left_col, filled_after, order_clid, rseq,
           out, idx, meta, p):
     """The FILL or PARTIAL_FILL report of one side (1 buyer, 2 seller) of trade row ``k``."""
     a = events[k, account_col]
-    if not live[a]:
-        return p
     left = events[k, left_col]
-    _tag(idx, meta, a, p)
+    s = _next_seq(rseq, a)
+    _tag(idx, meta, a, p, s)
     return put_report(out, p, _X_FILL if left == 0 else _X_PARTIAL, 0, side,
                       events[k, B.SEGMENT], events[k, B.INSTRUMENT], order_clid,
                       events[k, order_col] * CLID_BYTES, events[k, B.TS], events[k, B.PRICE],
-                      events[k, B.QTY], filled_after[k, side - 1], left, events[k, B.TRADE_ID])
+                      events[k, B.QTY], filled_after[k, side - 1], left, events[k, B.TRADE_ID],
+                      s)
 
 
 @_kernel
-def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, live,
+def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, rseq,
                    gw_pos, gw_acct, gw_off, gw_buf, g, g_end, out, idx, meta):
     """Append the reports of event rows ``events[:n]`` (a batch whose first command is
     turn row ``row0``; ``cmd_clid`` and ``order_clid`` are flat arrays of 20-byte ids by turn
-    row and by order handle) to ``out``, and the gateway answers ``g .. g_end-1`` at their places;
-    returns ``g_end``. The caller made room (``Output.reserve``)."""
+    row and by order handle) to ``out``, numbered by the per-account counters ``rseq``, and
+    the gateway answers ``g .. g_end-1`` at their places (an answer whose account is negative
+    belongs to a session that has gone: dropped); returns ``g_end``. The caller made room
+    (``Output.reserve``)."""
     p = meta[O_BYTES]
     for k in range(n):
         r = row0 + events[k, B.CMD]
         while g < g_end and gw_pos[g] <= r:
             a = gw_acct[g]
-            if live[a]:
-                _tag(idx, meta, a, p)
+            if a >= 0:
+                _tag(idx, meta, a, p, 0)
                 p = _copy_answer(gw_off, gw_buf, g, out, p)
             g += 1
         kind = events[k, B.KIND]
         if kind == _TRADE:
             p = _fill(events, k, 1, B.ACCOUNT, B.ORDER, B.AUX1, filled_after, order_clid,
-                      live, out, idx, meta, p)
+                      rseq, out, idx, meta, p)
             p = _fill(events, k, 2, B.ACCOUNT2, B.ORDER2, B.AUX2, filled_after, order_clid,
-                      live, out, idx, meta, p)
+                      rseq, out, idx, meta, p)
         elif kind == _REJECTED:
             a = origin[r]
-            if a >= 0 and live[a]:
+            if a >= 0:
                 action = events[k, B.AUX1]
                 x = (_X_CANCEL_REJECTED if action == _A_CANCEL else
                      _X_AMEND_REJECTED if action == _A_AMEND else _X_REJECTED)
-                _tag(idx, meta, a, p)
+                s = _next_seq(rseq, a)
+                _tag(idx, meta, a, p, s)
                 p = put_report(out, p, x, events[k, B.REASON], 0, 0, NO_INSTRUMENT, cmd_clid,
-                               r * CLID_BYTES, events[k, B.TS], NULL_PRICE, 0, 0, 0, 0)
+                               r * CLID_BYTES, events[k, B.TS], NULL_PRICE, 0, 0, 0, 0, s)
         elif kind == _ACCEPTED or kind == _CANCELLED or kind == _EXPIRED or kind == _AMENDED:
             a = events[k, B.ACCOUNT]
-            if live[a]:
+            if a >= 0:
                 qty = events[k, B.QTY]
                 if kind == _ACCEPTED:
                     x, reason, filled, left = _X_ACCEPTED, 0, 0, qty
@@ -126,23 +142,33 @@ def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, 
                                                filled_after[k, 0], 0)
                 else:
                     x, reason, filled, left = _X_EXPIRED, 0, filled_after[k, 0], 0
-                _tag(idx, meta, a, p)
+                s = _next_seq(rseq, a)
+                _tag(idx, meta, a, p, s)
                 p = put_report(out, p, x, reason, events[k, B.SIDE], events[k, B.SEGMENT],
                                events[k, B.INSTRUMENT], order_clid,
-                               events[k, B.ORDER] * CLID_BYTES, events[k, B.TS], _price(events[k, B.PRICE]), qty, filled, left,
-                               0)
+                               events[k, B.ORDER] * CLID_BYTES, events[k, B.TS],
+                               _price(events[k, B.PRICE]), qty, filled, left, 0, s)
     while g < g_end:
         a = gw_acct[g]
-        if live[a]:
-            _tag(idx, meta, a, p)
+        if a >= 0:
+            _tag(idx, meta, a, p, 0)
             p = _copy_answer(gw_off, gw_buf, g, out, p)
         g += 1
     meta[O_BYTES] = p
     return g
 
 
+#: A report-log record's head (``gateway.reportlog``): written here, read there.
+LOG_MAGIC = 0x52414543  # "CEAR"
+LOG_HEAD = 32
+
+
 @njit(cache=True)  # with reference counting: the slice copies below are memcpy
-def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
+def _group(buf, idx, n, slot_of, touched, sizes, starts, out, firsts, counts, log_at, log,
+           journal_seq):
+    """Sort the turn's ``n`` frames by account (``out``; order kept within an account) and
+    write the report-log records of the sequenced ones to ``log``: per account one head
+    (``LOG_HEAD`` bytes) and its reports. Returns (accounts, log bytes)."""
     nt = 0
     for i in range(n):
         a = idx[i, 0]
@@ -152,8 +178,14 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
             slot_of[a] = s
             touched[s] = a
             sizes[s] = 0
+            counts[s] = 0
+            firsts[s] = 0
             nt += 1
         sizes[s] += 2 + rd_u16(buf, idx[i, 1])
+        if idx[i, 2] > 0:
+            if counts[s] == 0:
+                firsts[s] = idx[i, 2]
+            counts[s] += 1
     pos = 0
     for s in range(nt):
         starts[s] = pos
@@ -169,24 +201,58 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out):
             c = sizes[s]
             out[c:c + size] = buf[q:q + size]
             sizes[s] = c + size
+    q = 0
+    left = 0  # records of this turn after the current one: a torn turn is seen as torn
     for s in range(nt):
-        sizes[s] -= starts[s]
+        if counts[s] > 0:
+            left += 1
+    for s in range(nt):
+        if counts[s] > 0:
+            left -= 1
+            log_at[s] = q
+            wr_u32(log, q, LOG_MAGIC)
+            wr_u32(log, q + 4, touched[s])
+            wr_u32(log, q + 8, counts[s])
+            wr_u32(log, q + 12, left)
+            wr_i64(log, q + 16, firsts[s])
+            wr_i64(log, q + 24, journal_seq)
+            q += LOG_HEAD + counts[s] * REPORT_SIZE
+            sizes[s] -= starts[s]
+        else:
+            log_at[s] = -1
+            sizes[s] -= starts[s]
+    cursor = np.empty(nt, np.int64)
+    for s in range(nt):
+        cursor[s] = log_at[s] + LOG_HEAD
+    for i in range(n):
+        if idx[i, 2] > 0:
+            s = slot_of[idx[i, 0]]
+            p = idx[i, 1]
+            c = cursor[s]
+            log[c:c + REPORT_SIZE] = buf[p:p + REPORT_SIZE]
+            cursor[s] = c + REPORT_SIZE
+    for s in range(nt):
         slot_of[touched[s]] = -1
-    return nt
+    return nt, q
 
 
 class Output:
-    """A turn's outgoing frames in sequence order, each tagged with its account."""
+    """A turn's outgoing frames in sequence order, each tagged with its account and its
+    report sequence number (0: a gateway answer, not in the account's stream)."""
 
     def __init__(self, capacity: int = 1 << 16):
         self.buf = np.zeros(capacity, np.uint8)
-        self.idx = np.zeros((capacity // 16, 2), np.int64)
+        self.idx = np.zeros((capacity // 16, 3), np.int64)
         self.meta = np.zeros(2, np.int64)
         self._grouped = np.zeros(capacity, np.uint8)
+        self._log = np.zeros(capacity, np.uint8)
         self._slot_of = np.full(64, -1, np.int64)
         self._touched = np.zeros(64, np.int64)
         self._sizes = np.zeros(64, np.int64)
         self._starts = np.zeros(64, np.int64)
+        self._firsts = np.zeros(64, np.int64)
+        self._counts = np.zeros(64, np.int64)
+        self._log_at = np.zeros(64, np.int64)
 
     def reset(self) -> None:
         self.meta[:] = 0
@@ -204,7 +270,7 @@ class Output:
             self.buf = buf
         need = int(self.meta[O_FRAMES]) + frames
         if need > self.idx.shape[0]:
-            idx = np.zeros((max(need, 2 * self.idx.shape[0]), 2), np.int64)
+            idx = np.zeros((max(need, 2 * self.idx.shape[0]), 3), np.int64)
             idx[: self.idx.shape[0]] = self.idx
             self.idx = idx
 
@@ -214,23 +280,75 @@ class Output:
         p = int(self.meta[O_BYTES])
         self.buf[p:p + len(frame)] = np.frombuffer(frame, np.uint8)
         m = int(self.meta[O_FRAMES])
-        self.idx[m] = (account, p)
+        self.idx[m] = (account, p, 0)
         self.meta[O_FRAMES] = m + 1
         self.meta[O_BYTES] = p + len(frame)
 
-    def grouped(self, n_accounts: int):
-        """(accounts, starts, sizes, buffer): the turn's frames sorted by account, in the
-        order each account first appears; each account's frames keep their order."""
+    def grouped(self, n_accounts: int, journal_seq: int = 0) -> "Grouped":
+        """The turn's frames sorted by account, in the order each account first appears
+        (each account's frames keep their order), and the report-log records of the
+        sequenced ones (their head carries ``journal_seq``, the turn's last record)."""
         n = self.frames
         if self._slot_of.shape[0] < n_accounts:
             size = max(n_accounts, 2 * self._slot_of.shape[0])
             self._slot_of = np.full(size, -1, np.int64)
-            self._touched = np.zeros(size, np.int64)
-            self._sizes = np.zeros(size, np.int64)
-            self._starts = np.zeros(size, np.int64)
+            for name in ("_touched", "_sizes", "_starts", "_firsts", "_counts", "_log_at"):
+                setattr(self, name, np.zeros(size, np.int64))
         if self._grouped.shape[0] < self.buf.shape[0]:
             self._grouped = np.zeros(self.buf.shape[0], np.uint8)
-        nt = _group(self.buf, self.idx, n, self._slot_of, self._touched, self._sizes,
-                    self._starts, self._grouped)
-        return (self._touched[:nt], self._starts[:nt], self._sizes[:nt],
-                self.buf if nt == 1 else self._grouped)
+        need = int(self.meta[O_BYTES]) + LOG_HEAD * min(n, n_accounts)
+        if self._log.shape[0] < need:
+            self._log = np.zeros(max(need, 2 * self._log.shape[0]), np.uint8)
+        nt, log_bytes = _group(self.buf, self.idx, n, self._slot_of, self._touched,
+                               self._sizes, self._starts, self._grouped, self._firsts,
+                               self._counts, self._log_at, self._log, journal_seq)
+        return Grouped(self._touched[:nt], self._starts[:nt], self._sizes[:nt],
+                       self.buf if nt == 1 else self._grouped, self._firsts[:nt],
+                       self._counts[:nt], self._log_at[:nt], self._log[:log_bytes])
+
+
+class Grouped(NamedTuple):
+    """``Output.grouped``: per account (in ``accounts``) its frames at
+    ``buffer[starts:starts+sizes]``, the first report sequence number and number of its
+    sequenced reports, and where its record starts in ``log`` (-1: none)."""
+
+    accounts: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+    buffer: np.ndarray
+    firsts: np.ndarray
+    counts: np.ndarray
+    log_at: np.ndarray
+    log: np.ndarray
+
+
+_NO_GW_I = np.zeros(0, np.int64)
+_NO_GW_B = np.zeros(0, np.uint8)
+
+
+def rebuild_reports(exchange, applied, rseq: np.ndarray, output: Output, journal_seq: int):
+    """The reports of one replayed OrderBatch (``Exchange.apply``'s ``applied``), numbered
+    on from ``rseq`` as the live turn numbered them: recovery rebuilds the report log's
+    tail from the journal. None for a record that is not an OrderBatch."""
+    if applied.batch is None:
+        return None
+    cmds = applied.cmds
+    rows = len(cmds)
+    orders = cmds["order"]
+    clid = np.zeros((rows, CLID_BYTES), np.uint8)
+    known = orders >= 0
+    clid[known] = exchange.orders.clid[orders[known]]
+    unknown = ~known & (cmds["action"] != int(Action.TICK))
+    if applied.unknown_ids:
+        ids = np.frombuffer(applied.unknown_ids, np.uint8).reshape(-1, CLID_BYTES)
+        if len(ids) == int(unknown.sum()):
+            clid[unknown] = ids
+    origin = cmds["account"].astype(np.int32)
+    events, fa = applied.batch.events, applied.batch.filled_after
+    n = events.shape[0]
+    output.reset()
+    output.reserve(PER_EVENT * n, 2 * n)
+    encode_reports(events, n, fa, 0, origin, clid.reshape(-1), exchange.orders.clid.reshape(-1),
+                   rseq, _NO_GW_I, _NO_GW_I, _NO_GW_I, _NO_GW_B, 0, 0, output.buf, output.idx,
+                   output.meta)
+    return output.grouped(len(exchange.engine.accounts), journal_seq)

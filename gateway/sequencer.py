@@ -66,22 +66,24 @@ class Sequencer:
         self.admission = admission
         self.output = output
         self.clock = clock  # the server's ExchangeClock (SetClock), None in tests
-        self.live = np.zeros(64, np.uint8)  # per account handle: 1 if it has a session
+        #: per account handle: the last report sequence number given out
+        self.rseq = np.zeros(64, np.int64)
         self._empty_clid = np.zeros(CLID_BYTES, np.uint8)
+        self._reply = True  # whether the special being sequenced is answered
 
-    # -------------------------------------------------------------- sessions
+    # -------------------------------------------------------------- report numbers
 
-    def set_live(self, account: int, on: bool) -> None:
-        self._live_room(account + 1)
-        self.live[account] = on
+    def set_counters(self, last: np.ndarray) -> None:
+        """Continue every account's report numbers from ``last`` (the report log's)."""
+        self.rseq = np.array(last, np.int64)
+        self._rseq_room(len(self.exchange.engine.accounts))
 
-    def _live_room(self, accounts: int) -> None:
-        """``live`` covers account handles 0 .. accounts-1 (the reports stage reads it for
-        every account an event names, logged on or not)."""
-        if accounts > self.live.shape[0]:
-            live = np.zeros(max(accounts, 2 * self.live.shape[0]), np.uint8)
-            live[: self.live.shape[0]] = self.live
-            self.live = live
+    def _rseq_room(self, accounts: int) -> None:
+        """``rseq`` covers account handles 0 .. accounts-1."""
+        if accounts > self.rseq.shape[0]:
+            rseq = np.zeros(max(accounts, 2 * self.rseq.shape[0]), np.int64)
+            rseq[: self.rseq.shape[0]] = self.rseq
+            self.rseq = rseq
 
     # -------------------------------------------------------------- a turn
 
@@ -100,13 +102,15 @@ class Sequencer:
         for account, msg in system:
             self._special(account, msg, 0)
         done = 0
-        for row, answers, account, msg in adm.specials:
+        for row, answers, account, msg, reply in adm.specials:
             if row > done:
                 self._rows(done, row, answers)
                 done = row
             else:
                 self._answers(answers)
+            self._reply = reply
             self._special(account, msg, row)
+            self._reply = True
         if rows > done:
             self._rows(done, rows, adm.answers)
         else:
@@ -136,7 +140,8 @@ class Sequencer:
         if cmds is not None:
             ex.seq += 1
             self.turn.records.append((ex.seq, OrderBatch(
-                cmds.tobytes(), first_order, _new_orders(ex.orders, first_order, new))))
+                cmds.tobytes(), first_order, _new_orders(ex.orders, first_order, new),
+                _unknown_ids(cmds, clid, row0))))
             batch = A.apply_orders(ex, cmds)
             events, fa = batch.events, batch.filled_after
             if batch.days:
@@ -151,9 +156,9 @@ class Sequencer:
         answer_bytes = (int(adm.gw_off[answers - 1]) + P.BINARY_SIZES[P.MsgType.EXECUTION_REPORT]
                         - int(adm.gw_off[g])) if answers > g else 0
         out.reserve(PER_EVENT * n + answer_bytes, 2 * n + answers - g)
-        self._live_room(len(ex.engine.accounts))
+        self._rseq_room(len(ex.engine.accounts))
         self._answered = encode_reports(
-            events, n, fa, row0, origin, clid, ex.orders.clid.reshape(-1), self.live,
+            events, n, fa, row0, origin, clid, ex.orders.clid.reshape(-1), self.rseq,
             adm.gw_pos, adm.gw_acct, adm.gw_off, adm.gw_buf, g, answers, out.buf, out.idx,
             out.meta)
 
@@ -173,7 +178,7 @@ class Sequencer:
     # -------------------------------------------------------------- sequenced commands
 
     def _ack(self, account: int, command: str, ok: bool, reason: int = 0, text: str = ""):
-        if account != SYSTEM:
+        if account != SYSTEM and self._reply:
             self.output.append(account, P.encode(P.AdminAck(command, ok, int(reason), text)))
 
     def _special(self, account: int, msg, row: int) -> None:
@@ -315,6 +320,17 @@ class Sequencer:
 
 _NO_EVENTS = np.zeros((0, B.EVENT_WIDTH), np.int64)
 _NO_ORIGIN = np.zeros(0, np.int32)
+
+
+def _unknown_ids(cmds: np.ndarray, clid: np.ndarray, row0: int) -> bytes:
+    """The 20-byte ids of the rows naming no known order (a Cancel or Amend of an id never
+    used, an id that is not valid), in row order: their reject reports carry them, and
+    recovery rebuilds those reports from the journal."""
+    unknown = (cmds["order"] < 0) & (cmds["action"] != Action.TICK)
+    if not unknown.any():
+        return b""
+    rows = np.flatnonzero(unknown) + row0
+    return clid.reshape(-1, CLID_BYTES)[rows].tobytes()
 
 
 def _new_orders(orders, first: int, n: int) -> bytes:

@@ -28,6 +28,7 @@ import collections
 import datetime as _dt
 import gc
 import logging
+import math
 import os
 import signal
 import time
@@ -37,7 +38,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from engine.codes import NO_TIME, AccountType
+from engine.codes import NO_TIME, AccountType, OrderStatus
 from engine.rules import AM_OPEN_US, DAY_US
 from engine.tradingdays import day_of_date
 
@@ -48,9 +49,11 @@ from .durability import SyncThread
 from .exchange import SYSTEM, AdminOp, Exchange, Genesis
 from .journal import JOURNAL, JournalWriter, fork_snapshot, rebuild, start_journal, write_snapshot
 from .journal import frame as journal_frame
+from .lock import DataDirLock, check_listen, make_private
 from .marketdata import RING
 from .publisher import FEED, LedgerPublisher
-from .reports import Output
+from .reportlog import REPORTS, ReportLog
+from .reports import Output, rebuild_reports
 from .sequencer import DisconnectCancel, Sequencer, Tick
 from .session import Session
 
@@ -81,6 +84,8 @@ class ServerConfig:
     operator: str = "OPS"
     accounts: list = None  # OpeningBalance list for the first start (None: DEMO_ACCOUNTS)
     tokens: dict[str, str] | None = None  # plain tokens for the first start (None: generate)
+    logon_backoff_cap: float = 30.0  # failed logons: the longest wait (s; 0: log only)
+    credentials_out: Path | None = None  # generated tokens written here (0600), not kept
     clock: str = "sim"  # "sim": exchange time runs from `start`; "wall": Shanghai time now
     start_us: int | None = None  # sim clock start; None: 09:30 of today's or next trading day
     rate_limit: int = 200_000  # messages per second per session, every kind (0: unlimited)
@@ -151,6 +156,26 @@ class ExchangeClock:
             self._t0 = time.monotonic_ns()
 
 
+#: Catching up on a report stream: reads of at most this many bytes from the log, while the
+#: session's unsent output is under the second bound.
+_CATCH_UP_CHUNK = 1 << 18
+_CATCH_UP_BELOW = 1 << 20
+_REPORT = P.BINARY_SIZES[P.MsgType.EXECUTION_REPORT]
+_SEQ_AT = _REPORT - 8
+
+
+def _unsequenced(data: bytes) -> bytes:
+    """The frames of ``data`` that are not in a report stream (gateway answers)."""
+    out, p, end = [], 0, len(data)
+    while p < end:
+        size = 2 + (data[p] | data[p + 1] << 8)
+        if not (size == _REPORT and data[p + 2] == P.MsgType.EXECUTION_REPORT
+                and any(data[p + _SEQ_AT:p + _REPORT])):
+            out.append(data[p:p + size])
+        p += size
+    return b"".join(out)
+
+
 _DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in P.CLIENT.items()
              if issubclass(cls, P._Packed)}
 _SEQUENCED = (P.MassCancel, P.Halt, P.Resume, P.EndDay, P.SetPriorClose, P.SetClock)
@@ -182,27 +207,51 @@ class ExchangeServer:
         self.sync: SyncThread | None = None  # fsync off the loop, once listening
         self.waiting: collections.deque = collections.deque()  # staged turns not yet durable
         self.durable = -1
+        self.reportlog: ReportLog | None = None
+        self.reports_rebuilt = 0  # reports recovery rebuilt from the journal
+        self.guard = auth.LogonGuard(cap=config.logon_backoff_cap)  # failed-logon backoff
+        self.replaying: set[Session] = set()  # sessions catching up on their report stream
 
     # -------------------------------------------------------------- start and stop
 
     def open(self) -> str:
         """Recover or create the exchange's state (no sockets yet); return a one-line summary."""
         cfg = self.config
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        journal = self.data_dir / JOURNAL
-        ledger_url = None
-        if cfg.ledger == "sqlite":
-            ledger_url = str(self.data_dir / "ledger.sqlite")
-        elif cfg.ledger:
-            ledger_url = cfg.ledger
-        _warm_up(cfg.impl)
-        if journal.exists():
-            summary = self._recover(ledger_url)
+        # one server per data directory (DataDirInUse if another holds it); created 0700
+        if getattr(self, "lock", None) is None or not self.lock.held:
+            self.lock = DataDirLock(self.data_dir).acquire()
+            owned = True
         else:
-            if cfg.recover:
-                raise FileNotFoundError(f"--recover: no journal in {self.data_dir}")
-            summary = self._create(ledger_url)
-        self.tokens = auth.load_tokens(self.data_dir)
+            owned = False  # taken by the caller (serve), released by it
+        try:
+            journal = self.data_dir / JOURNAL
+            ledger_url = None
+            if cfg.ledger == "sqlite":
+                ledger_url = str(self.data_dir / "ledger.sqlite")
+            elif cfg.ledger:
+                ledger_url = cfg.ledger
+            tightened = make_private(self.data_dir)
+            if tightened:
+                log.warning("%s: made %d files owner-only (0600): %s", self.data_dir,
+                            len(tightened), ", ".join(sorted(p.name for p in tightened)))
+            if (self.data_dir / auth.LEGACY_CREDENTIALS).exists():
+                log.warning("%s holds plain logon tokens: move it out of the data directory "
+                            "(only tokens.json, the hashes, belongs there)",
+                            self.data_dir / auth.LEGACY_CREDENTIALS)
+            _warm_up(cfg.impl)
+            if journal.exists():
+                summary = self._recover(ledger_url)
+            else:
+                if cfg.recover:
+                    raise FileNotFoundError(f"--recover: no journal in {self.data_dir}")
+                summary = self._create(ledger_url)
+            self.tokens = auth.load_tokens(self.data_dir)
+        except BaseException:
+            if self.reportlog is not None:
+                self.reportlog.close()
+            if owned:
+                self.lock.release()
+            raise
         return summary
 
     def _stages(self, exchange: Exchange) -> None:
@@ -222,11 +271,25 @@ class ExchangeServer:
         pub.start()
         return pub
 
+    def ledger_state(self) -> dict:
+        """Settlement as it stands: ``enabled``, ``alive`` (its process runs), ``failed`` (why
+        it died or failed, else None: trading goes on, the ledger catches up at the next
+        start), ``behind`` (journal records not settled yet), ``settled`` (its position)."""
+        if self.ledger is None:
+            return {"enabled": False, "alive": False, "failed": None, "behind": 0,
+                    "settled": -1}
+        return {"enabled": True, **self.ledger.state()}
+
     def _create(self, ledger_url) -> str:
         cfg = self.config
         genesis = Genesis([(n, int(p)) for n, p in cfg.instruments], cfg.fee_bps_listed,
                           cfg.fee_bps_block, cfg.t_plus_one, cfg.operator)
         exchange = Exchange(genesis, impl=cfg.impl, md_ring=cfg.md_ring)  # checks the config
+        auth.check_tokens(cfg.tokens)  # refused before anything is created
+        if cfg.credentials_out is not None:
+            auth.check_credentials_out(cfg.credentials_out, self.data_dir)
+        (self.data_dir / REPORTS).unlink(missing_ok=True)  # a new exchange: a new stream
+        self.reportlog = ReportLog(self.data_dir / REPORTS)
         start_journal(self.data_dir, genesis)
         self.clock = ExchangeClock(cfg.clock, exchange.calendar, cfg.start_us)
         self._stages(exchange)
@@ -254,7 +317,12 @@ class ExchangeServer:
         self._commit(turn, self._stage(turn, []))
         self.journal.fsync = cfg.fsync
         names = [o.account for o in opening] + [cfg.operator]
-        self.credentials = auth.create_tokens(self.data_dir, names, cfg.tokens)
+        # the generated tokens (plain): written to cfg.credentials_out if given, else the
+        # caller shows them once; never kept in the data directory
+        self.credentials = auth.create_tokens(self.data_dir, names, cfg.tokens,
+                                              cfg.credentials_out) or None
+        self.reportlog.mark(exchange.seq)  # the snapshot's point: the log is complete to it
+        self.reportlog.sync()
         write_snapshot(self.data_dir, exchange)
         return (f"new exchange: {len(opening)} accounts, instruments "
                 f"{', '.join(n for n, _ in cfg.instruments)}")
@@ -273,15 +341,43 @@ class ExchangeServer:
         from .journal import load_snapshot
 
         snap = load_snapshot(self.data_dir)
-        use_snapshot = snap is not None and (ledger_url is None or snap.seq <= position)
+        # ... and the report log must hold every report before the snapshot
+        reportlog = self.reportlog = ReportLog(self.data_dir / REPORTS)
+        use_snapshot = snap is not None and (ledger_url is None or snap.seq <= position) \
+            and snap.seq <= reportlog.covered
         feed = []
+        rseq = reportlog.counters(64)
+        out = Output(1 << 12)
+
+        def on_turn(seq, applied):
+            nonlocal rseq
+            if seq > position:
+                feed.append((seq, applied))
+            if seq > reportlog.covered and applied.batch is not None:
+                # reports the log lacks (a crash between the journal's write and the log's)
+                accounts = len(applied_exchange().engine.accounts)
+                if accounts > rseq.shape[0]:
+                    rseq = np.concatenate([rseq, np.zeros(2 * accounts, np.int64)])
+                grouped = rebuild_reports(applied_exchange(), applied, rseq, out, seq)
+                reportlog.append(grouped, seq)
+                self.reports_rebuilt += int(grouped.counts.sum())
+
+        holder = {}
+
+        def applied_exchange():
+            return holder["exchange"]
+
         rec = rebuild(self.data_dir, impl=cfg.impl, use_snapshot=use_snapshot, truncate=True,
-                      on_turn=lambda seq, applied: feed.append((seq, applied))
-                      if seq > position else None, md_ring=cfg.md_ring)
+                      on_turn=on_turn, md_ring=cfg.md_ring,
+                      on_start=lambda exchange: holder.update(exchange=exchange))
+        if reportlog.covered > rec.exchange.seq:  # the journal lost a tail the log kept
+            reportlog.truncate_after(rec.exchange.seq)
+        reportlog.mark(rec.exchange.seq)
         self.recovery = rec
         self.clock = ExchangeClock(cfg.clock, rec.exchange.calendar, cfg.start_us)
         self.clock.resume(rec.exchange.clock, rec.exchange.engine.day_in_progress())
         self._stages(rec.exchange)
+        self.sequencer.set_counters(reportlog.counters(len(rec.exchange.engine.accounts)))
         self.journal = JournalWriter(self.data_dir / JOURNAL, fsync=cfg.fsync, end=rec.end,
                                      chunk=cfg.journal_prealloc)
         self.ledger = self._ledger(ledger_url, self.exchange)
@@ -291,8 +387,8 @@ class ExchangeServer:
             if feed:  # how far the ledger now is, even past records that settle nothing
                 self.ledger.publish(self.exchange.seq, [], [])
         return (f"recovered {rec.records} journal records (snapshot at {rec.snapshot_seq}, "
-                f"{rec.replayed} replayed, {rec.truncated} torn bytes cut), "
-                f"state hash {rec.state_hash}")
+                f"{rec.replayed} replayed, {rec.truncated} torn bytes cut, "
+                f"{self.reports_rebuilt} reports rebuilt), state hash {rec.state_hash}")
 
     async def start(self) -> tuple[str, int]:
         self.loop = asyncio.get_running_loop()
@@ -328,10 +424,15 @@ class ExchangeServer:
             session.close()
         self._reap_snapshot(wait=True)
         if snapshot and self.failed is None:
+            self.reportlog.mark(self.exchange.seq)
+            self.reportlog.sync()
             write_snapshot(self.data_dir, self.exchange)
         self.journal.close()
+        self.reportlog.close()
         if self.ledger is not None:
-            self.ledger.stop()
+            self.ledger.stop(timeout=5.0)  # bounded: then killed, settlement resumes at start
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()  # the data directory is free for the next server
 
     # -------------------------------------------------------------- sessions
 
@@ -351,9 +452,9 @@ class ExchangeServer:
         self.sessions.pop(session.id, None)
         for c in session.subscriptions:
             self.subscribers[c].discard(session)
+        self.replaying.discard(session)
         if session.account >= 0 and self.by_account.get(session.account) is session:
             del self.by_account[session.account]
-            self.sequencer.set_live(session.account, False)
             if session.cancel_on_disconnect and session.account != self.exchange.operator:
                 if session.inbuf and session.error is None and not session.logout:
                     # what it sent before it went is sequenced first, then the cancel
@@ -366,9 +467,22 @@ class ExchangeServer:
     def logon(self, session: Session, msg: P.Logon) -> bool:
         """Check a Logon and answer it; True if the session is now logged on."""
         ex = self.exchange
+        now = time.monotonic()
+        peer = session.transport.get_extra_info("peername")
+        wait = self.guard.check(msg.account, peer, now)
+        if wait > 0:  # backing off: refused without looking at the token
+            return self._refuse(session, f"too many failed logons; retry in {math.ceil(wait)} s")
         stored = self.tokens.get(msg.account)
         if stored is None or not auth.verify_token(msg.token, stored):
-            return self._refuse(session, "unknown account or wrong token")
+            delay = self.guard.failure(msg.account, peer, now)
+            if delay <= 0:
+                return self._refuse(session, "unknown account or wrong token")
+            # a guess costs time: answered after the backoff, nothing read meanwhile
+            session.transport.pause_reading()
+            self.loop.call_later(min(delay, LOGON_TIMEOUT_S - 1), self._refuse_later, session,
+                                 "unknown account or wrong token")
+            return False
+        self.guard.success(msg.account, peer)
         handle = ex.account_handle(msg.account)
         if msg.account != ex.genesis.operator and not ex.is_account(msg.account):
             return self._refuse(session, "account is not open")
@@ -379,11 +493,23 @@ class ExchangeServer:
         session.cancel_on_disconnect = msg.cancel_on_disconnect
         session.heartbeat_s = hb / 1000
         self.by_account[handle] = session
-        self.sequencer.set_live(handle, True)
+        if self.sync is not None and self.waiting:
+            self.sync.sync_now(ex.seq)  # every staged turn delivered and in the report log
+        last = self.reportlog.last(handle)
+        # resume after what the client has; a number beyond the stream (a data directory
+        # started afresh) resumes from now, and LogonAck.report_seq tells the client so
+        session.rseq_next = msg.report_seq + 1 if 0 <= msg.report_seq < last else last + 1
         session.send(P.LogonAck(msg.account, session.id, self.clock.now(), hb,
-                                list(ex.instruments)))
+                                list(ex.instruments), last))
         session.flush()
+        if session.rseq_next <= last:
+            self._start_catch_up(session)
+            self._catch_up(session)
         return True
+
+    def _refuse_later(self, session: Session, text: str) -> None:
+        if not session.closing:
+            self._refuse(session, text)
 
     def _refuse(self, session: Session, text: str) -> bool:
         session.send(P.LogonReject(text))
@@ -457,10 +583,14 @@ class ExchangeServer:
         """Admit what ``session`` sent; True if complete frames are left for a later turn."""
         cfg = self.config
         now = time.monotonic()
-        consumed, used, queries, error, more = self.admission.take(
+        adm = self.admission
+        answered = adm.answers
+        consumed, used, queries, error, more = adm.take(
             session.inbuf, session.account, cfg.turn_share, session.bucket.available(now),
             session.queries.available(now), lambda frame: self._message(session, frame),
             cfg.query_share, cfg.max_open_orders)
+        if session.closing and adm.answers > answered:
+            adm.gw_acct[answered:adm.answers] = -1  # its session has gone: answered to no one
         session.bucket.spend(used)
         session.queries.spend(queries)
         session.consumed(consumed)
@@ -493,7 +623,7 @@ class ExchangeServer:
             session.error = (P.GatewayReason.PROTOCOL_ERROR, "already logged on")
             return True
         if cls in _SEQUENCED:
-            self.admission.special(session.account, msg)
+            self.admission.special(session.account, msg, reply=not session.closing)
         elif session.closing:
             return False  # no one to answer
         elif cls is P.Subscribe:
@@ -502,6 +632,8 @@ class ExchangeServer:
             self._md_replay(session, msg)
         elif cls is P.BalanceRequest:
             self._answer(session, self._balance(session))
+        elif cls is P.OrderStatusRequest:
+            self._answer(session, self._order_status(session, msg.cl_ord_id))
         return False
 
     # -------------------------------------------------------------- queries
@@ -542,6 +674,29 @@ class ExchangeServer:
         self._answer(session, frames if frames is not None else
                      self.exchange.snapshot(c // 2, c % 2))
 
+    def _order_status(self, session: Session, cl_ord_id: str) -> P.OrderStatus:
+        """Where one of the session's orders stands, from the state before this turn."""
+        ex = self.exchange
+        try:
+            handle = ex.orders.find(session.account, cl_ord_id)
+        except ValueError:  # not a valid id: no order has it
+            handle = -1
+        last = self.reportlog.last(session.account)
+        if handle < 0:
+            return P.OrderStatus(cl_ord_id, "UNKNOWN", report_seq=last)
+        o = ex.orders
+        instrument = int(o.instr[handle])
+        instrument = P.NO_INSTRUMENT if instrument < 0 else instrument
+        if handle >= self.admission.first_order:  # sent in this turn: its reports follow
+            return P.OrderStatus(cl_ord_id, "PENDING", 0, instrument, report_seq=last)
+        status, reason, qty, filled, open_qty = ex.engine.book.order_state(handle)
+        status = OrderStatus(status)
+        if status == OrderStatus.NONE:  # the id was used by an order the engine refused
+            return P.OrderStatus(cl_ord_id, "REJECTED", 0, instrument, report_seq=last)
+        return P.OrderStatus(cl_ord_id, "OPEN" if status == OrderStatus.RESTING else status.name,
+                             int(reason), instrument, int(o.side[handle]), int(qty), int(filled),
+                             int(open_qty), last)
+
     def _balance(self, session: Session):
         if not self.exchange.is_account(session.account_name):
             return P.AdminAck("BalanceRequest", False, P.GatewayReason.BAD_VALUE,
@@ -559,22 +714,29 @@ class ExchangeServer:
 
     def _stage(self, turn, ending: list) -> tuple:
         """What the turn sends, copied out of the stages' buffers (the next turn reuses them):
-        per session its query answers, its reports and the market data it subscribed to, as
-        one bytes object; then the sessions to close, and what the ledger settles."""
-        parts: dict[Session, list] = {}
+        per session its query answers; per account its reports (and the gateway's answers
+        among them) and their report-log records; per session the market data it subscribed
+        to; then the sessions to close, and what the ledger settles."""
+        answers: dict[Session, bytes] = {}
         for session in self.answered:
             if not session.closing:
-                parts[session] = [bytes(session.answers)]
+                answers[session] = bytes(session.answers)
             session.answers.clear()
         self.answered = []
         ex = self.exchange
+        groups = log = None
         if turn is not None:
-            accounts, starts, sizes, buf = self.output.grouped(len(ex.engine.accounts))
-            by_account = self.by_account
-            for a, start, size in zip(accounts.tolist(), starts.tolist(), sizes.tolist()):
-                session = by_account.get(a)
-                if session is not None:
-                    parts.setdefault(session, []).append(buf[start:start + size].tobytes())
+            g = self.output.grouped(len(ex.engine.accounts), ex.seq)
+            buf = g.buffer
+            groups = [(a, buf[start:start + size].tobytes(), first, count)
+                      for a, start, size, first, count in zip(
+                          g.accounts.tolist(), g.starts.tolist(), g.sizes.tolist(),
+                          g.firsts.tolist(), g.counts.tolist())]
+            if g.log.shape[0]:  # copies: the next turn reuses the buffers
+                log = (g._replace(log=g.log.copy(), accounts=g.accounts.copy(),
+                                  firsts=g.firsts.copy(), counts=g.counts.copy(),
+                                  log_at=g.log_at.copy(), buffer=None), ex.seq)
+        md_parts = []
         md, captured = ex.md, self.captured_seq
         for c in range(md.channels):
             seq = md.seq(c)
@@ -583,12 +745,11 @@ class ExchangeServer:
                 if subs:
                     data = md.frames(c, captured[c] + 1, seq)
                     if data is not None:  # else the subscribers see a gap and resync
-                        for session in subs:
-                            parts.setdefault(session, []).append(data)
+                        md_parts.append((list(subs), data))
                 captured[c] = seq
         ledger = (ex.seq, turn.settled, turn.ledger_ops) if turn is not None and \
             turn.records and self.ledger is not None else None
-        return parts, ending, ledger
+        return answers, groups, log, md_parts, ending, ledger
 
     def _commit(self, turn, staged) -> None:
         """Release the staged output once the journal holds the turn durably: after an
@@ -597,7 +758,12 @@ class ExchangeServer:
         last = self.exchange.seq
         if self.sync is None:
             if turn is not None and turn.records:
-                self.journal.commit()
+                try:
+                    self.journal.commit()
+                except OSError as e:  # not durable: stop before acknowledging anything
+                    log.exception("journal sync failed")
+                    self._fail(e)
+                    return
             self.durable = last
             self._deliver(staged)
             return
@@ -617,7 +783,29 @@ class ExchangeServer:
             self._deliver(waiting.popleft()[1])
 
     def _deliver(self, staged) -> None:
-        parts, ending, ledger = staged
+        """The turn is durable: its reports go into the report log, then out, each session's
+        share in one write. A session still catching up on its stream gets only the
+        unsequenced answers now; its reports come from the log in order (``_catch_up``)."""
+        answers, groups, log, md_parts, ending, ledger = staged
+        if log is not None:
+            self.reportlog.append(*log)
+        parts: dict[Session, list] = {s: [data] for s, data in answers.items()}
+        if groups:
+            by_account = self.by_account
+            for a, data, first, count in groups:
+                session = by_account.get(a)
+                if session is None or session.closing:
+                    continue
+                if count and (session.replaying or session.rseq_next != first):
+                    data = _unsequenced(data)  # the reports come from the log, in order
+                    self._start_catch_up(session)
+                elif count:
+                    session.rseq_next = first + count
+                if data:
+                    parts.setdefault(session, []).append(data)
+        for subs, data in md_parts:
+            for session in subs:
+                parts.setdefault(session, []).append(data)
         for session, chunks in parts.items():
             if not session.closing:
                 session.out += b"".join(chunks) if len(chunks) > 1 else chunks[0]
@@ -625,8 +813,36 @@ class ExchangeServer:
                     session.flush()
         for session in ending:
             self._finish(session)
+        if self.replaying:
+            for session in list(self.replaying):
+                self._catch_up(session)
         if ledger is not None:
             self.ledger.publish(*ledger)
+
+    # -------------------------------------------------------------- the report stream
+
+    def _start_catch_up(self, session: Session) -> None:
+        session.replaying = True
+        self.replaying.add(session)
+
+    def _catch_up(self, session: Session) -> None:
+        """Send ``session`` its account's reports from the log, from the next it lacks, while
+        its peer reads (under the transport's high-water mark); done when it has them all:
+        from then on the turns' reports go to it directly."""
+        log = self.reportlog
+        last = log.last(session.account)
+        transport = session.transport
+        while not session.closing and session.rseq_next <= last and \
+                transport.get_write_buffer_size() < _CATCH_UP_BELOW:
+            data, n = log.read(session.account, session.rseq_next, _CATCH_UP_CHUNK)
+            if not n:
+                break
+            session.out += data
+            session.rseq_next += n
+            session.flush()
+        if session.closing or session.rseq_next > last:
+            session.replaying = False
+            self.replaying.discard(session)
 
     def _finish(self, session: Session) -> None:
         """Write the session's output; then close it if it logged out or broke the protocol."""
@@ -646,9 +862,12 @@ class ExchangeServer:
         if self.sync is not None:
             self.sync.sync_now(self.exchange.seq)
         self._reap_snapshot(wait=True)
+        self.reportlog.mark(self.exchange.seq)  # the log is complete up to the snapshot
         if self.config.fork_snapshots:
-            self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange)
+            self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange,
+                                              sync_fds=(self.reportlog.fd,))
         else:
+            self.reportlog.sync()
             write_snapshot(self.data_dir, self.exchange)
         self.records_since_snapshot = 0
 
@@ -678,8 +897,10 @@ class ExchangeServer:
                 await asyncio.sleep(0.05)
                 self._reap_snapshot()
                 if self.ledger is not None:
-                    self.ledger.hand_over()
+                    self.ledger.poll()  # a dead or failed ledger: logged, trading goes on
+                    self.ledger.hand_over()  # (nothing once it is down)
                 now = time.monotonic()
+                self.guard.flush(now)
                 for session in list(self.sessions.values()):
                     if session.closing:
                         continue
@@ -691,6 +912,8 @@ class ExchangeServer:
                     elif now - session.last_tx > hb and session.account >= 0:
                         session.send(P.Heartbeat(self.clock.now()))
                         session.flush()
+                for session in list(self.replaying):  # streams a peer was slow to read
+                    self._catch_up(session)
                 self._clock_tick()
         except asyncio.CancelledError:
             pass
@@ -719,7 +942,6 @@ def _warm_up(impl: str) -> None:
              (SYSTEM, AdminOp(ts, "DEPOSIT", account="W", value=10**9)),
              (SYSTEM, AdminOp(ts, "ALLOWANCE_IN", account="W", value=100))])
     account = ex.account_handle("W")
-    seq.set_live(account, True)
     frames = bytearray(b"".join(P.encode(m) for m in (
         P.NewOrder("b", 0, 1, 10, 6000), P.NewOrder("s", 0, 2, 5, 5990, stp=2),
         P.Amend("b", 6001, 8), P.Cancel("b"), P.Cancel("x"))))
@@ -754,14 +976,29 @@ def serve(config: ServerConfig, ready=None) -> int:
     import uvloop
 
     server = ExchangeServer(config)
-    summary = server.open()
+    # before anything is created: another server on the data directory, or a busy port
+    # (checked first when the directory is new, so that nothing is left behind)
+    if not Path(config.data_dir).exists():
+        check_listen(config.host, config.port)
+    server.lock = DataDirLock(config.data_dir).acquire()
+    try:
+        check_listen(config.host, config.port)
+        summary = server.open()
+    except BaseException:
+        server.lock.release()
+        raise
 
     async def main():
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        host, port = await server.start()
+        try:
+            host, port = await server.start()
+        except BaseException:  # e.g. the port is taken: the ledger process ends too
+            if server.ledger is not None:
+                server.ledger.stop()
+            raise
         # what exists now lives as long as the server: keep the collector from rescanning it
         gc.collect()
         gc.freeze()
@@ -772,5 +1009,8 @@ def serve(config: ServerConfig, ready=None) -> int:
             await asyncio.wait([waiter], timeout=0.2)
         await server.stop(snapshot=server.failed is None)
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    finally:
+        server.lock.release()  # stop() did, unless it did not get that far
     return 1 if server.failed is not None else 0

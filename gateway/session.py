@@ -87,6 +87,8 @@ class Session(asyncio.Protocol):
         self.logout = False  # close once this turn's answers are out
         self.cancel_after_input = False  # gone: sequence its last input, then its MassCancel
         self.error: tuple[int, str] | None = None  # sent after this turn's answers, then close
+        self.rseq_next = 1  # the next report of the account's stream this session gets
+        self.replaying = False  # catching up on the stream from the report log
         self.id = 0
 
     # -------------------------------------------------------------- asyncio
@@ -110,6 +112,8 @@ class Session(asyncio.Protocol):
 
     def resume_writing(self):
         self.peer_slow = False
+        if self.replaying and not self.closing:
+            self.server._catch_up(self)
         if self.inbuf and not self.closing:
             self.server.ready(self)
 

@@ -10,9 +10,9 @@ split frames with ``split_frames``. The layouts are those of the numpy dtypes in
 >>> from gateway import protocol as P
 >>> buf = np.zeros(80, np.uint8)
 >>> clid = np.frombuffer(P.encode_clid("o1"), np.uint8)
->>> end = put_report(buf, 0, 1, 0, 1, 0, 0, clid, 0, 7, 6010, 500, 0, 500, 0)
+>>> end = put_report(buf, 0, 1, 0, 1, 0, 0, clid, 0, 7, 6010, 500, 0, 500, 0, 1)
 >>> P.FrameReader(P.SERVER).feed(buf[:end].tobytes())[0].cl_ord_id, end
-('o1', 65)
+('o1', 73)
 """
 
 from __future__ import annotations
@@ -112,9 +112,10 @@ def wire_price(price, none):
 
 @_inline
 def put_report(b, p, kind, reason, side, segment, instrument, clid, clid_at, ts, price, qty,
-               filled, open_, trade_id):
-    """An ExecutionReport at ``b[p:]``; its cl_ord_id is the 20 bytes at ``clid[clid_at:]``.
-    Returns the offset after it."""
+               filled, open_, trade_id, report_seq):
+    """An ExecutionReport at ``b[p:]``; its cl_ord_id is the 20 bytes at ``clid[clid_at:]``;
+    ``report_seq`` 0 for a gateway answer (not in the account's stream). Returns the offset
+    after it."""
     put_head(b, p, REPORT_SIZE, _T_REPORT)
     b[p + 3] = np.uint8(kind)
     b[p + 4] = np.uint8(reason)
@@ -128,6 +129,7 @@ def put_report(b, p, kind, reason, side, segment, instrument, clid, clid_at, ts,
     wr_u32(b, p + 49, filled)
     wr_u32(b, p + 53, open_)
     wr_i64(b, p + 57, trade_id)
+    wr_i64(b, p + 65, report_seq)
     return p + REPORT_SIZE
 
 

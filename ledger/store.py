@@ -18,6 +18,7 @@ rewrites them for psycopg. The ledger is the only writer.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from contextlib import contextmanager
@@ -88,6 +89,12 @@ class SqliteStore(Store):
             parent = Path(path).parent
             if not parent.is_dir():
                 raise StoreError(f"{path}: directory {parent} does not exist")
+            try:  # a new ledger is the owner's alone (its -wal and -shm files take its mode)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise StoreError(f"{path}: cannot create the ledger: {e.strerror}") from None
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if path != ":memory:":

@@ -47,6 +47,7 @@ import math
 import multiprocessing
 import os
 import re
+import secrets
 import select
 import socket
 import time
@@ -727,10 +728,10 @@ def _sink_answer(buf, start, end, out, ts):
             qty = rd_u32(buf, p + _NO_QTY_AT)
             price = rd_i64(buf, p + _NO_PRICE_AT)
             q = put_report(out, q, 1, 0, side, 0, instrument, buf, p + _NO_CLID_AT, ts, price,
-                           qty, 0, qty, 0)
+                           qty, 0, qty, 0, 0)
             if side == 2:
                 q = put_report(out, q, 4, 0, side, 0, instrument, buf, p + _NO_CLID_AT, ts,
-                               price, qty, qty, 0, 0)
+                               price, qty, qty, 0, 0, 0)
         p += 2 + length
     return p, q, False
 
@@ -816,13 +817,15 @@ def accounts_for(pairs: int) -> tuple[str, str, list]:
     accounts = ["account,type,cash,CEA"]
     tokens = ["account,token"]
     out = []
+    key = secrets.token_urlsafe(12)  # fresh per run: any local user can reach the server
     for i in range(pairs):
         buyer, seller = f"LB{i:03d}", f"LS{i:03d}"
         accounts += [f"{buyer},INSTITUTION,100000000000.00,0",
                      f"{seller},INSTITUTION,0.00,1000000000"]
-        tokens += [f"{buyer},t-{buyer}", f"{seller},t-{seller}"]
-        out.append(((buyer, f"t-{buyer}"), (seller, f"t-{seller}")))
-    return "\n".join(accounts) + "\n", "\n".join(tokens) + "\nOPS,t-ops\n", out
+        btok, stok = f"{buyer}-{key}", f"{seller}-{key}"
+        tokens += [f"{buyer},{btok}", f"{seller},{stok}"]
+        out.append(((buyer, btok), (seller, stok)))
+    return "\n".join(accounts) + "\n", "\n".join(tokens) + f"\nOPS,OPS-{key}\n", out
 
 
 @contextmanager

@@ -17,6 +17,7 @@ stamps commands with its clock and interleaves the sessions in arrival order.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -33,7 +34,14 @@ from . import agents as A
 from .simulate import DayRow, SimResult, _date, build_agents, step_commands, step_times, \
     summarize, trading_days
 
-_OPERATOR, _OPERATOR_TOKEN = "OPS", "t-ops"
+_OPERATOR = "OPS"
+_KEY = secrets.token_urlsafe(12)  # the server's tokens, fresh per process: name-KEY
+
+
+def _token(name: str) -> str:
+    return f"{name}-{_KEY}"
+
+
 _LAG_US = 60_000_000
 
 
@@ -42,8 +50,8 @@ def _files(agents: A.Agents, instrument: str) -> tuple[str, str]:
     from .simout import account_rows
 
     accounts = "".join(",".join(map(str, row)) + "\n" for row in account_rows(agents, instrument))
-    tokens = ["account,token"] + [f"{name},t-{name}" for name in agents.names] + \
-        [f"{_OPERATOR},{_OPERATOR_TOKEN}"]
+    tokens = ["account,token"] + [f"{name},{_token(name)}" for name in agents.names] + \
+        [f"{_OPERATOR},{_token(_OPERATOR)}"]
     return accounts, "\n".join(tokens) + "\n"
 
 
@@ -124,11 +132,11 @@ class _Run:
         from gateway.client import Client
 
         cfg, agents = self.cfg, self.agents
-        ops = Client("127.0.0.1", self.port, _OPERATOR, _OPERATOR_TOKEN, heartbeat_ms=30_000,
+        ops = Client("127.0.0.1", self.port, _OPERATOR, _token(_OPERATOR), heartbeat_ms=30_000,
                      on_market_data=self._on_market_data)
         await ops.connect()
         book = await ops.subscribe(cfg.instrument, Segment.LISTED)
-        clients = [Client("127.0.0.1", self.port, name, f"t-{name}", heartbeat_ms=30_000,
+        clients = [Client("127.0.0.1", self.port, name, _token(name), heartbeat_ms=30_000,
                           on_execution=self._on_execution) for name in agents.names]
         for c in clients:
             c.keep_reports = False

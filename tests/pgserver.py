@@ -27,7 +27,8 @@ def _bindir() -> str | None:
     if found:
         return found[-1]
     if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             timeout=30)
         if out.returncode == 0 and Path(out.stdout.strip(), "initdb").exists():
             return out.stdout.strip()
     initdb = shutil.which("initdb")
@@ -87,7 +88,8 @@ def start_postgres(base_dir: str, timeout: float = 60.0):
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
     subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
-                             "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
+                             "-E", "UTF8", "--no-locale"], check=True, capture_output=True,
+                   timeout=300)
     port = _free_port()
     log = base / "server.log"
     log.touch()
@@ -98,7 +100,7 @@ def start_postgres(base_dir: str, timeout: float = 60.0):
                              f"-c listen_addresses=127.0.0.1 -c port={port} "
                              f"-c unix_socket_directories={sock} -c fsync=on "
                              f"-c max_connections=20", "start"],
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=timeout + 30)
     conninfo = f"host=127.0.0.1 port={port} user={user} dbname=postgres"
     deadline = time.monotonic() + timeout
     while True:
@@ -117,6 +119,6 @@ def start_postgres(base_dir: str, timeout: float = 60.0):
             return
         stopped.append(True)
         subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
-                                 "stop"], capture_output=True)
+                                 "stop"], capture_output=True, timeout=120)
 
     return f"host=127.0.0.1 port={port} user={user} dbname=cea", stop

@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 
 from cea.cli import app
 
+from . import procs
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "session.csv"
 HEADER = "time,account,action,order_id,side,type,tif,price,qty,stp"
@@ -90,8 +92,8 @@ def _limit_memory() -> None:
 
 def run_cea(*args: str) -> subprocess.CompletedProcess:
     """``python -m cea ARGS`` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "cea", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=180, preexec_fn=_limit_memory)
+    return procs.run([sys.executable, "-m", "cea", *args], cwd=ROOT, capture_output=True,
+                     text=True, timeout=180, preexec_fn=_limit_memory)
 
 
 def invoke(*args: str):
@@ -157,9 +159,9 @@ def test_match_example_through_clirunner(tmp_path):
 
 
 def test_example_without_out_writes_to_out_in_the_working_directory(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cea", "match", str(EXAMPLE), "--prior-close",
-                           "60", "-q"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=180, env=_env_with_root())
+    proc = procs.run([sys.executable, "-m", "cea", "match", str(EXAMPLE), "--prior-close",
+                      "60", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                     timeout=180, env=_env_with_root())
     assert proc.returncode == 0, proc.stderr
     assert read_outputs(tmp_path / "out")["trades"].decode().count("\n") == 8
 

@@ -615,13 +615,14 @@ def test_day_jump_rows_fit_the_event_buffer_many_instruments(n_instruments, last
     book keeps (instruments + 8). Run in a child process: an overrun of the event buffer
     corrupts the heap and can abort the interpreter."""
     import json
-    import subprocess
     import sys
     from pathlib import Path
 
+    from .. import procs
+
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", _DAY_JUMP_CHILD, str(n_instruments), last],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+    proc = procs.run([sys.executable, "-c", _DAY_JUMP_CHILD, str(n_instruments), last],
+                     cwd=root, capture_output=True, text=True, timeout=120)
     lines = proc.stdout.splitlines()
     assert lines, f"child printed nothing (exit {proc.returncode}): {proc.stderr[-2000:]}"
     ev_ref = np.array(json.loads(lines[0]), dtype=np.int64).reshape(-1, B.EVENT_WIDTH)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import os
 import re
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +29,7 @@ from gateway.client import Client, ClientError
 from gateway.protocol import ExecKind, GatewayReason
 from gateway.wire import split_frames
 
+from ..procs import kill_group, popen
 from .support import config, run_with_server, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,14 +292,15 @@ class ServerProcess:
     def __init__(self, tmp_path: Path, *args: str):
         self.dir = tmp_path
         self.data = tmp_path / "data"
-        self.args = ["--start", "2024-03-04", *args]
+        self.args = ["--start", "2024-03-04",
+                     "--credentials-out", str(tmp_path / "credentials.csv"), *args]
 
     def __enter__(self) -> "ServerProcess":
         self.out = open(self.dir / "serve.out", "w+")
         self.err = open(self.dir / "serve.err", "w+")
-        self.proc = subprocess.Popen(
+        self.proc = popen(
             [sys.executable, "-m", "cea", "serve", "--data-dir", str(self.data), "--port", "0",
-             *self.args], cwd=ROOT, stdout=self.out, stderr=self.err, start_new_session=True)
+             *self.args], cwd=ROOT, stdout=self.out, stderr=self.err)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -312,7 +312,7 @@ class ServerProcess:
                     raise AssertionError("the server did not start: "
                                          + (self.dir / "serve.err").read_text()[-2000:])
                 time.sleep(0.05)
-            self.tokens = dict(csv.reader((self.data / "credentials.csv").read_text()
+            self.tokens = dict(csv.reader((self.dir / "credentials.csv").read_text()
                                           .splitlines()))
         except BaseException:
             self._kill()
@@ -334,10 +334,7 @@ class ServerProcess:
         assert self.proc.returncode == 0, self.log()
 
     def _kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        kill_group(self.proc)
         self.out.close()
         self.err.close()
 
@@ -721,7 +718,8 @@ def test_connection_cap(tmp_path):
     cap = 3
 
     async def body(server, host, port):
-        held = [Client(host, port, a, t) for a, t in (("A001", "t1"), ("A002", "t2"))]
+        held = [Client(host, port, a, t) for a, t in (("A001", "A001-test-token-0001"),
+                                                       ("A002", "A002-test-token-0002"))]
         for c in held:
             await asyncio.wait_for(c.connect(), 5)
         reader, writer = await asyncio.open_connection(host, port)  # the third: no logon yet
@@ -733,7 +731,8 @@ def test_connection_cap(tmp_path):
                 w.close()
                 assert [(type(m), m.reason) for m in msgs] == [(P.Error, GatewayReason.SERVER_FULL)]
             with pytest.raises(ClientError):  # a Client that tries to log on as well
-                await asyncio.wait_for(Client(host, port, "A003", "t3").connect(), 5)
+                await asyncio.wait_for(
+                    Client(host, port, "A003", "A003-test-token-0003").connect(), 5)
             assert len(server.sessions) == cap
             # the held ones still trade
             r = await held[0].place("c1", "CEA", Side.BUY, 1, 5900)
@@ -741,11 +740,11 @@ def test_connection_cap(tmp_path):
         finally:
             writer.close()
         await until(lambda: len(server.sessions) == cap - 1, what="a slot freed")
-        async with Client(host, port, "A003", "t3") as c:
+        async with Client(host, port, "A003", "A003-test-token-0003") as c:
             assert (await c.place("c2", "CEA", Side.BUY, 1, 5900)).exec == ExecKind.ACCEPTED
         await held[1].close()
         await until(lambda: len(server.sessions) == 1, what="a slot freed")
-        async with Client(host, port, "A004", "t4") as c:
+        async with Client(host, port, "A004", "A004-test-token-0004") as c:
             assert c.logon.account == "A004"
         await held[0].close()
 
@@ -765,11 +764,11 @@ def test_idle_connections_are_closed_by_the_logon_timeout(tmp_path, monkeypatch)
         for i in range(cap):
             r, w = await asyncio.open_connection(host, port)
             if i % 2:  # a Logon frame's first bytes, the rest never sent
-                w.write(P.encode(P.Logon("A001", "t1"))[:6])
+                w.write(P.encode(P.Logon("A001", "A001-test-token-0001"))[:6])
             idle.append((r, w))
         await until(lambda: len(server.sessions) == cap)
         with pytest.raises(ClientError):  # full
-            await asyncio.wait_for(Client(host, port, "A001", "t1").connect(), 5)
+            await asyncio.wait_for(Client(host, port, "A001", "A001-test-token-0001").connect(), 5)
         # each idle connection: one Error(LOGON_TIMEOUT), then closed
         answers = await asyncio.gather(*(_read_to_eof(r, 10) for r, _ in idle))
         for r, w in idle:
@@ -777,7 +776,7 @@ def test_idle_connections_are_closed_by_the_logon_timeout(tmp_path, monkeypatch)
         assert all([(type(m), m.reason) for m in msgs] == [(P.Error, GatewayReason.LOGON_TIMEOUT)]
                    for msgs in answers), answers
         await until(lambda: not server.sessions, what="the idle connections gone")
-        async with Client(host, port, "A001", "t1") as c:
+        async with Client(host, port, "A001", "A001-test-token-0001") as c:
             assert (await c.place("i1", "CEA", Side.BUY, 1, 5900)).exec == ExecKind.ACCEPTED
 
     run_with_server(config(tmp_path, max_connections=cap), body)
@@ -828,12 +827,13 @@ def test_peer_that_never_reads_is_no_longer_read(tmp_path):
     max_in = 64 << 10
 
     async def body(server, host, port):
-        ab = await asyncio.to_thread(Abuser, host, port, "A003", "t3", rcvbuf=4096)
+        ab = await asyncio.to_thread(Abuser, host, port, "A003", "A003-test-token-0003",
+                                     rcvbuf=4096)
         watch = Watcher(server, "A003")
         data = _orders(500_000)  # 20.5 MB
         sender = on_thread(ab.send, data, until=time.monotonic() + 20, stall=1.0)
         try:
-            async with Client(host, port, "A001", "t1") as c:
+            async with Client(host, port, "A001", "A001-test-token-0001") as c:
                 e = Established(c)
                 await e.run(100)
                 await until(lambda: not sender.is_alive(), timeout=25, what="the abuser stalled")
@@ -861,12 +861,13 @@ def test_unsent_output_over_its_bound_drops_the_session(tmp_path, caplog):
     max_out = 256 << 10
 
     async def body(server, host, port):
-        ab = await asyncio.to_thread(Abuser, host, port, "A003", "t3", rcvbuf=4096)
+        ab = await asyncio.to_thread(Abuser, host, port, "A003", "A003-test-token-0003",
+                                     rcvbuf=4096)
         watch = Watcher(server, "A003")
         data = _orders(100_000)
         sender = on_thread(ab.send, data, until=time.monotonic() + 20, stall=1.0)
         try:
-            async with Client(host, port, "A001", "t1") as c:
+            async with Client(host, port, "A001", "A001-test-token-0001") as c:
                 e = Established(c)
                 await e.run(100)
                 await until(lambda: all(s.account_name != "A003"
@@ -893,7 +894,8 @@ def test_session_ended_while_its_peer_does_not_read_is_released(tmp_path):
     until the peer reads (which it never does)."""
 
     async def body(server, host, port):
-        ab = await asyncio.to_thread(Abuser, host, port, "A003", "t3", rcvbuf=4096,
+        ab = await asyncio.to_thread(Abuser, host, port, "A003", "A003-test-token-0003",
+                                     rcvbuf=4096,
                                      heartbeat_ms=200)
         watch = Watcher(server, "A003")
         sender = on_thread(ab.send, _orders(100_000), until=time.monotonic() + 20, stall=1.0)
@@ -903,7 +905,8 @@ def test_session_ended_while_its_peer_does_not_read_is_released(tmp_path):
                         timeout=5, what="the heartbeat timeout")
             await until(lambda: not server.sessions, timeout=5,
                         what="the ended session released (connection_lost)")
-            async with Client(host, port, "A003", "t3") as c:  # the account logs on again
+            # the account logs on again
+            async with Client(host, port, "A003", "A003-test-token-0003") as c:
                 assert c.logon.account == "A003"
         finally:
             watch.stop()
@@ -922,11 +925,11 @@ def test_fair_share_of_a_turn(tmp_path):
     n = 200_000
 
     async def body(server, host, port):
-        ab = await asyncio.to_thread(Abuser, host, port, "A003", "t3")
+        ab = await asyncio.to_thread(Abuser, host, port, "A003", "A003-test-token-0003")
         ab.start_reading()
         sender = on_thread(ab.send, _orders(n, b"x"), until=time.monotonic() + 30)
         try:
-            async with Client(host, port, "A001", "t1") as c:
+            async with Client(host, port, "A001", "A001-test-token-0001") as c:
                 await until(lambda: ab.sent > 0, timeout=10, what="the flood")
                 e = Established(c)
                 await e.run(10)

@@ -13,6 +13,7 @@ from gateway.client import Client
 from gateway.protocol import ExecKind
 
 from ..test_cli import invoke
+from ..procs import kill_group
 from .support import start_server_process
 
 
@@ -21,8 +22,11 @@ def _serve(data_dir, *args):
 
 
 def _stop(proc) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)  # what is left of its process group, if anything
     assert proc.returncode == 0, err
     return out
 
@@ -30,9 +34,14 @@ def _stop(proc) -> str:
 def test_serve_trade_stop_recover_verify_replay(tmp_path):
     data = tmp_path / "data"
     proc, port, out = _serve(data)
-    assert "new exchange: 4 accounts" in out and "credentials.csv" in out
-    tokens = dict(csv.reader((data / "credentials.csv").read_text().splitlines()))
-    assert set(tokens) == {"account", "A001", "A002", "A003", "A004", "OPS"}
+    # no --credentials-out: the generated tokens are printed once and stored nowhere
+    assert "new exchange: 4 accounts" in out and "shown this once and stored nowhere" in out
+    tokens = dict(re.findall(r"^cea serve:   (\S+) (\S+)$", out, re.M))
+    assert set(tokens) == {"A001", "A002", "A003", "A004", "OPS"}
+    assert not (data / "credentials.csv").exists()
+    for path in data.iterdir():
+        if path.is_file():
+            assert not any(t.encode() in path.read_bytes() for t in tokens.values()), path
 
     async def trade():
         async with Client("127.0.0.1", port, "A001", tokens["A001"]) as a, \
@@ -46,7 +55,7 @@ def test_serve_trade_stop_recover_verify_replay(tmp_path):
         _stop(proc)
     proc, port, out = _serve(data, "--recover")
     assert re.search(r"recovered \d+ journal records .* state hash [0-9a-f]{64}", out), out
-    assert "credentials" not in out  # tokens are made once
+    assert "logon tokens" not in out  # tokens are made once
     _stop(proc)
 
     result = invoke("journal", "verify", data)

@@ -50,7 +50,9 @@ def _deep_heartbeat(depth: int = 3000) -> bytes:
 
 
 def with_server(tmp_path, body, **kw):
-    """Run ``await body(server, host, port)`` against a fresh in-process server."""
+    """Run ``await body(server, host, port)`` against a fresh in-process server (failed
+    logons only logged: the fuzzer's bad logons would otherwise lock its address out)."""
+    kw.setdefault("logon_backoff_cap", 0)
     return run_with_server(config(tmp_path, **kw), body)
 
 
@@ -287,7 +289,7 @@ def test_admission_budgets_answer_throttled_frames_without_rows():
     assert handled == [P.encode(P.Heartbeat())] and len(rows) == 1
     assert [(type(a).__name__, a.command) for a in answers] == [("AdminAck", "BalanceRequest")]
     # a Logon is always read, throttled or not (on a logged-on session: a protocol error)
-    logon = P.encode(P.Logon("A001", "t1"))
+    logon = P.encode(P.Logon("A001", "A001-test-token-0001"))
     _, error, rows, answers, handled = _take(P.encode(P.Cancel("a")) + logon, budget=0)
     assert handled == [logon] and rows == [] and len(answers) == 1
 
@@ -350,17 +352,19 @@ def test_admission_reports_bad_frames_where_the_frame_reader_does(name):
 
 def test_server_survives_fuzzing(tmp_path):
     async def body(server, host, port):
-        counts = await fuzz_server(host, port, "A001", "t1", 3000, seed=11, connections=4,
+        counts = await fuzz_server(host, port, "A001", "A001-test-token-0001", 3000, seed=11,
+                                   connections=4,
                                    time_limit=30)
         assert server.failed is None, server.failed
-        async with Client(host, port, "A002", "t2") as c:
+        async with Client(host, port, "A002", "A002-test-token-0002") as c:
             report = await c.place("x1", 0, 1, 100, 6000, timeout=5)
         assert type(report) is P.ExecutionReport and report.exec == P.ExecKind.ACCEPTED
         # the operator's commands too (halts, prior closes, end of day, the clock)
-        ops = await fuzz_server(host, port, "OPS", "ops", 1000, seed=12, connections=2,
+        ops = await fuzz_server(host, port, "OPS", "OPS-test-token-00000", 1000, seed=12,
+                                connections=2,
                                 time_limit=20)
         assert server.failed is None, server.failed
-        async with Client(host, port, "A002", "t2") as c:
+        async with Client(host, port, "A002", "A002-test-token-0002") as c:
             report = await c.place("x2", 0, 1, 100, 6000, timeout=5)
         assert type(report) is P.ExecutionReport and report.cl_ord_id == "x2"
         assert report.exec == P.ExecKind.ACCEPTED or (
@@ -396,7 +400,7 @@ AFTER_LOGON = {
     "server-only type": P.encode(P.ExecutionReport(P.ExecKind.FILL, "x", 0)),
     "NewOrder of the wrong size": frame_of(P.MsgType.NEW_ORDER, bytes(40)),
     "garbage Heartbeat body": frame_of(P.MsgType.HEARTBEAT, b"\xc1\xc1"),
-    "second Logon": P.encode(P.Logon("A002", "t2")),
+    "second Logon": P.encode(P.Logon("A002", "A002-test-token-0002")),
 }
 
 
@@ -406,11 +410,11 @@ def test_bad_frames_get_error_and_close(tmp_path):
         for name, (data, _) in BAD_FRAMES.items():
             results[name] = await talk(host, port, data)
         # the same after a good logon: the session ends too
-        logon = P.encode(P.Logon("A002", "t2"))
+        logon = P.encode(P.Logon("A002", "A002-test-token-0002"))
         for name, data in AFTER_LOGON.items():
             results["logged on, then " + name] = await talk(host, port, logon + data)
         assert server.failed is None
-        async with Client(host, port, "A002", "t2") as c:
+        async with Client(host, port, "A002", "A002-test-token-0002") as c:
             report = await c.place("after", 0, 1, 100, 6000, timeout=5)
         assert report.exec == P.ExecKind.ACCEPTED
         return results
@@ -431,7 +435,7 @@ def test_server_answers_deeply_nested_frame_with_error(tmp_path):
     async def body(server, host, port):
         reader, writer = await asyncio.open_connection(host, port)
         frames = P.FrameReader(P.SERVER)
-        writer.write(P.encode(P.Logon("A001", "t1")))
+        writer.write(P.encode(P.Logon("A001", "A001-test-token-0001")))
         msgs = []
         while not msgs:
             msgs += frames.feed(await asyncio.wait_for(reader.read(1 << 16), 5))
@@ -458,7 +462,7 @@ def test_replies_fit_in_a_frame(tmp_path):
         assert len(P.encode(P.Subscribe(name))) - 2 <= P.MAX_FRAME
         replies = []
         for sub in (bound, name):
-            replies.append(await talk(host, port, P.encode(P.Logon("A001", "t1"))
+            replies.append(await talk(host, port, P.encode(P.Logon("A001", "A001-test-token-0001"))
                                       + P.encode(P.Subscribe(sub)) + P.encode(P.Logout())))
         return replies
 
@@ -480,7 +484,7 @@ def test_mass_cancel_with_any_side_keeps_the_server_up(tmp_path):
     async def body(server, host, port):
         replies = {}
         for side in (2**63, 2**64 - 1, -2**63, 7):
-            msgs, end = await talk(host, port, P.encode(P.Logon("A001", "t1"))
+            msgs, end = await talk(host, port, P.encode(P.Logon("A001", "A001-test-token-0001"))
                                    + P.encode(P.MassCancel("", side)) + P.encode(P.Logout()))
             replies[side] = (msgs, end)
             if server.failed is not None:

@@ -16,7 +16,8 @@ _INCREMENTALS = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
 
 async def _trade_a_while(host, port, rounds: int) -> None:
     """Two accounts trading at moving prices, one command per loop turn (many messages)."""
-    async with Client(host, port, "A001", "t1") as a, Client(host, port, "A002", "t2") as b:
+    async with Client(host, port, "A001", "A001-test-token-0001") as a, \
+            Client(host, port, "A002", "A002-test-token-0002") as b:
         for i in range(rounds):
             price = 5900 + (i * 7) % 200
             a.new_order(f"b{i}", "CEA", Side.BUY, 10 + i % 5, price)
@@ -44,9 +45,9 @@ def test_gap_is_filled_by_replay(tmp_path):
             return False
 
         delivered = []
-        async with Client(host, port, "A003", "t3", drop=drop,
+        async with Client(host, port, "A003", "A003-test-token-0003", drop=drop,
                           on_market_data=delivered.append) as lossy, \
-                Client(host, port, "A004", "t4") as clean:
+                Client(host, port, "A004", "A004-test-token-0004") as clean:
             lossy_book = await lossy.subscribe("CEA")
             clean_book = await clean.subscribe("CEA")
             await _trade_a_while(host, port, 150)
@@ -76,8 +77,8 @@ def test_gap_older_than_the_ring_gets_a_snapshot(tmp_path):
                 return True
             return False
 
-        async with Client(host, port, "A003", "t3", drop=drop) as lossy, \
-                Client(host, port, "A004", "t4") as clean:
+        async with Client(host, port, "A003", "A003-test-token-0003", drop=drop) as lossy, \
+                Client(host, port, "A004", "A004-test-token-0004") as clean:
             lossy_book = await lossy.subscribe("CEA")
             clean_book = await clean.subscribe("CEA")
             state["dropping"] = True
@@ -96,7 +97,8 @@ def test_snapshot_and_replay_request_directly(tmp_path):
     async def body(server, host, port):
         await _trade_a_while(host, port, 20)
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(P.encode(P.Logon("A003", "t3")) + P.encode(P.Subscribe("CEA", 0))
+        writer.write(P.encode(P.Logon("A003", "A003-test-token-0003"))
+                     + P.encode(P.Subscribe("CEA", 0))
                      + P.encode(P.MdReplayRequest("CEA", 0, 1, 3))
                      + P.encode(P.Subscribe("NOPE", 0)))
         frames = P.FrameReader(P.SERVER)

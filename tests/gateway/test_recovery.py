@@ -17,6 +17,7 @@ from gateway.journal import JOURNAL, JournalError, rebuild, verify
 from gateway.protocol import ExecKind
 from ledger.core import Ledger, engine_balances
 
+from ..procs import kill_group
 from .support import config, run_with_server, start_server_process, until
 from .test_marketdata import _trade_a_while
 
@@ -38,7 +39,8 @@ def _ledger_matches_engine(data_dir, exchange) -> None:
 def test_clean_restart_restores_the_same_state(tmp_path):
     async def trade(server, host, port):
         await _trade_a_while(host, port, 40)
-        async with Client(host, port, "A003", "t3", cancel_on_disconnect=False) as c:
+        async with Client(host, port, "A003", "A003-test-token-0003",
+                          cancel_on_disconnect=False) as c:
             await c.place("rest", "CEA", Side.BUY, 100, 5800)
         await asyncio.sleep(0.1)
         return server.exchange.state_hash()
@@ -104,8 +106,8 @@ async def _load_until_killed(port, proc, cycle, rng, acked, trades):
                 trades.setdefault((r.trade_id, r.side), (r.price, r.qty, account, r.cl_ord_id))
         return record
 
-    a = Client("127.0.0.1", port, "A001", "t1", on_execution=on_report("A001"))
-    b = Client("127.0.0.1", port, "A002", "t2", on_execution=on_report("A002"))
+    a = Client("127.0.0.1", port, "A001", "A001-test-token-0001", on_execution=on_report("A001"))
+    b = Client("127.0.0.1", port, "A002", "A002-test-token-0002", on_execution=on_report("A002"))
     await a.connect()
     await b.connect()
     a.keep_reports = b.keep_reports = False
@@ -133,7 +135,8 @@ async def _load_until_killed(port, proc, cycle, rng, acked, trades):
 
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
     files = tmp_path
-    (files / "tokens.csv").write_text("account,token\nA001,t1\nA002,t2\nOPS,ops\n")
+    (files / "tokens.csv").write_text("account,token\nA001,A001-test-token-0001\n"
+                                      "A002,A002-test-token-0002\nOPS,OPS-test-token-00000\n")
     (files / "accounts.csv").write_text(
         "account,type,cash,CEA\nA001,COVERED_ENTITY,100000000.00,0\n"
         "A002,COVERED_ENTITY,0.00,2000000\n")
@@ -152,15 +155,17 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
         try:
             asyncio.run(_load_until_killed(port, proc, cycle, rng, acked, trades))
         finally:
-            proc.kill()
-            proc.communicate()
+            kill_group(proc)  # the server and anything of its group (its ledger process)
         assert proc.returncode == -signal.SIGKILL
         survived += 1
 
     # a last clean start recovers the last kill; then a graceful stop settles the ledger
     proc, port, out = _start(data, files)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
     assert proc.returncode == 0, err
     final = rebuild(data, use_snapshot=False)
     ex = final.exchange
@@ -196,7 +201,7 @@ def test_journal_is_preallocated_and_commits_keep_its_size(tmp_path):
         await until(lambda: journal._extender is None or not journal._extender.is_alive())
         size = (server.data_dir / JOURNAL).stat().st_size
         assert size >= journal.pos + 1 and size == journal.allocated
-        async with Client(host, port, "A003", "t3") as c:
+        async with Client(host, port, "A003", "A003-test-token-0003") as c:
             assert (await c.place("p", "CEA", Side.BUY, 1, 5800)).exec == ExecKind.ACCEPTED
         assert (server.data_dir / JOURNAL).stat().st_size == size  # no append
         return server.exchange.state_hash()
@@ -216,7 +221,8 @@ def test_sync_thread_option_acknowledges_after_durability(tmp_path):
         assert server.sync is not None
         syncs = server.sync.syncs
         await _trade_a_while(host, port, 20)
-        async with Client(host, port, "A003", "t3", cancel_on_disconnect=False) as c:
+        async with Client(host, port, "A003", "A003-test-token-0003",
+                          cancel_on_disconnect=False) as c:
             report = await c.place("rest", "CEA", Side.BUY, 100, 5800)
             assert report.exec == ExecKind.ACCEPTED
             # the record of what the client was told about is durable

@@ -14,7 +14,7 @@ from gateway import protocol as P
 from gateway.client import Client, ClientError
 from gateway.protocol import ExecKind, GatewayReason, Status
 
-from .support import config, run_with_server, until
+from .support import TOKENS, config, run_with_server, until
 
 
 def reports_for(client: Client, clid: str) -> list[P.ExecutionReport]:
@@ -23,24 +23,25 @@ def reports_for(client: Client, clid: str) -> list[P.ExecutionReport]:
 
 def test_logon_accepted_and_refused(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as c:
+        async with Client(host, port, "A001", "A001-test-token-0001") as c:
             assert c.logon.account == "A001" and c.logon.session_id > 0
             with pytest.raises(ClientError, match="already has a session"):
-                await Client(host, port, "A001", "t1").connect()
+                await Client(host, port, "A001", "A001-test-token-0001").connect()
         with pytest.raises(ClientError, match="wrong token"):
             await Client(host, port, "A001", "nope").connect()
         with pytest.raises(ClientError, match="wrong token"):
-            await Client(host, port, "ZZZ", "t1").connect()
+            await Client(host, port, "ZZZ", "A001-test-token-0001").connect()
         # tokens are kept only as salted hashes
         stored = (server.data_dir / "tokens.json").read_text()
-        assert "sha256$" in stored and '"t1"' not in stored
+        assert "sha256$" in stored and '"A001-test-token-0001"' not in stored
 
     run_with_server(config(tmp_path), body)
 
 
 def test_orders_trade_and_report(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a, Client(host, port, "A002", "t2") as b:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a, \
+                Client(host, port, "A002", "A002-test-token-0002") as b:
             r = await a.place("o1", "CEA", Side.BUY, 500, 6010)
             assert (r.exec, r.qty, r.open, r.price, r.segment) == (ExecKind.ACCEPTED, 500, 500,
                                                                   6010, Segment.LISTED)
@@ -84,7 +85,7 @@ def test_orders_trade_and_report(tmp_path):
 ])
 def test_rejects_over_the_wire(tmp_path, account, order, reason):
     async def body(server, host, port):
-        async with Client(host, port, account, {"A001": "t1", "A004": "t4"}[account]) as c:
+        async with Client(host, port, account, TOKENS[account]) as c:
             kw = dict(order)
             instrument = kw.pop("instrument", "CEA")
             r = await c.place("x", instrument, kw.pop("side"), kw.pop("qty"), kw.pop("price"), **kw)
@@ -97,7 +98,8 @@ def test_rejects_over_the_wire(tmp_path, account, order, reason):
 
 def test_duplicate_ids_are_per_account(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a, Client(host, port, "A002", "t2") as b:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a, \
+                Client(host, port, "A002", "A002-test-token-0002") as b:
             assert (await a.place("same", "CEA", Side.BUY, 10, 5900)).exec == ExecKind.ACCEPTED
             r = await a.place("same", "CEA", Side.BUY, 10, 5900)
             assert (r.exec, r.reason) == (ExecKind.REJECTED, Reason.DUPLICATE_ORDER_ID)
@@ -114,7 +116,7 @@ def test_duplicate_ids_are_per_account(tmp_path):
 
 def test_cancel_and_amend(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a:
             await a.place("o1", "CEA", Side.BUY, 300, 5950)
             r = await a.amend_wait("o1", 5960, 200)
             assert (r.exec, r.price, r.qty, r.open) == (ExecKind.AMENDED, 5960, 200, 200)
@@ -133,7 +135,7 @@ def test_cancel_and_amend(tmp_path):
 
 def test_mass_cancel_by_side_and_instrument(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a:
             for clid, side, price in (("b1", Side.BUY, 5900), ("b2", Side.BUY, 5910),
                                       ("s1", Side.SELL, 6100)):
                 assert (await a.place(clid, "CEA", side, 10, price)).exec == ExecKind.ACCEPTED
@@ -152,7 +154,8 @@ def test_mass_cancel_by_side_and_instrument(tmp_path):
 
 def test_operator_commands(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a, Client(host, port, "OPS", "ops") as ops:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a, \
+                Client(host, port, "OPS", "OPS-test-token-00000") as ops:
             book = await a.subscribe("CEA")
             assert book.status == Status.OPEN
             ack = await a.halt("CEA")
@@ -172,7 +175,7 @@ def test_operator_commands(tmp_path):
             assert (ack.ok, ack.reason) == (False, GatewayReason.BAD_VALUE)  # a day is open
             # trade so the day has a close, then end the day
             await a.place("s1", "CEA", Side.SELL, 10, 6000)
-            async with Client(host, port, "A002", "t2") as b:
+            async with Client(host, port, "A002", "A002-test-token-0002") as b:
                 await b.place("b1", "CEA", Side.BUY, 10, 6000)
             assert (await ops.end_day()).ok
             await until(lambda: book.summaries, what="day summary")
@@ -194,7 +197,8 @@ def test_operator_commands(tmp_path):
 @pytest.mark.parametrize("cancel_on_disconnect", [True, False])
 def test_cancel_on_disconnect(tmp_path, cancel_on_disconnect):
     async def body(server, host, port):
-        a = Client(host, port, "A001", "t1", cancel_on_disconnect=cancel_on_disconnect)
+        a = Client(host, port, "A001", "A001-test-token-0001",
+                   cancel_on_disconnect=cancel_on_disconnect)
         await a.connect()
         await a.place("o1", "CEA", Side.BUY, 100, 5900)
         await a.place("o2", "CEA", Side.SELL, 100, 6100)
@@ -213,7 +217,7 @@ def test_cancel_on_disconnect(tmp_path, cancel_on_disconnect):
 
 def test_rate_limit_throttles(tmp_path):
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a:
             for i in range(40):
                 a.new_order(f"o{i}", "CEA", Side.BUY, 1, 5900)
             await until(lambda: len(a.reports) == 40)
@@ -230,7 +234,7 @@ def test_rate_limit_throttles(tmp_path):
 def test_heartbeat_timeout_disconnects(tmp_path):
     async def body(server, host, port):
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(P.encode(P.Logon("A001", "t1", True, 100)))
+        writer.write(P.encode(P.Logon("A001", "A001-test-token-0001", True, 100)))
         frames = P.FrameReader(P.SERVER)
         got = []
         while True:  # stay silent: the server heartbeats, then gives up after 3 intervals
@@ -253,9 +257,11 @@ def test_slow_reader_is_dropped(tmp_path):
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
         # a peer that logs on, subscribes, and then never reads
-        sock.send(P.encode(P.Logon("A003", "t3", True, 60_000)) + P.encode(P.Subscribe("CEA", 0)))
+        sock.send(P.encode(P.Logon("A003", "A003-test-token-0003", True, 60_000))
+                  + P.encode(P.Subscribe("CEA", 0)))
         await until(lambda: len(server.by_account) == 1)
-        async with Client(host, port, "A001", "t1") as a:  # floods the depth channel
+        # A001 floods the depth channel
+        async with Client(host, port, "A001", "A001-test-token-0001") as a:
             for i in range(1200):  # one new best bid per turn: one depth message each
                 a.new_order(f"o{i}", "CEA", Side.BUY, 1, 5400 + i)
                 await asyncio.sleep(0)
@@ -286,7 +292,7 @@ def test_order_before_logon_and_bad_frames(tmp_path):
 def test_logout_answers_what_came_before_it(tmp_path):
     async def body(server, host, port):
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(P.encode(P.Logon("A001", "t1", False)) + P.encode(
+        writer.write(P.encode(P.Logon("A001", "A001-test-token-0001", False)) + P.encode(
             P.NewOrder("o1", 0, Side.BUY, 10, 5900)) + P.encode(P.Logout()))
         data = await asyncio.wait_for(reader.read(), 5)  # until the server closes
         writer.close()
@@ -306,7 +312,8 @@ def test_set_clock_steps_a_simulated_day(tmp_path):
     day = START // DAY_US * DAY_US  # 2024-03-04; the server starts at 10:00
 
     async def body(server, host, port):
-        async with Client(host, port, "A001", "t1") as a, Client(host, port, "OPS", "ops") as ops:
+        async with Client(host, port, "A001", "A001-test-token-0001") as a, \
+                Client(host, port, "OPS", "OPS-test-token-00000") as ops:
             block = await a.subscribe("CEA", Segment.BLOCK)
             ack = await a.set_clock(day + PM_OPEN_US)
             assert (ack.ok, ack.reason) == (False, GatewayReason.NOT_AUTHORIZED)
@@ -342,7 +349,8 @@ def test_client_batch_path(tmp_path):
 
     async def body(server, host, port):
         batches = []
-        async with Client(host, port, "A001", "t1", on_reports=batches.append) as a:
+        async with Client(host, port, "A001", "A001-test-token-0001",
+                          on_reports=batches.append) as a:
             a.keep_reports = False
             f = P.order_frames(n)
             f["cl_ord_id"] = np.char.add(b"k", np.arange(n).astype("S8"))

@@ -26,7 +26,7 @@ from engine.tradingdays import TradingCalendar, parse_time
 from gateway import protocol as P
 from gateway.admission import Admission
 from gateway.exchange import SYSTEM, AdminOp, Exchange, Genesis
-from gateway.reports import Output
+from gateway.reports import Output, rebuild_reports
 from gateway.sequencer import Sequencer
 
 INSTRUMENTS = [("CEA", 6000), ("CEB", 5000)]
@@ -52,8 +52,7 @@ class Pipeline:
                     for i, _ in INSTRUMENTS]
         self.turn([], ts=0, system=[(SYSTEM, op) for op in ops])
         self.handles = {name: self.ex.account_handle(name) for name, _, _ in ACCOUNTS}
-        for h in self.handles.values():
-            self.seq.set_live(h, True)
+        self.stream: dict = defaultdict(list)  # per account handle: its sequenced frames
 
     def turn(self, sends, ts, system=(), budget=BIG, share=4096, max_open=0):
         """``sends``: (account name, frame bytes) in arrival order. Returns each account's
@@ -73,11 +72,21 @@ class Pipeline:
                     break
         turn = self.seq.run(list(system))
         self.records += turn.records
-        accounts, starts, sizes, buf = self.out.grouped(len(self.ex.engine.accounts))
+        g = self.out.grouped(len(self.ex.engine.accounts), self.ex.seq)
         got = {}
-        for a, start, size in zip(accounts.tolist(), starts.tolist(), sizes.tolist()):
-            got[self.ex.account_name(a)] = P.FrameReader(P.SERVER).feed(
-                buf[start:start + size].tobytes())
+        for a, start, size, first, count in zip(g.accounts.tolist(), g.starts.tolist(),
+                                                g.sizes.tolist(), g.firsts.tolist(),
+                                                g.counts.tolist()):
+            msgs = P.FrameReader(P.SERVER).feed(g.buffer[start:start + size].tobytes())
+            # every report of an order event is the account's next in its stream; the
+            # gateway's own answers are not in it
+            numbered = [m.report_seq for m in msgs if getattr(m, "report_seq", 0)]
+            assert numbered == list(range(first, first + count))
+            assert numbered[:1] in ([], [len(self.stream[a]) + 1])
+            self.stream[a] += [P.encode(m) for m in msgs if getattr(m, "report_seq", 0)]
+            got[self.ex.account_name(a)] = [
+                m.__class__(**{**_fields(m), "report_seq": 0}) if isinstance(
+                    m, P.ExecutionReport) else m for m in msgs]
         return got, turn
 
     def _packed(self, account, frame):
@@ -246,6 +255,16 @@ def test_turns_report_exactly_what_the_engine_api_does(seed):
     for seq, record in pipe.records:
         replayed.apply(seq, pickle.loads(pickle.dumps(record)))
     assert replayed.state_hash() == ex.state_hash()
+    # ... and the same report stream of every account, numbers and all
+    rebuilt, rseq, out = defaultdict(list), np.zeros(64, np.int64), Output(64)
+    replayed = Exchange(Genesis(INSTRUMENTS, operator="OPS"))
+    for seq, record in pipe.records:
+        g = rebuild_reports(replayed, replayed.apply(seq, record), rseq, out, seq)
+        if g is not None:
+            for a, start, size in zip(g.accounts.tolist(), g.starts.tolist(), g.sizes.tolist()):
+                rebuilt[a] += [P.encode(m) for m in P.FrameReader(P.SERVER).feed(
+                    g.buffer[start:start + size].tobytes())]
+    assert dict(rebuilt) == {a: s for a, s in pipe.stream.items() if s}
     again = pickle.loads(pickle.dumps(ex))  # a snapshot
     assert again.state_hash() == ex.state_hash()
     assert again.orders.find(pipe.handles["A001"], used["A001"][0]) == \

@@ -29,15 +29,17 @@ def _clid_array(clid: str) -> np.ndarray:
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(list(P.ExecKind)), reason=u8, side=u8, segment=u8,
        instrument=u16, clid=clids, ts=i64, price=st.one_of(st.none(), i64.filter(
-           lambda p: p != P.NULL_PRICE)), qty=u32, filled=u32, open_=u32, trade_id=u63)
+           lambda p: p != P.NULL_PRICE)), qty=u32, filled=u32, open_=u32, trade_id=u63,
+       report_seq=u63)
 def test_compiled_report_is_the_python_encoding(kind, reason, side, segment, instrument, clid,
-                                                ts, price, qty, filled, open_, trade_id):
+                                                ts, price, qty, filled, open_, trade_id,
+                                                report_seq):
     msg = P.ExecutionReport(kind, clid, ts, instrument, segment, side, price, qty, filled,
-                            open_, reason, trade_id)
+                            open_, reason, trade_id, report_seq)
     buf = np.zeros(W.REPORT_SIZE + 8, np.uint8)
     end = W.put_report(buf, 4, int(kind), reason, side, segment, instrument,
                        _clid_array(clid), 0, ts, P.NULL_PRICE if price is None else price, qty,
-                       filled, open_, trade_id)
+                       filled, open_, trade_id, report_seq)
     assert end == 4 + W.REPORT_SIZE
     assert buf[4:end].tobytes() == P.encode(msg)
     assert P.FrameReader(P.SERVER).feed(buf[4:end].tobytes()) == [msg]

@@ -11,17 +11,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ledger import Ledger
 
+from ..procs import kill_group, popen
 from .crash_writer import trades
 
 ROOT = Path(__file__).resolve().parents[2]
 N, BATCH = 30_000, 1_500
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_left():
+    """Every writer a test started is killed (its process group) when the test ends."""
+    yield
+    while _started:
+        kill_group(_started.pop())
+
+
 def start_writer(url: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.ledger.crash_writer", url, str(N),
-                             str(BATCH)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = popen([sys.executable, "-m", "tests.ledger.crash_writer", url, str(N), str(BATCH)],
+                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    _started.append(proc)
+    return proc
 
 
 def read_until(proc: subprocess.Popen, commits: int) -> int:
