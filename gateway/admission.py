@@ -55,7 +55,8 @@ M_TAKEN = 5  # frames taken from the session in this take
 M_BAD_CODE = 6  # 1: length out of range, 2: unknown type, 3: wrong size for its type
 M_BAD_VALUE = 7
 M_NEW = 8  # NEW rows written in this take (they may rest: counted against the open limit)
-META = 9
+M_UNKNOWN = 9  # rows this turn that name no known order (their ids go into the journal)
+META = 10
 
 # frame classes by type byte
 C_BAD, C_NEW, C_CANCEL, C_AMEND, C_PACKED, C_QUERY, C_HEARTBEAT, C_LOGOUT = range(8)
@@ -158,6 +159,8 @@ def _row(cmds, clid, origin, new, meta, ts, order, price, qty, account, instrume
         clid[r, k] = buf[p + k]
     origin[r] = account
     new[r] = is_new
+    if order < 0:
+        meta[M_UNKNOWN] += 1
     meta[M_ROWS] = r + 1
 
 

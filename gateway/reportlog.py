@@ -17,9 +17,11 @@ per turn::
 
 It is derived data: the journal determines it, so recovery rebuilds whatever its tail lacks
 (a crash between the journal's write and the log's) from the journal records it replays
-(``ReportLog.covered`` says how far it goes; a record with count 0 only marks that). It is
-written without fsync, except before a snapshot and at shutdown: a snapshot is only used if
-the log covers it, else recovery replays the journal from its start.
+(``ReportLog.covered`` says how far it goes; a record with count 0 only marks that). So it is
+written lazily: appends collect in memory and go to the file in one write when 256 KiB
+gathered, on the server's 50 ms timer, before a read, a snapshot and at shutdown; it is
+fsync'd only before a snapshot and at shutdown (a snapshot is used only if the log covers
+it, else recovery replays the journal from its start).
 
 An index in memory (per record: account, first number, count, file offset) finds an
 account's reports without reading anyone else's.
@@ -98,6 +100,26 @@ def _scan(data, out_acct, out_first, out_count, out_off, out_jseq):
     return done_n, done_p
 
 
+@njit(cache=True)
+def _index(records, base, journal_seq, acct, first, count, off, jseq, n, last_seq):
+    """Add a turn's ``records`` (account, first, count, offset from ``base``) to the index
+    at row ``n``; the caller made room. Returns the new row count."""
+    for k in range(records.shape[0]):
+        a = records[k, 0]
+        acct[n] = a
+        first[n] = records[k, 1]
+        count[n] = records[k, 2]
+        off[n] = base + records[k, 3]
+        jseq[n] = journal_seq
+        last_seq[a] = records[k, 1] + records[k, 2] - 1
+        n += 1
+    return n
+
+
+#: Appends gathered in memory before one write to the file.
+FLUSH_AT = 1 << 18
+
+
 class ReportLog:
     """The report log of one data directory: append per turn, read per account."""
 
@@ -113,6 +135,7 @@ class ReportLog:
         self.last_seq = np.zeros(64, np.int64)  # per account: the last report logged
         self.covered = -1  # the last journal record whose reports are all here
         self.torn = 0  # bytes cut off a torn tail when opened
+        self._pending = bytearray()  # appended, not yet written (at offset end - len)
         self._load()
 
     # -------------------------------------------------------------- open
@@ -162,6 +185,7 @@ class ReportLog:
     def truncate_after(self, journal_seq: int) -> None:
         """Drop the records of journal records after ``journal_seq`` (a journal that lost
         its unsynced tail while the log kept it: with fsync off, after a power loss)."""
+        self.flush()
         n = self.n
         keep = int(np.searchsorted(self.jseq[:n] > journal_seq, True))
         if keep == n:
@@ -173,28 +197,27 @@ class ReportLog:
 
     # -------------------------------------------------------------- write
 
-    def append(self, grouped, journal_seq: int) -> None:
-        """A turn's records (``reports.Output.grouped``), as one write."""
-        has = grouped.log_at >= 0
-        k = int(has.sum())
+    def append(self, records: np.ndarray, data, journal_seq: int, accounts: int) -> None:
+        """A turn's records (``reports.Output.grouped``: its ``records`` rows and ``log``
+        bytes) of journal record ``journal_seq``; account handles are below ``accounts``."""
+        k = records.shape[0]
         if k == 0:
             return
-        data = grouped.log
-        base = self.end
-        os.pwrite(self.fd, data, base)  # position from the index, not the fd's offset
         self._room(self.n + k)
-        n, m = self.n, self.n + k
-        accounts = grouped.accounts[has]
-        self.acct[n:m] = accounts
-        self.first[n:m] = grouped.firsts[has]
-        self.count[n:m] = grouped.counts[has]
-        self.off[n:m] = base + grouped.log_at[has]
-        self.jseq[n:m] = journal_seq
-        self.n = m
-        self.end = base + data.shape[0]
-        self._accounts(int(accounts.max()) + 1)
-        self.last_seq[accounts] = grouped.firsts[has] + grouped.counts[has] - 1
+        self._accounts(accounts)
+        self.n = _index(records, self.end, journal_seq, self.acct, self.first, self.count,
+                        self.off, self.jseq, self.n, self.last_seq)
+        self._pending += memoryview(data)
+        self.end += len(data)
         self.covered = journal_seq
+        if len(self._pending) >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was appended (the file is then complete to ``end``)."""
+        if self._pending:
+            os.pwrite(self.fd, self._pending, self.end - len(self._pending))
+            self._pending.clear()
 
     def mark(self, journal_seq: int) -> None:
         """Record that the log is complete up to journal record ``journal_seq``."""
@@ -203,7 +226,7 @@ class ReportLog:
         head = np.zeros(LOG_HEAD, np.uint8)
         head[:4] = np.frombuffer(LOG_MAGIC.to_bytes(4, "little"), np.uint8)
         head[24:32] = np.frombuffer(int(journal_seq).to_bytes(8, "little"), np.uint8)
-        os.pwrite(self.fd, head, self.end)
+        self._pending += head.tobytes()
         self._room(self.n + 1)
         self.acct[self.n] = 0
         self.first[self.n] = 0
@@ -215,10 +238,12 @@ class ReportLog:
         self.covered = journal_seq
 
     def sync(self) -> None:
+        self.flush()
         os.fsync(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:
+            self.flush()
             os.close(self.fd)
             self.fd = -1
 
@@ -236,6 +261,7 @@ class ReportLog:
     def read(self, account: int, from_seq: int, max_bytes: int = 1 << 18) -> tuple[bytes, int]:
         """(frames, how many) of ``account``'s reports from ``from_seq`` on, at most
         ``max_bytes`` (at least one report if there is one)."""
+        self.flush()
         n = self.n
         mine = np.flatnonzero((self.acct[:n] == account) & (self.count[:n] > 0))
         if mine.size == 0:

@@ -164,11 +164,12 @@ LOG_HEAD = 32
 
 
 @njit(cache=True)  # with reference counting: the slice copies below are memcpy
-def _group(buf, idx, n, slot_of, touched, sizes, starts, out, firsts, counts, log_at, log,
-           journal_seq):
+def _group(buf, idx, n, slot_of, touched, sizes, starts, out, firsts, counts, cursor, records,
+           log, journal_seq):
     """Sort the turn's ``n`` frames by account (``out``; order kept within an account) and
     write the report-log records of the sequenced ones to ``log``: per account one head
-    (``LOG_HEAD`` bytes) and its reports. Returns (accounts, log bytes)."""
+    (``LOG_HEAD`` bytes) and its reports, and to ``records`` one row (account, first number,
+    count, offset in ``log``) each. Returns (accounts, log records, log bytes)."""
     nt = 0
     for i in range(n):
         a = idx[i, 0]
@@ -202,28 +203,28 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out, firsts, counts, lo
             out[c:c + size] = buf[q:q + size]
             sizes[s] = c + size
     q = 0
+    k = 0
     left = 0  # records of this turn after the current one: a torn turn is seen as torn
     for s in range(nt):
         if counts[s] > 0:
             left += 1
     for s in range(nt):
+        sizes[s] -= starts[s]
         if counts[s] > 0:
             left -= 1
-            log_at[s] = q
             wr_u32(log, q, LOG_MAGIC)
             wr_u32(log, q + 4, touched[s])
             wr_u32(log, q + 8, counts[s])
             wr_u32(log, q + 12, left)
             wr_i64(log, q + 16, firsts[s])
             wr_i64(log, q + 24, journal_seq)
+            records[k, 0] = touched[s]
+            records[k, 1] = firsts[s]
+            records[k, 2] = counts[s]
+            records[k, 3] = q
+            k += 1
+            cursor[s] = q + LOG_HEAD
             q += LOG_HEAD + counts[s] * REPORT_SIZE
-            sizes[s] -= starts[s]
-        else:
-            log_at[s] = -1
-            sizes[s] -= starts[s]
-    cursor = np.empty(nt, np.int64)
-    for s in range(nt):
-        cursor[s] = log_at[s] + LOG_HEAD
     for i in range(n):
         if idx[i, 2] > 0:
             s = slot_of[idx[i, 0]]
@@ -233,7 +234,7 @@ def _group(buf, idx, n, slot_of, touched, sizes, starts, out, firsts, counts, lo
             cursor[s] = c + REPORT_SIZE
     for s in range(nt):
         slot_of[touched[s]] = -1
-    return nt, q
+    return nt, k, q
 
 
 class Output:
@@ -252,7 +253,8 @@ class Output:
         self._starts = np.zeros(64, np.int64)
         self._firsts = np.zeros(64, np.int64)
         self._counts = np.zeros(64, np.int64)
-        self._log_at = np.zeros(64, np.int64)
+        self._cursor = np.zeros(64, np.int64)
+        self._records = np.zeros((64, 4), np.int64)
 
     def reset(self) -> None:
         self.meta[:] = 0
@@ -292,25 +294,28 @@ class Output:
         if self._slot_of.shape[0] < n_accounts:
             size = max(n_accounts, 2 * self._slot_of.shape[0])
             self._slot_of = np.full(size, -1, np.int64)
-            for name in ("_touched", "_sizes", "_starts", "_firsts", "_counts", "_log_at"):
+            for name in ("_touched", "_sizes", "_starts", "_firsts", "_counts", "_cursor"):
                 setattr(self, name, np.zeros(size, np.int64))
+            self._records = np.zeros((size, 4), np.int64)
         if self._grouped.shape[0] < self.buf.shape[0]:
             self._grouped = np.zeros(self.buf.shape[0], np.uint8)
         need = int(self.meta[O_BYTES]) + LOG_HEAD * min(n, n_accounts)
         if self._log.shape[0] < need:
             self._log = np.zeros(max(need, 2 * self._log.shape[0]), np.uint8)
-        nt, log_bytes = _group(self.buf, self.idx, n, self._slot_of, self._touched,
-                               self._sizes, self._starts, self._grouped, self._firsts,
-                               self._counts, self._log_at, self._log, journal_seq)
+        nt, k, log_bytes = _group(self.buf, self.idx, n, self._slot_of, self._touched,
+                                  self._sizes, self._starts, self._grouped, self._firsts,
+                                  self._counts, self._cursor, self._records, self._log,
+                                  journal_seq)
         return Grouped(self._touched[:nt], self._starts[:nt], self._sizes[:nt],
                        self.buf if nt == 1 else self._grouped, self._firsts[:nt],
-                       self._counts[:nt], self._log_at[:nt], self._log[:log_bytes])
+                       self._counts[:nt], self._records[:k], self._log[:log_bytes])
 
 
 class Grouped(NamedTuple):
     """``Output.grouped``: per account (in ``accounts``) its frames at
     ``buffer[starts:starts+sizes]``, the first report sequence number and number of its
-    sequenced reports, and where its record starts in ``log`` (-1: none)."""
+    sequenced reports; the report-log records (``log``) and a row per record in ``records``
+    (account, first number, count, offset in ``log``)."""
 
     accounts: np.ndarray
     starts: np.ndarray
@@ -318,7 +323,7 @@ class Grouped(NamedTuple):
     buffer: np.ndarray
     firsts: np.ndarray
     counts: np.ndarray
-    log_at: np.ndarray
+    records: np.ndarray
     log: np.ndarray
 
 

@@ -27,7 +27,7 @@ from engine.tradingdays import day_of_date, format_time
 
 from . import apply as A
 from . import protocol as P
-from .admission import Admission
+from .admission import M_UNKNOWN, Admission
 from .exchange import NEW_ORDER_ROW, SYSTEM, AdminOp, OrderBatch
 from .orders import open_orders
 from .protocol import CLID_BYTES, GatewayReason
@@ -127,7 +127,8 @@ class Sequencer:
             k = int(adm.new[first:last].sum())
         start = self._next_order
         self._next_order += k
-        self._batch(cmds, start, k, first, adm.origin, adm.clid.reshape(-1), answers)
+        self._batch(cmds, start, k, first, adm.origin, adm.clid.reshape(-1), answers,
+                    adm.meta[M_UNKNOWN] > 0)
 
     def _answers(self, answers: int) -> None:
         """Gateway answers due before the next special, with no rows in between."""
@@ -135,13 +136,15 @@ class Sequencer:
             self._batch(None, 0, 0, 0, None, None, answers)
 
     def _batch(self, cmds, first_order: int, new: int, row0: int, origin, clid,
-               answers: int) -> None:
+               answers: int, unknown: bool = False) -> None:
+        """One engine batch and its reports; ``unknown``: rows of the batch may name no
+        known order (the admission stage counted some this turn)."""
         ex, out, adm = self.exchange, self.output, self.admission
         if cmds is not None:
             ex.seq += 1
             self.turn.records.append((ex.seq, OrderBatch(
                 cmds.tobytes(), first_order, _new_orders(ex.orders, first_order, new),
-                _unknown_ids(cmds, clid, row0))))
+                _unknown_ids(cmds, clid, row0) if unknown else b"")))
             batch = A.apply_orders(ex, cmds)
             events, fa = batch.events, batch.filled_after
             if batch.days:

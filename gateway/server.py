@@ -359,7 +359,7 @@ class ExchangeServer:
                 if accounts > rseq.shape[0]:
                     rseq = np.concatenate([rseq, np.zeros(2 * accounts, np.int64)])
                 grouped = rebuild_reports(applied_exchange(), applied, rseq, out, seq)
-                reportlog.append(grouped, seq)
+                reportlog.append(grouped.records, grouped.log, seq, accounts)
                 self.reports_rebuilt += int(grouped.counts.sum())
 
         holder = {}
@@ -733,9 +733,7 @@ class ExchangeServer:
                           g.accounts.tolist(), g.starts.tolist(), g.sizes.tolist(),
                           g.firsts.tolist(), g.counts.tolist())]
             if g.log.shape[0]:  # copies: the next turn reuses the buffers
-                log = (g._replace(log=g.log.copy(), accounts=g.accounts.copy(),
-                                  firsts=g.firsts.copy(), counts=g.counts.copy(),
-                                  log_at=g.log_at.copy(), buffer=None), ex.seq)
+                log = (g.records.copy(), g.log.tobytes(), ex.seq, len(ex.engine.accounts))
         md_parts = []
         md, captured = ex.md, self.captured_seq
         for c in range(md.channels):
@@ -863,6 +861,7 @@ class ExchangeServer:
             self.sync.sync_now(self.exchange.seq)
         self._reap_snapshot(wait=True)
         self.reportlog.mark(self.exchange.seq)  # the log is complete up to the snapshot
+        self.reportlog.flush()  # the child syncs the file: what it holds must be written
         if self.config.fork_snapshots:
             self.snapshot_pid = fork_snapshot(self.data_dir, self.exchange,
                                               sync_fds=(self.reportlog.fd,))
@@ -896,6 +895,7 @@ class ExchangeServer:
             while True:
                 await asyncio.sleep(0.05)
                 self._reap_snapshot()
+                self.reportlog.flush()  # to the page cache, in one write per period
                 if self.ledger is not None:
                     self.ledger.poll()  # a dead or failed ledger: logged, trading goes on
                     self.ledger.hand_over()  # (nothing once it is down)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -195,6 +196,7 @@ def test_missed_fills_survive_kill_9(tmp_path, lose_log):
             return last
 
         last = asyncio.run(before())
+        time.sleep(0.2)  # the server's timer has written the log out (to the page cache)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
