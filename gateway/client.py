@@ -247,12 +247,16 @@ class Client:
                                       self.heartbeat_ms, self.last_report_seq)))
         frames = BatchReader()
         reply = None
-        while reply is None:
-            data = await reader.read(65536)
-            if not data:
-                raise ClientError("the server closed the connection during logon")
-            msgs = frames.feed(data)
-            reply, rest = msgs[0] if msgs else None, msgs[1:]
+        try:
+            while reply is None:
+                data = await reader.read(65536)
+                if not data:
+                    raise ClientError("the server closed the connection during logon")
+                msgs = frames.feed(data)
+                reply, rest = msgs[0] if msgs else None, msgs[1:]
+        except BaseException:
+            writer.close()
+            raise
         if isinstance(reply, P.LogonReject):
             writer.close()
             raise ClientError(f"logon refused: {reply.text}")
@@ -302,6 +306,8 @@ class Client:
         except asyncio.CancelledError:
             return
         self.connected.clear()
+        if self._writer is not None:
+            self._writer.close()  # the connection is gone: its writer too
         self._fail_waiters(ClientError(
             f"connection closed{': ' + self.error.text if self.error else ''}"))
         if self.reconnect and not self._closing:

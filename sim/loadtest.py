@@ -828,10 +828,20 @@ def accounts_for(pairs: int) -> tuple[str, str, list]:
     return "\n".join(accounts) + "\n", "\n".join(tokens) + f"\nOPS,OPS-{key}\n", out
 
 
+def _die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the parent dies (Linux; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
+
+
 @contextmanager
 def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: bool = True,
                  start: str = "2024-03-04T09:30:00", extra: tuple[str, ...] = (),
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, start_timeout: float = 300.0):
     """``cea serve`` in a subprocess on a free loopback port, for the given accounts and
     tokens, rate and open-order limits off; yields the port; stopped (SIGTERM) on exit. Its files go in
     ``workdir`` (data in ``workdir/data``), or a fresh directory under ``data_root``;
@@ -840,32 +850,53 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
     import subprocess
     import sys
     import tempfile
+    import threading
 
     d = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(dir=data_root))
     d.mkdir(parents=True, exist_ok=True)
     (d / "tokens.csv").write_text(tokens_csv)
     (d / "accounts.csv").write_text(accounts_csv)
+    # its own process group (a signal to ours does not reach it half-way; we stop it), and it
+    # dies with us (a tester killed outright leaves no server behind)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cea", "serve", "--data-dir", str(d / "data"), "--port", "0",
          "--tokens", str(d / "tokens.csv"), "--accounts", str(d / "accounts.csv"),
          "--start", start, "--rate-limit", "0", "--max-open-orders", "0",
          "--fsync", "on" if fsync else "off", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_die_with_parent)
+
+    def kill_group():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
+
+    # a server that never says it listens (a cold start compiles for a minute at most)
+    watchdog = threading.Timer(start_timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.daemon = True
+    watchdog.start()
     port = None
-    for line in proc.stdout:
-        m = re.search(r"listening on [\d.]+:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
+    try:
+        for line in proc.stdout:
+            m = re.search(r"listening on [\d.]+:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+    except BaseException:
+        kill_group()
+        raise
+    finally:
+        watchdog.cancel()
     if port is None:
         _, err = proc.communicate()
-        raise RuntimeError(f"cea serve did not start: {err}")
+        raise RuntimeError(f"cea serve did not start: {err.strip()}")
     try:
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.communicate(timeout=120)
+            proc.communicate(timeout=30)  # its stop is bounded (a few seconds)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            kill_group()

@@ -266,3 +266,40 @@ def test_guessing_tokens_costs_time_and_is_logged(tmp_path, caplog):
         run_with_server(config(tmp_path, logon_backoff_cap=1.0), body)
     assert any("failed logon" in r.getMessage() and "A001" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_client_resumes_by_itself_across_a_server_restart(tmp_path):
+    """``Client(reconnect=True)``: the server stops and comes back on the same port; the
+    client logs on again by itself with its last number and gets the fills it missed."""
+    import dataclasses
+
+    from gateway.server import ExchangeServer
+
+    async def main():
+        cfg = config(tmp_path)
+        first = ExchangeServer(cfg)
+        first.open()
+        host, port = await first.start()
+        c = Client(host, port, "A001", TOKENS["A001"], cancel_on_disconnect=False,
+                   reconnect=True)
+        await c.connect()
+        for i in range(5):
+            await c.place(f"b{i}", "CEA", Side.BUY, 10, 6000)
+        await first.stop()
+        second = ExchangeServer(dataclasses.replace(cfg, port=port))
+        second.open()
+        await second.start()
+        try:
+            await _sell_into(host, port, 3)
+            await until(lambda: sum(r.exec == X.FILL for r in c.reports) >= 3, timeout=10,
+                        what="the fills, after the client reconnected")
+            await asyncio.sleep(0.1)
+            assert c.reconnects >= 1
+            assert _numbers(c.reports) == list(range(1, 9))
+            assert [r.cl_ord_id for r in c.reports[5:]] == ["b0", "b1", "b2"]
+            assert c.report_gaps == c.report_duplicates == 0
+        finally:
+            await c.close()
+            await second.stop()
+
+    asyncio.run(main())
