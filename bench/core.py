@@ -79,7 +79,7 @@ book = FastBook([PRIOR_CLOSE], TradingCalendar.from_dates([TRADING_DATE]))
 t0 = time.perf_counter_ns()
 book.submit_batch(cmds)
 compile_ns = time.perf_counter_ns() - t0
-st = K._run_batch.stats
+st = K.run_batch.stats
 print(json.dumps(dict(compile_ns=compile_ns, import_s=import_s, cache_path=st.cache_path,
                       hits=sum(st.cache_hits.values()), misses=sum(st.cache_misses.values()))))
 """
@@ -94,7 +94,7 @@ def run_core_benchmark(orders: int = 1_000_000, seed: int = 7, json_path=None,
     printing and writing them if the four runs do not produce identical results.
     """
     n = int(orders)
-    busy_before = _cpus_busy()
+    busy_before = cpus_busy()
     if busy_before is not None and busy_before > BUSY_CPUS:
         echo(f"warning: other processes kept {busy_before:.1f} CPUs busy just before the run: "
              f"the figures may be inflated")
@@ -246,17 +246,22 @@ def run_core_benchmark(orders: int = 1_000_000, seed: int = 7, json_path=None,
         "stream": {"mix_target_pct": {k: round(100 * v, 1) for k, v in MIX.items()}, **stats},
         "outcome": _outcome(cmds, ev_batch, micro[0]["resting"]),
         "machine": {**_machine(), "cpus_busy_before": busy_before,
-                    "cpus_busy_after": _cpus_busy()},
+                    "cpus_busy_after": cpus_busy()},
         "engine_source": source,
         "engine_changed_during_run": _engine_source() != source,
     }
     _print_table(result, echo)
+    # the second stream (days, sessions, both segments, band edges), after every figure above
+    sessions = result["sessions"] = run_sessions_stream(n, seed, reference_orders, echo)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
         echo(f"wrote {json_path}")
     if not all_identical:
         raise SystemExit(f"cea: error: the runs disagree: {identical}; first difference: "
                          f"{mismatch}")
+    if not sessions["all_identical"]:
+        raise SystemExit(f"cea: error: the runs of the sessions stream disagree: "
+                         f"{sessions['identical']}; first difference: {sessions['mismatch']}")
     return result
 
 
@@ -353,12 +358,12 @@ def _warm_up(calendar) -> dict:
 
     import_s = round(time.perf_counter() - t0, 3) if fresh else None
     tiny = generate_stream(WARMUP_COMMANDS, seed=1)
-    if not K._run_batch.signatures:
+    if not K.run_batch.signatures:
         book = FastBook([PRIOR_CLOSE], calendar)
         t0 = time.perf_counter_ns()
         book.submit_batch(tiny)
         compile_ns = time.perf_counter_ns() - t0
-        st = K._run_batch.stats
+        st = K.run_batch.stats
         hits, misses, cache_path = (sum(st.cache_hits.values()), sum(st.cache_misses.values()),
                                     st.cache_path)
         where = "this process"
@@ -383,7 +388,7 @@ def _warm_up(calendar) -> dict:
             "jit_note": note, "kernel_import_s": import_s}
 
 
-def _cpus_busy(seconds: float = 0.5):
+def cpus_busy(seconds: float = 0.5):
     """CPUs kept busy by other processes over ``seconds`` while this one sleeps (from
     /proc/stat), or None where that cannot be read."""
     def sample():
@@ -577,3 +582,118 @@ def _print_table(r: dict, echo) -> None:
              "at its start)")
     if r["arrays_grew_during_timing"]:
         echo("warning: a fast-book array grew inside a timed call")
+
+
+# ---------------------------------------------------------------------------- second stream
+
+def run_sessions_stream(n: int, seed: int, reference_orders: int | None = None,
+                        echo: Callable[[str], None] = print) -> dict:
+    """The second stream, ``bench.streams.generate_session_stream(n, seed)`` (three trading
+    days: before the open, morning, lunch break, afternoon, after 15:00; LISTED and BLOCK;
+    orders on and beyond the band edges), on the calendar of its days: the Numba book in one
+    batch (``BATCH_ROUNDS`` rounds, median) and in batches of ``MICRO_BATCH`` (one round),
+    and the reference book (on the first ``reference_orders`` commands if given), each on a
+    fresh book; their event rows and state hashes must be identical. Printed through
+    ``echo``; returns its figures (``cea bench core``'s JSON, under ``sessions``)."""
+    from engine.codes import Segment
+    from engine.fast.book import FastBook
+    from engine.reference.book import ReferenceBook
+    from engine.rules import DAY_US
+    from engine.tradingdays import format_time
+
+    from .streams import SESSION_DATES, generate_session_stream, session_stats
+
+    calendar = TradingCalendar.from_dates(SESSION_DATES)
+    cmds = generate_session_stream(n, seed)
+    stats = session_stats(cmds)
+    n_new = int(np.count_nonzero(cmds["action"] == Action.NEW))
+
+    def book(event_rows: int):
+        return FastBook([PRIOR_CLOSE], calendar, slot_capacity=n_new + 1,
+                        order_capacity=max(1, n_new), event_capacity=event_rows)
+
+    echo(f"second stream (sessions): {n:,} commands over {stats['days']} trading days; numba "
+         f"one batch ({BATCH_ROUNDS} rounds), batches of {MICRO_BATCH}, reference")
+    ev_batch = book(2 * n + 1024).submit_batch(cmds)
+    event_rows = len(ev_batch) + n_new + 1024
+    batch_ns, reruns_same, batch_book = [], True, None
+    for _ in range(BATCH_ROUNDS):
+        batch_book = book(event_rows)
+        t0 = time.perf_counter_ns()
+        ev = batch_book.submit_batch(cmds, copy=False)
+        batch_ns.append((time.perf_counter_ns() - t0) / n)
+        reruns_same &= _same(ev, ev_batch)
+        del ev
+    micro_book, parts, micro_total = book(_per_call_event_rows(n_new, MICRO_BATCH)), [], 0
+    for start in range(0, n, MICRO_BATCH):
+        t0 = time.perf_counter_ns()
+        ev = micro_book.submit_batch(cmds[start:start + MICRO_BATCH])
+        micro_total += time.perf_counter_ns() - t0
+        ev[:, B.CMD] += start
+        parts.append(ev)
+    ev_micro = np.concatenate(parts) if parts else np.zeros((0, B.EVENT_WIDTH), np.int64)
+    n_ref = min(int(reference_orders), n) if reference_orders else n
+    ref_book = ReferenceBook([PRIOR_CLOSE], calendar)
+    t0 = time.perf_counter_ns()
+    ev_ref = ref_book.submit_batch(cmds[:n_ref])
+    reference_ns = (time.perf_counter_ns() - t0) / n_ref
+
+    hash_batch = state_hash(batch_book, n_new)
+    ref_prefix = ev_batch if n_ref == n else ev_batch[ev_batch[:, B.CMD] < n_ref]
+    identical = {"batch_rounds_events": reruns_same,
+                 "batch64_events": _same(ev_batch, ev_micro),
+                 "batch64_state_hash": state_hash(micro_book, n_new) == hash_batch,
+                 "reference_events": _same(ref_prefix, ev_ref)}
+    if n_ref == n:
+        identical["reference_state_hash"] = state_hash(ref_book, n_new) == hash_batch
+    all_identical = all(identical.values())
+    mismatch = (_first_difference(ev_ref, ref_prefix, ("reference", "numba_batch"))
+                or _first_difference(ev_batch, ev_micro, ("numba_batch", "batch64")))
+    kind = ev_batch[:, B.KIND]
+    trades = ev_batch[kind == EventKind.TRADE]
+    closed = ev_batch[kind == EventKind.DAY_CLOSED]
+    numba_ns = float(np.median(batch_ns))
+    out = {
+        "orders": n, "seed": seed, "reference_orders": n_ref,
+        "numba_batch_ns": round(numba_ns, 1),
+        "numba_batch_rounds": [round(x, 1) for x in batch_ns],
+        "numba_batch64_ns": round(micro_total / n, 1),
+        "reference_ns": round(reference_ns, 1),
+        "speedup_vs_reference": round(reference_ns / numba_ns, 1),
+        "trades": int(len(trades)),
+        "trades_by_segment": {s.name: int(np.count_nonzero(trades[:, B.SEGMENT] == s))
+                              for s in Segment},
+        "days_closed": [{"date": format_time(int(r[B.ORDER]) * DAY_US)[:10],
+                         "prior_close": int(r[B.AUX1]), "close": int(r[B.PRICE])}
+                        for r in closed],
+        "identical": identical, "all_identical": all_identical,
+        "mismatch": None if all_identical else mismatch,
+        "state_hash": hash_batch,
+        "stream": stats,
+        "outcome": {k: v for k, v in _outcome(cmds, ev_batch, np.zeros(0, np.int64)).items()
+                    if not k.startswith("resting_")},
+    }
+    o = out["outcome"]
+    echo("")
+    echo(f"sessions stream: {n:,} commands, seed {seed}, {', '.join(stats['per_day'])}; "
+         + ", ".join(f"{k} {v:,}" for k, v in stats["phases"].items())
+         + f"; {stats['block_new']:,} BLOCK NEW, {stats['edge_new']:,} NEW on or just beyond "
+         f"a band edge")
+    echo(f"  numba, one batch {numba_ns:,.1f} ns/command (median of {BATCH_ROUNDS}); batches "
+         f"of {MICRO_BATCH} {out['numba_batch64_ns']:,.1f}; reference {reference_ns:,.0f} on "
+         f"{n_ref:,} commands ({out['speedup_vs_reference']:,.1f}x)")
+    echo(f"  {len(trades):,} trades (" + ", ".join(
+        f"{k} {v:,}" for k, v in out["trades_by_segment"].items()) + f"); "
+         f"{o['events_by_kind']['EXPIRED']:,} expired at 15:00; days closed "
+         + ", ".join(f"{d['date']} {d['prior_close'] / 100:.2f} -> {d['close'] / 100:.2f}"
+                     for d in out["days_closed"]))
+    echo("  rejects: " + ", ".join(f"{k} {v:,}" for k, v in o["rejects_by_reason"].items())
+         + "; cancels: " + ", ".join(f"{k} {v:,}" for k, v in o["cancelled_by_reason"].items()))
+    if all_identical:
+        echo(f"identical results (sessions stream): yes (event rows and state hash; numba "
+             f"batch, {BATCH_ROUNDS} rounds, batches of {MICRO_BATCH}, reference on {n_ref:,} "
+             f"commands)")
+    else:
+        echo(f"identical results (sessions stream): NO {identical}")
+        echo(f"  first difference: {mismatch}")
+    return out

@@ -9,7 +9,10 @@ against the floors it is compared with, all in one run.
   exec ACCEPTED or REJECTED) are counted per read with compiled code (``wire.split_frames``)
   and NumPy, no Python per report. Figure = orders / (first byte sent -> last
   acknowledgement received). The client's own CPU time (``time.process_time``) over the run
-  gives its ceiling (orders per client CPU second): it must be far above the figure.
+  gives its ceiling (orders per client CPU second): it must be far above the figure. The
+  replies are checked: ``accepted``, ``rejected`` (by reason) and ``unanswered`` orders are
+  reported apart, and the run is flagged (``replies_ok`` false) unless every order was
+  accepted exactly once.
 - ``server_cpu_us_per_order``, ``ledger_cpu_us_per_order``: utime + stime (/proc/<pid>/stat)
   of the ``cea serve`` process, and of its ledger child process, over the pipelined run, per
   order (the ledger's also with its catch-up after the last acknowledgement).
@@ -28,14 +31,19 @@ against the floors it is compared with, all in one run.
   frames are split and matched to their orders after the run. The client runs on one CPU,
   the server on the other(s) (``pinned``). Once with fsync on, once on a fresh server with
   ``--fsync off``. ``loopback_rtt_*``: the same client against a uvloop
-  echo server (``python -m bench.bare --echo``): the floor of any round trip here.
+  echo server (``python -m bench.bare --echo``): the floor of any round trip here. After each
+  run every order's replies are checked (``replies``): exactly one ExecutionReport ACCEPTED and
+  nothing else (the echo server: the order itself, once); rejected, unanswered, duplicated and
+  unexpected replies are counted and flag the run.
 - ``fdatasync_*``: on the disk of the servers' data directories (the same temporary root),
   2,000 x (4 KiB append + ``os.fdatasync``); ``journal_sync_*``: 2,000 x (4 KiB ``os.pwrite``
   into a preallocated, zero-filled and synced region + ``os.fdatasync``), what
   ``gateway.journal.JournalWriter`` does per commit.
 
 Every server runs in its own subprocess on 127.0.0.1 and is stopped (its process tree
-killed if need be) on the way out; every wait is bounded.
+killed if need be) on the way out; every wait is bounded. A run in which any order was not
+answered as it should be prints which and how many, writes its JSON (``replies_ok`` false)
+and exits with status 1.
 """
 
 from __future__ import annotations
@@ -337,7 +345,8 @@ def _count_be_frames(buf, end):
 
 class _Acks:
     """One session's receive buffer; counts the ExecutionReports with exec ACCEPTED or
-    REJECTED per read (``split_frames`` and NumPy)."""
+    REJECTED (``acks``), the REJECTED ones apart (``rejected``, and by reason), per read
+    (``split_frames`` and NumPy)."""
 
     def __init__(self, sock, size: int = 4 << 20):
         self.sock = sock
@@ -345,7 +354,7 @@ class _Acks:
         self.mem = memoryview(self.buf)
         self.fill = 0
         self.offsets = np.zeros(1 << 16, np.int64)
-        self.acks = self.frames = self.received = 0
+        self.acks = self.frames = self.received = self.rejected = 0
         self.t = 0.0  # when the last read returned
         self.rejects = np.zeros(256, np.int64)  # by reason
 
@@ -380,6 +389,7 @@ class _Acks:
             self.acks += int(np.count_nonzero(reports & (ex >= 1) & (ex <= 2)))
             rejected = reports & (ex == 2)
             if rejected.any():
+                self.rejected += int(np.count_nonzero(rejected))
                 self.rejects += np.bincount(buf[off[rejected] + 4], minlength=256)
             self.frames += k
             if (kinds == _T_ERROR).any():
@@ -447,8 +457,10 @@ def pipelined_throughput(port: int, orders: int, server_pid: int | None = None,
                         left -= 1
             if time.perf_counter() > deadline:
                 got = sum(s[2].acks for s in state.values())
-                raise TimeoutError(f"pipelined: {got:,} of {2 * half:,} acknowledged in "
-                                   f"{timeout:.0f} s")
+                rejected = sum(s[2].rejected for s in state.values())
+                raise TimeoutError(f"pipelined: {got:,} of {2 * half:,} answered in "
+                                   f"{timeout:.0f} s ({got - rejected:,} accepted, "
+                                   f"{rejected:,} rejected, {2 * half - got:,} unanswered)")
         end = max(s[4] for s in state.values())
         rejects = sum(s[2].rejects for s in state.values())
         cpu = time.process_time() - cpu0
@@ -456,7 +468,13 @@ def pipelined_throughput(port: int, orders: int, server_pid: int | None = None,
         ep.close()
         elapsed = end - start
         n = 2 * half
+        answered = sum(s[2].acks for s in state.values())
+        n_rejected = sum(s[2].rejected for s in state.values())
         out = {"orders": n, "seconds": round(elapsed, 3), "orders_per_s": round(n / elapsed),
+               "answered": answered, "accepted": answered - n_rejected,
+               "rejected_orders": n_rejected, "unanswered": max(0, n - answered),
+               "extra_replies": max(0, answered - n),
+               "replies_ok": answered == n and n_rejected == 0,
                "frames_received": sum(s[2].frames for s in state.values()),
                "rejected": {P.reason_name(r): int(c) for r, c in enumerate(rejects) if c},
                "bytes_received": sum(s[2].received for s in state.values()),
@@ -496,13 +514,14 @@ def _percentiles(hist) -> dict:
             "p999_us": hist.get_value_at_percentile(99.9), "max_us": hist.get_max_value()}
 
 
-def _first_reports(chunks: list[tuple[bytes, float]], echo: bool) -> tuple[np.ndarray, np.ndarray]:
+def _first_reports(chunks: list[tuple[bytes, float]], echo: bool,
+                   n: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """(order index, receive time) of the first acknowledgement of each order in a stream
     received as (bytes, time) chunks: an ExecutionReport ACCEPTED/REJECTED whose cl_ord_id is
     the decimal index (``echo``: the NewOrder frame itself). A frame's time is its last
-    byte's chunk's."""
+    byte's chunk's. Third, the check of the ``n`` orders' replies (``_reply_check``)."""
     if not chunks:
-        return np.zeros(0, np.int64), np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0), _reply_check(n, echo)
     data = b"".join(c for c, _ in chunks)
     ends = np.cumsum([len(c) for c, _ in chunks])
     times = np.array([t for _, t in chunks])
@@ -522,21 +541,56 @@ def _first_reports(chunks: list[tuple[bytes, float]], echo: bool) -> tuple[np.nd
     if echo:
         off = off[kinds == _T_NEW]
         clid_at, size = 3, NEW_SIZE
+        ex = np.ones(len(off), np.uint8)  # an echoed order counts as accepted
+        reason = np.zeros(len(off), np.uint8)
     else:
-        ex = raw[np.minimum(off + 3, len(raw) - 1)]
-        off = off[(kinds == _T_REPORT) & (ex >= 1) & (ex <= 2)]
+        off = off[kinds == _T_REPORT]
+        ex, reason = raw[off + 3], raw[off + 4]
         clid_at, size = 9, REPORT_SIZE
     clids = raw[(off + clid_at)[:, None] + np.arange(P.CLID_BYTES)]
-    index = np.ascontiguousarray(clids).view(f"S{P.CLID_BYTES}").ravel().astype(np.int64)
-    at = np.searchsorted(ends, off + size - 1, side="right")
-    index, first = np.unique(index, return_index=True)
-    return index, times[at[first]]
+    every = np.ascontiguousarray(clids).view(f"S{P.CLID_BYTES}").ravel().astype(np.int64)
+    check = _reply_check(n, echo, every, ex, reason)
+    acks = (ex >= 1) & (ex <= 2)
+    at = np.searchsorted(ends, off[acks] + size - 1, side="right")
+    index, first = np.unique(every[acks], return_index=True)
+    return index, times[at[first]], check
+
+
+def _reply_check(n: int, echo: bool, index=None, ex=None, reason=None) -> dict:
+    """What orders 0 .. n-1 of an open-loop run got, from every ExecutionReport received
+    (order ``index``, ``exec``, ``reason``; ``echo``: every echoed frame, as ACCEPTED): each
+    should have exactly one ACCEPTED and nothing else (resting buys far below any sell; the
+    echo server: the order itself, once). Counts of orders ``accepted``, ``rejected`` (and by
+    reason), ``unanswered``; ``duplicates`` (second acknowledgements), ``unexpected`` (reports
+    of any other kind, by kind; for the echo server none can be told apart); ``ok``."""
+    if index is None:
+        index = ex = reason = np.zeros(0, np.int64)
+    ours = (index >= 0) & (index < n)
+    acks = ours & ((ex == 1) | (ex == 2))
+    answered = np.unique(index[acks])
+    accepted = np.unique(index[acks & (ex == 1)])
+    rejected = acks & (ex == 2)
+    by_reason = {P.reason_name(int(r)): int(c)
+                 for r, c in zip(*np.unique(reason[rejected], return_counts=True))}
+    other = ~acks
+    kinds = {int(k): k.name for k in P.ExecKind}
+    by_kind = {kinds.get(int(k), str(int(k))): int(c)
+               for k, c in zip(*np.unique(ex[other], return_counts=True))}
+    out = {"orders": n, "accepted": int(len(accepted)),
+           "rejected": int(len(np.unique(index[rejected]))), "rejected_by_reason": by_reason,
+           "unanswered": int(n - len(answered)),
+           "duplicates": int(np.count_nonzero(acks) - len(answered)),
+           "unexpected": int(np.count_nonzero(other)), "unexpected_by_kind": by_kind}
+    out["ok"] = (out["accepted"] == n and out["rejected"] == 0 and out["duplicates"] == 0
+                 and out["unexpected"] == 0)
+    return out
 
 
 def open_loop_latency(port: int, rate: int, seconds: float, account: str | None = "A001",
                       token: str = "A001-test-token-0001", raw: bool = False) -> dict:
     """Send ``rate`` orders/s at their scheduled times for ``seconds`` on one session,
-    busy-polling the socket; histogram of scheduled send -> first report (µs).
+    busy-polling the socket; histogram of scheduled send -> first report (µs), and the check
+    of every order's replies (``replies``, ``_reply_check``).
     ``account=None``: no logon, an echo server's round trip. ``raw``: also each answered
     order's index and round trip (µs) as arrays, under ``_index`` and ``_us``."""
     from hdrh.histogram import HdrHistogram
@@ -592,7 +646,7 @@ def open_loop_latency(port: int, rate: int, seconds: float, account: str | None 
         if gc_was:
             gc.enable()
     elapsed = perf() - start
-    index, when = _first_reports(chunks, echo)
+    index, when, replies = _first_reports(chunks, echo, n)
     us = np.maximum(1, ((when - (start + index * interval)) * 1e6).astype(np.int64))
     hist = HdrHistogram(1, 60_000_000, 3)
     for v, c in zip(*np.unique(us, return_counts=True)):
@@ -600,6 +654,7 @@ def open_loop_latency(port: int, rate: int, seconds: float, account: str | None 
     lag_us = np.array(lags) * 1e6 if lags else np.zeros(1)
     extra = {"_index": index, "_us": us} if raw else {}
     return {**extra, "offered_per_s": rate, "orders": n, "received": int(index.shape[0]),
+            "replies": replies,
             "achieved_per_s": round(index.shape[0] / elapsed), **_percentiles(hist),
             "send_lag_p50_us": round(float(np.percentile(lag_us, 50)), 1),
             "send_lag_p99_us": round(float(np.percentile(lag_us, 99)), 1),
@@ -646,10 +701,10 @@ def disk_sync_latency(directory: Path, samples: int = FDATASYNC_SAMPLES,
 
 # ---------------------------------------------------------------- the run
 
-def _cpus_busy():
-    from bench.core import _cpus_busy
+def cpus_busy():
+    from bench.core import cpus_busy
 
-    return _cpus_busy()
+    return cpus_busy()
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -699,7 +754,8 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
     written to ``json_path``. ``pin``: the open-loop runs with the client and the server on
     different CPUs (``pinned``)."""
     out: dict = {"fsync": "on", "cpu_tick_ms": 1000 / _TICK}
-    busy = _cpus_busy()
+    replies: dict[str, dict] = {}  # per run: what the orders got (every one accepted, once)
+    busy = cpus_busy()
     out["cpus_busy_before"] = busy
     echo(f"machine: {os.cpu_count()} CPUs; other processes kept {busy} CPUs busy over 0.5 s "
          "before the run" + (" (the figures may be inflated)" if busy and busy > 0.3 else ""))
@@ -735,6 +791,8 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
         echo(f"  client CPU {tp['client_cpu_us_per_order']} us/order "
              f"({100 * tp['client_cpu_share']:.0f} % of a core): its ceiling "
              f"{tp['client_ceiling_orders_per_s']:,} orders/s")
+        replies["pipelined"] = _pipelined_replies(tp)
+        echo("  replies: " + _show_replies(replies["pipelined"]))
 
         for msgpack, key, what in (
                 (True, "bare_msgspec", "bare msgspec server (the issue's comparator: msgpack "
@@ -755,6 +813,8 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
                  f"{bare['client_cpu_us_per_order']} us/order "
                  f"({100 * bare['client_cpu_share']:.0f} % of a core; other processes: "
                  f"{bare['others_cpus_busy']} CPUs)")
+            replies[key] = _pipelined_replies(bare)
+            echo("  replies: " + _show_replies(replies[key]))
 
         def show(what, lat):
             echo(f"open loop {rate:,}/s for {seconds} s, {what}: p50 {lat['p50_us']} us, "
@@ -762,6 +822,7 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
                  f"{lat['max_us']} ({lat['received']:,}/{lat['orders']:,} answered; send lag "
                  f"p99 {lat['send_lag_p99_us']} us; other processes: "
                  f"{lat['others_cpus_busy']} CPUs)")
+            echo("  replies: " + _show_replies(lat["replies"]))
 
         with bare_server(echo=True) as (port, pid), pinned(pid if pin else None) as where:
             lb = _with_others(lambda: open_loop_latency(port, rate, seconds, account=None))
@@ -771,6 +832,7 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
                               f"{where['server_children_cpus']}" if where else
                               "client and server wherever the scheduler puts them"))
         out["loopback_rtt"] = lb
+        replies["loopback_rtt"] = lb["replies"]
         out["loopback_rtt_p50_us"] = lb["p50_us"]
         out["loopback_rtt_p99_us"] = lb["p99_us"]
         show("uvloop echo server (loopback floor)", lb)
@@ -778,6 +840,7 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
             with running_server(fsync, root) as (port, pid), pinned(pid if pin else None):
                 lat = _with_others(lambda: open_loop_latency(port, rate, seconds))
             out["rtt" if fsync else "rtt_fsync_off"] = lat
+            replies["rtt" if fsync else "rtt_fsync_off"] = lat["replies"]
             show(f"cea serve, fsync {'on' if fsync else 'off'}", lat)
     out["rtt_p50_us"] = out["rtt"]["p50_us"]
     out["rtt_p99_us"] = out["rtt"]["p99_us"]
@@ -789,7 +852,35 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
     for t in out["targets"]:
         echo(f"  {t['figure']} {t['value']:,} {t['op']} {t['rule']} = {t['target']:,}: "
              f"{'met' if t['met'] else 'NOT met'} (ratio {t['ratio']})")
+    out["replies"] = replies
+    out["replies_ok"] = all(r["ok"] for r in replies.values())
+    bad = [name for name, r in replies.items() if not r["ok"]]
+    echo("replies: every order accepted, once, in every run" if not bad else
+         f"replies: NOT as they should be in {', '.join(bad)}: the figures of those runs "
+         "count orders that were not accepted")
     if json_path is not None:
         Path(json_path).write_text(json.dumps(out, indent=2) + "\n")
         echo(f"wrote {json_path}")
+    if bad:
+        raise SystemExit("cea: error: orders rejected, unanswered or answered twice in "
+                         + "; ".join(f"{name}: {_show_replies(replies[name])}" for name in bad))
     return out
+
+
+def _pipelined_replies(run: dict) -> dict:
+    """The reply check of a pipelined run, in ``_reply_check``'s terms."""
+    out = {"orders": run["orders"], "accepted": run["accepted"],
+           "rejected": run["rejected_orders"], "rejected_by_reason": run["rejected"],
+           "unanswered": run["unanswered"], "duplicates": run["extra_replies"],
+           "unexpected": 0, "unexpected_by_kind": {}}
+    out["ok"] = bool(run["replies_ok"])
+    return out
+
+
+def _show_replies(r: dict) -> str:
+    text = (f"{r['accepted']:,} of {r['orders']:,} orders accepted, {r['rejected']:,} rejected"
+            + (f" {r['rejected_by_reason']}" if r["rejected_by_reason"] else "")
+            + f", {r['unanswered']:,} unanswered, {r['duplicates']:,} answered twice, "
+            f"{r['unexpected']:,} unexpected reports"
+            + (f" {r['unexpected_by_kind']}" if r["unexpected_by_kind"] else ""))
+    return text + ("" if r["ok"] else " (NOT OK)")

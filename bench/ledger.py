@@ -15,7 +15,7 @@ reservation and settlement work alone.
   trades a transaction), each batch one durable commit (SQLite WAL ``synchronous=FULL``;
   PostgreSQL with ``synchronous_commit`` on), timed end to end including building the rows
   in Python (target >= 100,000 trades/s into SQLite). PostgreSQL is a server started for the
-  run on loopback (``tests/pgserver.py``) unless ``--postgres URL`` names one; where neither
+  run on loopback (``bench/pgserver.py``) unless ``--postgres URL`` names one; where neither
   is possible the figure is null with the reason.
 """
 
@@ -119,12 +119,7 @@ def run_ledger_benchmark(orders: int = 1_000_000, seed: int = 7, batch: int = 10
     try:
         url = postgres
         if url is None:
-            import sys
-
-            root = str(Path(__file__).resolve().parents[1])  # tests/ sits beside bench/
-            if root not in sys.path:
-                sys.path.append(root)
-            from tests.pgserver import postgres_unavailable_reason, start_postgres
+            from .pgserver import postgres_unavailable_reason, start_postgres
 
             pg_note = postgres_unavailable_reason() or ""
             if not pg_note:
@@ -134,7 +129,7 @@ def run_ledger_benchmark(orders: int = 1_000_000, seed: int = 7, batch: int = 10
             pg_rate, _ = _settle(url, events, batch)
             echo(f"postgresql: {pg_rate:,.0f} trades/s settled ({batch} a transaction)")
     except ImportError as e:
-        pg_note = f"no PostgreSQL helper: {e}"
+        pg_note = f"PostgreSQL unavailable: {e}"
     finally:
         if stop is not None:
             stop()

@@ -25,6 +25,11 @@ in the benchmark: 1,000,000), deterministic in ``seed``, built with vectorised n
   about 4,500);
 - order handles are dense: NEW rows carry 0 .. n_new - 1 in arrival order.
 
+``generate_session_stream(n, seed)`` is the second stream: the same commands spread over three
+trading days, each from before the open through the morning, the lunch break and the
+afternoon to after 15:00, with BLOCK orders and orders on and just beyond the band edges (see
+its docstring).
+
 >>> cmds = generate_stream(1000, seed=1)
 >>> len(cmds), bool((cmds["ts"][1:] - cmds["ts"][:-1] == 1).all())
 (1000, True)
@@ -199,4 +204,154 @@ def stream_stats(cmds: np.ndarray) -> dict:
     out["qty_max"] = int(cmds["qty"].max())
     out["first_ts"] = format_time(int(cmds["ts"][0]))
     out["last_ts"] = format_time(int(cmds["ts"][-1]))
+    return out
+
+
+# ---------------------------------------------------------------- the second stream: sessions
+
+#: Trading days of the sessions stream: Thursday, Friday and, past a weekend, Monday.
+SESSION_DATES = ("2024-03-07", "2024-03-08", "2024-03-11")
+_H_US, _MIN_US = 3_600_000_000, 60_000_000
+#: Phases of each day: (name, first time of day µs, end µs, share of the day's commands).
+#: Each phase's first command falls exactly on its start (09:30, 11:30, 13:00, 15:00).
+SESSION_PHASES = (
+    ("pre-open", 9 * _H_US + 15 * _MIN_US, 9 * _H_US + 30 * _MIN_US, 0.005),
+    ("morning", 9 * _H_US + 30 * _MIN_US, 11 * _H_US + 30 * _MIN_US, 0.44),
+    ("lunch", 11 * _H_US + 30 * _MIN_US, 13 * _H_US, 0.015),
+    ("afternoon", 13 * _H_US, 15 * _H_US, 0.53),
+    ("after close", 15 * _H_US, 15 * _H_US + 30 * _MIN_US, 0.01),
+)
+#: Share of NEW rows made BLOCK orders (>= 100,000 t): in the afternoon, and elsewhere (where
+#: the BLOCK segment is closed).
+BLOCK_SHARE_PM, BLOCK_SHARE_OTHER = 0.12, 0.01
+#: Share of LISTED NEW rows of 99,999 t (the largest LISTED order).
+LISTED_MAX_SHARE = 0.003
+#: Share of LIMIT NEW rows priced on, or one tick beyond, an edge of their segment's band.
+EDGE_SHARE = 0.015
+BLOCK_BEHIND = 60  # a BLOCK limit sits up to this many ticks deeper on its own side
+BLOCK_BAND_LOWER, BLOCK_BAND_UPPER = band_limits(PRIOR_CLOSE, Segment.BLOCK)  # 4200, 7800
+
+
+def generate_session_stream(n: int, seed: int = 7) -> np.ndarray:
+    """``n`` commands (``COMMAND_DTYPE``) over three trading days (``SESSION_DATES``), the
+    same for the same ``seed``; the second stream of ``cea bench core``.
+
+    ``generate_stream(n, seed)`` (the morning stream: its mix, prices, accounts, CANCEL and
+    AMEND targets) re-timed and re-shaped:
+
+    - time: the rows split evenly over the days; each day's rows over ``SESSION_PHASES``:
+      before the open, the morning session, the lunch break, the afternoon, after 15:00,
+      evenly spaced inside each (strictly increasing). The first row at 15:00:00 ends the day:
+      every resting order expires and the day closes; the next day opens with that close as
+      its prior close (so its bands move with it); a weekend lies between the second day and
+      the third;
+    - segments: ``BLOCK_SHARE_PM`` of the afternoon's NEW rows (``BLOCK_SHARE_OTHER`` of the
+      others', rejected MARKET_CLOSED) become BLOCK orders of 100,000 t (a third of them) or
+      100,000 .. 500,000 t, their limit prices up to ``BLOCK_BEHIND`` ticks deeper on their own
+      side, inside the ±30 % band; ``LISTED_MAX_SHARE`` of the other NEW rows ask 99,999 t;
+    - band edges: ``EDGE_SHARE`` of the LIMIT NEW rows are priced on the lower or upper limit
+      of their segment's band, or one tick beyond it (±10 % LISTED, ±30 % BLOCK of
+      ``PRIOR_CLOSE``: exactly the first day's bands; on later days they lie near the moved
+      bands, inside or outside);
+    - AMEND rows of orders made BLOCK or edge-priced keep their segment and move the price by
+      the same -3 .. +3 ticks (or halve the quantity, at least 100,000 t for a BLOCK order).
+
+    >>> cmds = generate_session_stream(5000, seed=1)
+    >>> s = session_stats(cmds)
+    >>> s["days"], s["phases"]["lunch"] > 0, s["block_new"] > 0, s["edge_new"] > 0
+    (3, True, True, True)
+    >>> bool((cmds["ts"][1:] > cmds["ts"][:-1]).all())
+    True
+    >>> bool((generate_session_stream(5000, seed=1) == cmds).all())
+    True
+    """
+    from engine.tradingdays import DAY_US
+
+    cmds = generate_stream(n, seed)
+    rng = np.random.default_rng([seed, 2])  # independent of the morning stream's draws
+    action = cmds["action"]
+    new_rows = np.flatnonzero(action == Action.NEW)
+    base_price = cmds["price"].copy()
+
+    # --- time: days, then phases
+    days = [parse_time(f"{d}T00:00:00") // DAY_US for d in SESSION_DATES]
+    phase = np.zeros(n, dtype=np.int8)
+    shares = np.array([p[3] for p in SESSION_PHASES])
+    bounds = np.linspace(0, n, len(days) + 1).astype(np.int64)
+    for d, day in enumerate(days):
+        lo, hi = int(bounds[d]), int(bounds[d + 1])
+        cuts = lo + np.round(np.cumsum(np.concatenate([[0], shares])) / shares.sum()
+                             * (hi - lo)).astype(np.int64)
+        for p, (_, start, end, _) in enumerate(SESSION_PHASES):
+            a, b = int(cuts[p]), int(cuts[p + 1])
+            k = b - a
+            if k:
+                cmds["ts"][a:b] = day * DAY_US + start + (np.arange(k) * (end - start)) // k
+                phase[a:b] = p
+
+    # --- segments: BLOCK orders, 99,999 t orders
+    afternoon = phase[new_rows] == 3
+    block = rng.random(len(new_rows)) < np.where(afternoon, BLOCK_SHARE_PM, BLOCK_SHARE_OTHER)
+    b_rows = new_rows[block]
+    b_qty = np.where(rng.random(len(b_rows)) < 1 / 3, 100_000,
+                     rng.integers(100_000, 500_001, size=len(b_rows)))
+    cmds["qty"][b_rows] = b_qty
+    sign = np.where(cmds["side"][b_rows] == Side.BUY, 1, -1)
+    limit_b = cmds["type"][b_rows] == OrderType.LIMIT
+    deeper = cmds["price"][b_rows] - sign * rng.integers(0, BLOCK_BEHIND + 1, size=len(b_rows))
+    cmds["price"][b_rows] = np.where(limit_b, np.clip(deeper, BLOCK_BAND_LOWER,
+                                                      BLOCK_BAND_UPPER), -1)
+    listed_rows = new_rows[~block]
+    big = listed_rows[rng.random(len(listed_rows)) < LISTED_MAX_SHARE]
+    cmds["qty"][big] = 99_999
+
+    # --- band edges: on the limit, or one tick beyond it
+    limit_new = new_rows[cmds["type"][new_rows] == OrderType.LIMIT]
+    edge_rows = limit_new[rng.random(len(limit_new)) < EDGE_SHARE]
+    is_block = cmds["qty"][edge_rows] >= 100_000
+    upper = rng.random(len(edge_rows)) < 0.5
+    beyond = rng.integers(0, 2, size=len(edge_rows))
+    lower_edge = np.where(is_block, BLOCK_BAND_LOWER, BAND_LOWER)
+    upper_edge = np.where(is_block, BLOCK_BAND_UPPER, BAND_UPPER)
+    cmds["price"][edge_rows] = np.where(upper, upper_edge + beyond, lower_edge - beyond)
+
+    # --- AMENDs of re-shaped orders: the same move from the order's new price and segment
+    amend_rows = np.flatnonzero(action == Action.AMEND)
+    target_row = new_rows[cmds["order"][amend_rows]]
+    changed = (cmds["price"][target_row] != base_price[target_row]) | \
+        (cmds["qty"][target_row] >= 100_000)
+    a_rows, t_rows = amend_rows[changed], target_row[changed]
+    delta = cmds["price"][a_rows] - base_price[t_rows]  # -3 .. +3 (0: halve the quantity)
+    t_block = cmds["qty"][t_rows] >= 100_000
+    moved = cmds["price"][t_rows] + delta
+    cmds["price"][a_rows] = np.where(t_block, np.clip(moved, BLOCK_BAND_LOWER, BLOCK_BAND_UPPER),
+                                     moved)
+    half = np.where(t_block, np.maximum(100_000, cmds["qty"][t_rows] // 2),
+                    np.maximum(1, cmds["qty"][t_rows] // 2))
+    cmds["qty"][a_rows] = np.where(delta == 0, half, cmds["qty"][t_rows])
+    return cmds
+
+
+def session_stats(cmds: np.ndarray) -> dict:
+    """``stream_stats`` plus what the sessions stream adds: commands per trading day and per
+    phase, BLOCK and 99,999 t NEW rows, NEW rows priced on or beyond a band edge."""
+    from engine.tradingdays import DAY_US
+
+    out = stream_stats(cmds)
+    ts = cmds["ts"]
+    day = ts // DAY_US
+    tod = ts % DAY_US
+    out["days"] = int(len(np.unique(day)))
+    out["per_day"] = {format_time(int(d) * DAY_US)[:10]: int(c)
+                      for d, c in zip(*np.unique(day, return_counts=True))}
+    out["phases"] = {name: int(np.count_nonzero((tod >= start) & (tod < end)))
+                     for name, start, end, _ in SESSION_PHASES}
+    new = cmds["action"] == Action.NEW
+    out["block_new"] = int(np.count_nonzero(new & (cmds["qty"] >= 100_000)))
+    out["listed_99999_new"] = int(np.count_nonzero(new & (cmds["qty"] == 99_999)))
+    limit = new & (cmds["type"] == OrderType.LIMIT)
+    price = cmds["price"]
+    edges = (BAND_LOWER, BAND_LOWER - 1, BAND_UPPER, BAND_UPPER + 1, BLOCK_BAND_LOWER,
+             BLOCK_BAND_LOWER - 1, BLOCK_BAND_UPPER, BLOCK_BAND_UPPER + 1)
+    out["edge_new"] = int(np.count_nonzero(limit & np.isin(price, edges)))
     return out

@@ -41,6 +41,8 @@ from typing import Optional
 
 import typer
 
+from cea.common import fail, staged_outputs
+
 #: The bid file's columns.
 BID_COLUMNS = ("bid_id", "account", "price", "qty", "time")
 _QTY_RE = re.compile(r"^[0-9]+$", re.ASCII)
@@ -253,7 +255,6 @@ def auction(
     """One-way bidding: clear an offer against a bid file, settle the fills in the ledger."""
     import datetime as dt
 
-    from cea.cli import _fail
     from engine.auction import AuctionError, ClearingRule, Offer
     from engine.errors import EngineConfigError
     from engine.orderfile import parse_price, parse_prior_close
@@ -265,31 +266,31 @@ def auction(
     try:
         close = parse_prior_close(prior_close)
     except EngineConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     reserve_fen = parse_price(reserve.strip())
     if not reserve_fen:
-        _fail(f"--reserve {reserve!r} is not a positive price in CNY with at most two "
-              "decimals (e.g. 60.00)")
+        fail(f"--reserve {reserve!r} is not a positive price in CNY with at most two "
+             "decimals (e.g. 60.00)")
     start_text, _, end_text = window.partition("-")
     start_us, end_us = _clock(start_text), _clock(end_text)
     if start_us is None or end_us is None or start_us >= end_us:
-        _fail(f"--window {window!r} is not HH:MM-HH:MM with the start before the end")
+        fail(f"--window {window!r} is not HH:MM-HH:MM with the start before the end")
     try:
         parsed = read_bid_file(bids)
     except AuctionError as e:
-        _fail(str(e))
+        fail(str(e))
     if date is None:
         if not parsed:
-            _fail(f"{bids}: no bids, so no date: pass --date")
+            fail(f"{bids}: no bids, so no date: pass --date")
         day = min(b.ts for b in parsed) // DAY_US
     else:
         try:
             day = day_of_date(dt.date.fromisoformat(date))
         except ValueError:
-            _fail(f"--date {date!r} is not a date YYYY-MM-DD")
+            fail(f"--date {date!r} is not a date YYYY-MM-DD")
     date_text = date_of_day(day).isoformat()
     if not TradingCalendar.xshg(weekdays_beyond=True).is_trading_day(day):
-        _fail(f"{date_text} is not a trading day (XSHG calendar)")
+        fail(f"{date_text} is not a trading day (XSHG calendar)")
     try:
         offer = Offer(auction_id=auction_id, seller=seller, quantity=qty,
                       reserve_price=reserve_fen, prior_close=close,
@@ -300,19 +301,17 @@ def auction(
                       min_bid_qty=min_bid_qty, band_pct=band_pct,
                       reject_below_reserve=below_reserve == BelowReserve.reject)
     except AuctionError as e:
-        _fail(str(e))
-    from cea.cli import _staged
-
+        fail(str(e))
     try:
         opening = []
         if accounts is not None:
-            from ledger.session import open_balances, read_accounts_file
+            from ledger.opening import open_balances, read_accounts_file
 
             opening = read_accounts_file(accounts, [instrument])
         if ledger is None:
             out.mkdir(parents=True, exist_ok=True)  # the ledger is kept there between runs
         url = ledger or str(out / "ledger.sqlite")
-        with _staged(out) as staged:
+        with staged_outputs(out) as staged:
             led = Ledger.open(url, [instrument], fee_bps_auction=fee_bps)
             try:
                 open_balances(led, opening, day - 1)
@@ -324,9 +323,9 @@ def auction(
             paths = _write_outputs(run, staged.path, date_text, url)
         paths = [staged.final_path(p) for p in paths]
     except (AuctionError, LedgerError, StoreError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"{out}: cannot write the results: {e.strerror}")
+        fail(f"{out}: cannot write the results: {e.strerror}")
     _print_summary(run, date_text, paths, url)
 
 

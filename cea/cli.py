@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from cea.common import LEDGER_HELP, fail, print_table, read_ledger, staged_outputs
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,7 +28,6 @@ app.add_typer(ledger_app, name="ledger")
 journal_app = typer.Typer(no_args_is_help=True, help="The server's journal: verify it, replay "
                           "it into the exchange's state.")
 app.add_typer(journal_app, name="journal")
-LEDGER_HELP = "Ledger: a SQLite path (default out/ledger.sqlite) or a postgresql:// URL."
 
 
 class EngineChoice(str, Enum):
@@ -35,27 +35,9 @@ class EngineChoice(str, Enum):
     reference = "reference"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"cea: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _staged(out: Path):
-    """``cea.outdir.atomic_outputs(out)``: the results appear in ``out`` only once complete;
-    an unusable ``out`` (a file, not writable) is one ``cea: error`` line, exit 2."""
-    from cea.outdir import OutputError, atomic_outputs
-
-    try:
-        with atomic_outputs(out) as staged:
-            yield staged
-    except OutputError as e:
-        _fail(str(e))
-
-
 def _on_off(option: str, value: str) -> bool:
     if value not in ("on", "off"):
-        _fail(f"{option} must be on or off, not {value!r}")
+        fail(f"{option} must be on or off, not {value!r}")
     return value == "on"
 
 
@@ -68,7 +50,7 @@ def _prior_closes(values: List[str]) -> dict[str, int]:
         name, _, price = value.rpartition("=")
         name = name.strip() or "CEA"
         if name in closes:
-            _fail(f"--prior-close given twice for instrument {name}")
+            fail(f"--prior-close given twice for instrument {name}")
         closes[name] = parse_prior_close(price)
     return closes
 
@@ -109,15 +91,15 @@ def match(
         closes = _prior_closes(prior_close)
         parsed = read_order_file(orders, list(closes))
         if not parsed.has_instrument_column and len(closes) > 1:
-            _fail("several --prior-close values need an instrument column in the order file")
+            fail("several --prior-close values need an instrument column in the order file")
         if accounts is None and ledger is not None:
-            _fail("--ledger needs --accounts")
-        with _staged(out) as staged:
+            fail("--ledger needs --accounts")
+        with staged_outputs(out) as staged:
             if accounts is None:
                 result = run_match(parsed, list(closes.values()), engine.value,
                                    check_invariants=check)
             else:
-                from ledger.session import run_settled_match
+                from cea.match import run_settled_match
 
                 risk = RiskConfig(fee_bps_listed=fee_bps_listed, fee_bps_block=fee_bps_block,
                                   t_plus_one=not t0)
@@ -131,50 +113,21 @@ def match(
             settled.ledger_url = staged.final_path(settled.ledger_url)
             settled.statements = [staged.final_path(p) for p in settled.statements]
     except (OrderFileError, EngineConfigError, LedgerError, AccountError, StoreError) as e:
-        _fail(str(e))
+        fail(str(e))
     elapsed = time.perf_counter() - started
     if settled is not None and not settled.reconciliation.ok:
         for problem in settled.reconciliation.problems:
             typer.echo(f"cea: reconcile: {problem}", err=True)
-        _fail("the ledger and the engine's balances disagree (see reconcile.json)", 1)
+        fail("the ledger and the engine's balances disagree (see reconcile.json)", 1)
     if quiet:
         return
     typer.echo(f"{len(parsed.commands)} commands, {len(result.trades) - 1} trades, "
                f"{len(result.rejects) - 1} rejects ({engine.value} engine, {elapsed:.2f} s)")
-    _print_table(result.days)
+    print_table(result.days)
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
     if settled is not None:
         typer.echo(f"ledger {settled.ledger_url}: {settled.settled} trades settled, "
                    f"{len(settled.statements) // 2} statements, reconciled with the engine")
-
-
-def _open_ledger(url: Optional[str]):
-    from ledger.core import Ledger
-
-    from ledger.store import is_postgres
-
-    url = url or "out/ledger.sqlite"
-    if not is_postgres(url):
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
-        if not Path(path).is_file():
-            _fail(f"no ledger at {path} (run cea match --accounts first, or pass --ledger)")
-    return Ledger.open(url, instruments=())
-
-
-def _read_ledger(url: Optional[str], read):
-    """``read(ledger)`` on the existing ledger at ``url`` (it may write too), closed after;
-    errors as ``cea: error``."""
-    from ledger.core import LedgerError
-    from ledger.store import StoreError
-
-    try:
-        led = _open_ledger(url)
-        try:
-            return read(led)
-        finally:
-            led.close()
-    except (LedgerError, StoreError) as e:
-        _fail(str(e))
 
 
 @ledger_app.command("balances")
@@ -187,7 +140,7 @@ def ledger_balances(
 
     from ledger.statements import money
 
-    balances = _read_ledger(ledger, lambda led: led.balances())
+    balances = read_ledger(ledger, lambda led: led.balances())
     if json_out:
         typer.echo(json.dumps(balances, indent=1, sort_keys=True))
         return
@@ -195,7 +148,7 @@ def ledger_balances(
     rows = [["account"] + assets]
     for name, row in balances.items():
         rows.append([name] + [money(row[a]) if a == "CNY" else str(row[a]) for a in assets])
-    _print_table(rows)
+    print_table(rows)
 
 
 @ledger_app.command("statement")
@@ -214,10 +167,10 @@ def ledger_statement(
     from ledger.statements import statement_json, statement_rows, write_statement
 
     if fmt not in ("csv", "json"):
-        _fail(f"--format must be csv or json, not {fmt!r}")
-    st = _read_ledger(ledger, lambda led: led.statement(account, date))
+        fail(f"--format must be csv or json, not {fmt!r}")
+    st = read_ledger(ledger, lambda led: led.statement(account, date))
     if out is not None:
-        with _staged(out) as staged:
+        with staged_outputs(out) as staged:
             paths = write_statement(st, staged.path)
         typer.echo("wrote " + ", ".join(str(staged.final_path(p)) for p in paths))
     elif fmt == "json":
@@ -243,8 +196,8 @@ def ledger_reconcile(
             data = json.loads(balances.read_text(encoding="utf-8"))
             expected, fees = data["accounts"], int(data["fees"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            _fail(f"{balances}: not a balances.json written by cea match --accounts ({e})")
-    rec = _read_ledger(ledger, lambda led: led.reconcile(expected, fees))
+            fail(f"{balances}: not a balances.json written by cea match --accounts ({e})")
+    rec = read_ledger(ledger, lambda led: led.reconcile(expected, fees))
     for problem in rec.problems:
         typer.echo(f"cea: reconcile: {problem}", err=True)
     if not rec.ok:
@@ -318,7 +271,7 @@ def serve(
 
     fsync_on = _on_off("--fsync", fsync)
     if clock not in ("sim", "wall"):
-        _fail(f"--clock must be sim or wall, not {clock!r}")
+        fail(f"--clock must be sim or wall, not {clock!r}")
     instruments = list(_prior_closes(prior_close).items())
     config = ServerConfig(
         data_dir=data_dir, host=host, port=port, fsync=fsync_on, instruments=instruments,
@@ -335,13 +288,13 @@ def serve(
         if start is not None:
             config.start_us = parse_start(start)
         if accounts is not None:
-            from ledger.session import read_accounts_file
+            from ledger.opening import read_accounts_file
 
             config.accounts = read_accounts_file(accounts, [n for n, _ in instruments])
         if tokens is not None:
             config.tokens = read_token_file(tokens)
     except (ValueError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
 
     def ready(server, summary, host, port):
         typer.echo(f"cea serve: {summary}")
@@ -362,7 +315,7 @@ def serve(
     try:
         code = run(config, ready=ready)
     except (ValueError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
     if code == 0:
         typer.echo("cea serve: stopped; state saved (a snapshot and the journal)")
     else:
@@ -388,7 +341,7 @@ def journal_verify(
     try:
         report = verify(data_dir, impl=engine.value)
     except (JournalError, OSError) as e:
-        _fail(str(e), 1)
+        fail(str(e), 1)
     for line in report.lines:
         typer.echo(line)
     if not report.ok:
@@ -408,7 +361,7 @@ def journal_replay(
     try:
         result = replay(data_dir, impl=engine.value, to_seq=to, trades_path=trades)
     except (JournalError, OSError) as e:
-        _fail(str(e), 1)
+        fail(str(e), 1)
     typer.echo(result)
 
 
@@ -432,16 +385,16 @@ def replay(
             try:
                 dt.date.fromisoformat(value)
             except ValueError:
-                _fail(f"{name} {value!r} is not a date YYYY-MM-DD")
+                fail(f"{name} {value!r} is not a date YYYY-MM-DD")
     try:
         days = load_history(data or DATA)
     except HistoryError as e:
-        _fail(str(e))
+        fail(str(e))
     days = [d for d in days if (date_from is None or d.date >= date_from)
             and (date_to is None or d.date <= date_to)]
     if not days:
-        _fail("no days in that range")
-    with _staged(out) as staged:
+        fail("no days in that range")
+    with staged_outputs(out) as staged:
         with typer.progressbar(length=len(days), label="replaying", file=sys.stderr) as bar:
             result = run(days, progress=lambda day: bar.update(1))
         summary = write_outputs(result, staged.path)
@@ -479,9 +432,9 @@ def simulate(
     try:
         cfg = load_config(config, days=days, seed=seed)
     except SimConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     label = "simulating via cea serve" if via_server else "simulating"
-    with _staged(out) as staged, \
+    with staged_outputs(out) as staged, \
             typer.progressbar(length=cfg.days, label=label, file=sys.stderr) as bar:
         if via_server:
             from sim.viaserver import run_via_server
@@ -516,7 +469,7 @@ def _rates(text: str) -> list[int]:
         scale = {"k": 1_000, "m": 1_000_000}.get(part[-1:], 1)
         number = part[:-1] if scale != 1 else part
         if not number.isdigit() or int(number) * scale <= 0:
-            _fail(f"--rates: {part!r} is not a rate like 10000 or 10k")
+            fail(f"--rates: {part!r} is not a rate like 10000 or 10k")
         out.append(int(number) * scale)
     return out
 
@@ -545,10 +498,10 @@ def loadtest(
     fsync_on = _on_off("--fsync", fsync)
     sweep = _rates(rates) if rates else [rate]
     if max(sweep) > 1_000_000:
-        _fail("--rates: at most 1,000,000 orders/s")
+        fail("--rates: at most 1,000,000 orders/s")
     accounts_csv, tokens_csv, sessions = accounts_for(pairs)
     runs = []
-    with _staged(out) as staged, tempfile.TemporaryDirectory() as root:
+    with staged_outputs(out) as staged, tempfile.TemporaryDirectory() as root:
         with local_server(Path(root), accounts_csv, tokens_csv, fsync_on) as port:
             for r in sweep:
                 typer.echo(f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
@@ -569,12 +522,6 @@ def loadtest(
         typer.echo(f"highest rate held with p99 <= {p99_bound_us} us: "
                    f"{report['highest_rate_held']}")
     typer.echo(f"wrote {out / 'loadtest.json'} and plots in {out}")
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        typer.echo("  ".join(v.rjust(w) for v, w in zip(r, widths)))
 
 
 @bench_app.command("core")

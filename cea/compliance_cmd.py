@@ -21,15 +21,15 @@ from typing import Optional
 
 import typer
 
+from cea.common import LEDGER_HELP, fail, print_table, read_ledger, staged_outputs
+
 compliance_app = typer.Typer(no_args_is_help=True, help="Compliance: obligations from "
                              "verified emissions, surrender, borrowing, the shortfall report.")
-LEDGER_HELP = "Ledger: a SQLite path (default out/ledger.sqlite) or a postgresql:// URL."
 PERIOD_HELP = "Compliance period: 2019-20, 2021-22, 2023 or 2024."
 
 
 def _day(date: Optional[str]) -> int:
     """The ledger day of ``--date`` (default: today)."""
-    from cea.cli import _fail
     from engine.tradingdays import day_of_date
 
     if date is None:
@@ -37,20 +37,7 @@ def _day(date: Optional[str]) -> int:
     try:
         return day_of_date(dt.date.fromisoformat(date))
     except ValueError:
-        _fail(f"--date {date!r} is not a date YYYY-MM-DD")
-
-
-def _write(url: Optional[str], action):
-    """``action(ledger)`` on the existing ledger at ``url``; errors as one line, exit 2."""
-    from cea.cli import _read_ledger
-
-    return _read_ledger(url, action)
-
-
-def _table(rows: list[list[str]]) -> None:
-    from cea.cli import _print_table
-
-    _print_table(rows)
+        fail(f"--date {date!r} is not a date YYYY-MM-DD")
 
 
 @compliance_app.command("periods")
@@ -68,7 +55,7 @@ def periods() -> None:
                      f"{p.ccer_share * 100}%",
                      f">={b.threshold * 100}% gap: {b.share * 100}% from {b.lender}" if b
                      else "-", penalty_regime(p.deadline).name])
-    _table(rows)
+    print_table(rows)
 
 
 @compliance_app.command("obligations")
@@ -80,22 +67,21 @@ def obligations(
                                          "this ledger (" + LEDGER_HELP + ") ."),
 ) -> None:
     """Each entity's obligation from its verified emissions; with --ledger, recorded there."""
-    from cea.cli import _fail
     from ledger.compliance import ComplianceError, read_emissions
 
     try:
         obs = read_emissions(emissions, period)
     except ComplianceError as e:
-        _fail(str(e))
+        fail(str(e))
     rows = [["entity", "verified_emissions", "allocation", "obligation", "gap", "ccer_limit",
              "borrow_limit"]]
     for ob in obs:
         rows.append([ob.entity, *(str(x) for x in (ob.verified_emissions, ob.allocation,
                                                    ob.obligation, ob.gap, ob.ccer_limit,
                                                    ob.borrow_limit))])
-    _table(rows)
+    print_table(rows)
     if ledger is not None:
-        new = _write(ledger, lambda led: led.record_obligations(obs))
+        new = read_ledger(ledger, lambda led: led.record_obligations(obs))
         typer.echo(f"ledger {ledger}: {new} obligations recorded, {len(obs) - new} already there")
 
 
@@ -109,7 +95,7 @@ def offset_in(
 ) -> None:
     """CCER offsets transferred in from the registry, to be surrendered."""
     day = _day(date)
-    new = _write(ledger, lambda led: led.offset_in(entity, tonnes, ref=ref, day=day))
+    new = read_ledger(ledger, lambda led: led.offset_in(entity, tonnes, ref=ref, day=day))
     typer.echo(f"{entity}: {tonnes} t CCER in" if new else f"ref {ref!r} applied before: nothing "
                "written")
 
@@ -131,16 +117,15 @@ def surrender(
     """Surrender allowances (and CCERs) for ENTITY's obligation: one ledger transaction."""
     from engine.tradingdays import date_of_day
     from ledger.compliance import ComplianceError, compliance_period
-    from cea.cli import _fail
 
     try:
         name = compliance_period(period).name
     except ComplianceError as e:
-        _fail(str(e))
+        fail(str(e))
     day = _day(date)
     ref = ref or f"{entity}:{name}:{cea}:{ccer}:{date_of_day(day)}"
-    new = _write(ledger, lambda led: led.surrender(entity, name, cea, ccer, ref=ref, day=day,
-                                                   instrument=instrument))
+    new = read_ledger(ledger, lambda led: led.surrender(entity, name, cea, ccer, ref=ref, day=day,
+                                                        instrument=instrument))
     typer.echo(f"{entity}: surrendered {cea} t {instrument} and {ccer} t CCER for {name} "
                f"(ref {ref})" if new else f"ref {ref!r} applied before: nothing written")
 
@@ -160,16 +145,15 @@ def borrow(
     """Borrow the next period's allowances for ENTITY's obligation, within its limit."""
     from engine.tradingdays import date_of_day
     from ledger.compliance import ComplianceError, compliance_period
-    from cea.cli import _fail
 
     try:
         p = compliance_period(period)
     except ComplianceError as e:
-        _fail(str(e))
+        fail(str(e))
     day = _day(date)
     ref = ref or f"{entity}:{p.name}:{tonnes}:{date_of_day(day)}"
-    new = _write(ledger, lambda led: led.borrow(entity, p.name, tonnes, ref=ref, day=day,
-                                                instrument=instrument))
+    new = read_ledger(ledger, lambda led: led.borrow(entity, p.name, tonnes, ref=ref, day=day,
+                                                     instrument=instrument))
     lender = p.borrowing.lender if p.borrowing else "?"
     typer.echo(f"{entity}: borrowed {tonnes} t {instrument} from the {lender} allocation for "
                f"{p.name} (ref {ref})" if new else f"ref {ref!r} applied before: nothing written")
@@ -190,7 +174,6 @@ def report(
 ) -> None:
     """Per entity at the deadline: obligation, surrendered, borrowed, shortfall, status and
     penalty range; prints a table, writes CSV and JSON."""
-    from cea.cli import _fail
     from engine.orderfile import parse_price
     from ledger.compliance import (ComplianceError, compliance_period, compliance_report,
                                    read_emissions, report_rows, write_report)
@@ -199,14 +182,14 @@ def report(
         p = compliance_period(period)
         given = read_emissions(emissions, p) if emissions is not None else None
     except ComplianceError as e:
-        _fail(str(e))
+        fail(str(e))
     price = None
     if average_price is not None:
         price = parse_price(average_price.strip())
         if not price:
-            _fail(f"--average-price {average_price!r} is not a positive price in CNY with at "
-                  "most two decimals (e.g. 60.00)")
-    rep = _write(ledger, lambda led: compliance_report(led, p, given, average_price_fen=price))
+            fail(f"--average-price {average_price!r} is not a positive price in CNY with at "
+                 "most two decimals (e.g. 60.00)")
+    rep = read_ledger(ledger, lambda led: compliance_report(led, p, given, average_price_fen=price))
     from ledger.statements import money
 
     typer.echo(f"period {rep.period}: deadline {rep.deadline}, milestone "
@@ -216,17 +199,15 @@ def report(
     rows = report_rows(rep)
     # the table: the columns that change (by_milestone only where the period has a milestone)
     keep = [0, 3, 5, 6, 7, 8, 9] + ([11] if rep.milestone is not None else []) + [12, 13, 14]
-    _table([[r[i] for i in keep] for r in rows])
+    print_table([[r[i] for i in keep] for r in rows])
     if rep.milestone is not None:
         typer.echo(f"by the milestone: {rep.compliant_by_milestone} of {len(rep.entities)} "
                    f"entities ({'met' if rep.milestone_met else 'not met'}: 95 % needed)")
-    from cea.cli import _staged
-
     try:
-        with _staged(out) as staged:
+        with staged_outputs(out) as staged:
             paths = write_report(rep, staged.path)
     except OSError as e:
-        _fail(f"{out}: cannot write the report: {e.strerror}")
+        fail(f"{out}: cannot write the report: {e.strerror}")
     typer.echo("wrote " + ", ".join(str(staged.final_path(x)) for x in paths))
 
 

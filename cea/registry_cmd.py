@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from cea.common import fail
+
 registry_app = typer.Typer(no_args_is_help=True,
                            help="The national registry: free allocation into the ledger.")
 
@@ -36,26 +38,25 @@ def population(
         "(entity,verified_emissions,allocation,kind)."),
 ) -> None:
     """Generate a synthetic population calibrated to the first compliance period."""
-    from cea.cli import _fail
     from ledger.allocation import BENCHMARKS
     from sim.population import (PopulationError, generate, write_accounts_file, write_csv,
                                 write_emissions_file)
 
     if entities < 1 or entities > 1_000_000:
-        _fail(f"--entities must be 1..1000000, not {entities}")
+        fail(f"--entities must be 1..1000000, not {entities}")
     if seed < 0:
-        _fail(f"--seed must be >= 0, not {seed}")
+        fail(f"--seed must be >= 0, not {seed}")
     if year not in BENCHMARKS:
-        _fail(f"--year {year}: no power benchmarks (have "
-              f"{', '.join(str(y) for y in sorted(BENCHMARKS))})")
+        fail(f"--year {year}: no power benchmarks (have "
+             f"{', '.join(str(y) for y in sorted(BENCHMARKS))})")
     for path in (out, accounts, emissions):
         if path is not None and not path.parent.is_dir():
-            _fail(f"{path}: directory {path.parent} does not exist")
+            fail(f"{path}: directory {path.parent} does not exist")
     from cea.outdir import OutputError, atomic_files
 
     targets = [p for p in (out, accounts, emissions) if p is not None]
     if len({p.resolve() for p in targets}) < len(targets):
-        _fail("--out, --accounts and --emissions must be different files")
+        fail("--out, --accounts and --emissions must be different files")
     try:
         pop = generate(entities, seed, year)
         with atomic_files(*targets) as temps:  # all three appear together, once written
@@ -65,9 +66,9 @@ def population(
             if emissions is not None:
                 write_emissions_file(pop, temps[targets.index(emissions)])
     except (PopulationError, OutputError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"cannot write the population files: {e.strerror}")
+        fail(f"cannot write the population files: {e.strerror}")
     t = pop.totals()
     typer.echo(f"population {year}, seed {seed}: {t.entities:,} entities, {t.units:,} units, "
                f"{t.capacity_mw:,} MW")
@@ -93,7 +94,6 @@ def allocate(
     """Issue each entity's free allocation for YEAR into the ledger (once per entity)."""
     import datetime as dt
 
-    from cea.cli import _fail
     from engine.tradingdays import day_of_date
     from ledger.allocation import (BENCHMARKS, AllocationError, allocate_entity,
                                    issue_allocations, open_covered_entities)
@@ -102,12 +102,12 @@ def allocate(
     from sim.population import PopulationError, read_csv
 
     if year not in BENCHMARKS:
-        _fail(f"--year {year}: no power benchmarks (have "
-              f"{', '.join(str(y) for y in sorted(BENCHMARKS))})")
+        fail(f"--year {year}: no power benchmarks (have "
+             f"{', '.join(str(y) for y in sorted(BENCHMARKS))})")
     try:
         when = dt.date.fromisoformat(date) if date is not None else dt.date(year + 1, 1, 1)
     except ValueError:
-        _fail(f"--date {date!r} is not a date YYYY-MM-DD")
+        fail(f"--date {date!r} is not a date YYYY-MM-DD")
     try:
         pop = read_csv(population_csv)
         allocations = {e.name: allocate_entity(e.units, year) for e in pop.entities}
@@ -118,7 +118,7 @@ def allocate(
         finally:
             led.close()
     except (PopulationError, AllocationError, LedgerError, StoreError) as e:
-        _fail(str(e))
+        fail(str(e))
     total = sum(allocations.values())
     typer.echo(f"allocation {year}: {len(allocations):,} entities, {total:,} t {instrument} "
                f"(benchmarks {year}, population file of {pop.year})")

@@ -41,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .codes import AccountType, Reason, Segment, Side
 
@@ -86,6 +87,14 @@ class AccountError(ValueError):
         self.reason = reason
 
 
+# The money rules below have this one definition: the kernels (engine.fast.kernels) inline
+# them as they inline every helper on the matching path, the plain methods of ``Accounts``,
+# the ledger and the auction call them as Python (so they take NumPy arrays too). Numba keys
+# a kernel's on-disk cache on the kernel's file only: after editing one, use a fresh cache.
+_money_rule = register_jitable(inline="always")
+
+
+@_money_rule
 def fee(notional: int, bps: int) -> int:
     """The fee one side pays on a trade of ``notional`` fen: bps of it, rounded half up.
 
@@ -95,6 +104,7 @@ def fee(notional: int, bps: int) -> int:
     return (notional * bps + 5000) // 10000
 
 
+@_money_rule
 def reserve_unit(price: int, bps: int) -> int:
     """Cash a buy reserves per tonne at ``price``: the price plus the fee rounded *up*.
 
@@ -106,6 +116,26 @@ def reserve_unit(price: int, bps: int) -> int:
     (6003, 6005)
     """
     return price + (price * bps + 9999) // 10000
+
+
+@_money_rule
+def segment_fee_bps(risk, segment: int) -> int:
+    """The fee rate of ``segment``'s trades in basis points, from the risk vector."""
+    return risk[RK_FEE_BPS_LISTED] if segment == Segment.LISTED else risk[RK_FEE_BPS_BLOCK]
+
+
+@_money_rule
+def order_unit(risk, side: int, price: int, segment: int) -> int:
+    """What one open tonne of an order reserves: cash for a buy (``reserve_unit`` at the
+    segment's fee), one allowance tonne for a sell.
+
+    >>> risk = RiskConfig(fee_bps_listed=5).vector()
+    >>> int(order_unit(risk, Side.BUY, 6001, Segment.LISTED)), order_unit(risk, Side.SELL, 6001, 0)
+    (6005, 1)
+    """
+    if side != Side.BUY:
+        return 1
+    return reserve_unit(price, segment_fee_bps(risk, segment))
 
 
 @dataclass
@@ -301,12 +331,11 @@ class Accounts:
     # these, the fast book runs the same steps in Numba over the same arrays.
 
     def fee_bps(self, segment: int) -> int:
-        return int(self.risk[RK_FEE_BPS_LISTED if segment == Segment.LISTED
-                             else RK_FEE_BPS_BLOCK])
+        return int(segment_fee_bps(self.risk, segment))
 
     def unit(self, side: int, price: int, segment: int) -> int:
         """What one open tonne of an order reserves: cash (buy) or one tonne (sell)."""
-        return reserve_unit(price, self.fee_bps(segment)) if side == Side.BUY else 1
+        return int(order_unit(self.risk, side, price, segment))
 
     def check_order(self, account: int, instrument: int, side: int, segment: int,
                     price: int, qty: int, old_qty: int = 0, old_price: int = 0) -> Reason:

@@ -31,9 +31,10 @@ from .accounts import (
     Accounts, RiskConfig, check_reservations,
 )
 from .book import Book, make_book, state_hash
+from .checks import new_order_codes_valid, order_check
 from .codes import (
     AccountType, HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
-    Segment, Side, Stp, TimeInForce,
+    Segment, Side, TimeInForce,
 )
 from .errors import EngineConfigError
 from .messages import (
@@ -41,13 +42,9 @@ from .messages import (
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
     TradeExecuted,
 )
-from .rules import DAY_CLOSE_US, DAY_US, MAX_QTY, MIN_QTY
+from .rules import DAY_CLOSE_US, DAY_US
 from .tradingdays import TradingCalendar, date_of_day
 
-_SIDES = {int(v) for v in Side}
-_TYPES = {int(v) for v in OrderType}
-_TIFS = {int(v) for v in TimeInForce}
-_STPS = {int(v) for v in Stp}
 _ACTION_NAMES = {NewOrder: "NEW", CancelOrder: "CANCEL", AmendOrder: "AMEND", ClockTick: "TICK"}
 
 
@@ -196,7 +193,7 @@ class Engine:
 
     def end_day(self) -> list[Event]:
         """Move the clock to 15:00 of the day in progress: orders expire, the day closes."""
-        clock, _, _ = self.book.globals()
+        clock = self.book.clock
         if clock == NO_TIME:
             return []
         close = (clock // DAY_US) * DAY_US + DAY_CLOSE_US
@@ -230,9 +227,7 @@ class Engine:
             row["action"] = Action.UNKNOWN
             row["check"] = Reason.MALFORMED
             return
-        check = Reason.NONE
-        if not c.account or not c.order_id:
-            check = Reason.MALFORMED
+        well_formed = bool(c.account) and bool(c.order_id)
         if c.account:
             row["account"] = self.accounts.handle(c.account)
         if isinstance(c, NewOrder):
@@ -240,22 +235,21 @@ class Engine:
             if c.order_id:
                 row["order"] = self.orders.handle(c.order_id)
             instrument = self._instrument_index.get(c.instrument or self.instruments[0])
-            if (instrument is None or int(c.side) not in _SIDES or int(c.type) not in _TYPES
-                    or int(c.tif) not in _TIFS or int(c.stp) not in _STPS
-                    or (c.type == OrderType.MARKET and c.tif != TimeInForce.IOC)):
-                check = check or Reason.MALFORMED
+            known = instrument is not None and new_order_codes_valid(
+                int(c.side), int(c.type), int(c.tif), int(c.stp))
+            well_formed = well_formed and known
             row["instrument"] = instrument or 0
             row["side"], row["type"], row["tif"], row["stp"] = c.side, c.type, c.tif, c.stp
-            check = check or qty_check(c.qty)
-            if c.type == OrderType.MARKET:
-                check = check or (Reason.INVALID_PRICE if c.price is not None else Reason.NONE)
-            else:
-                check = check or price_check(c.price)
+            check = order_check(well_formed, _whole(c.qty), c.type == OrderType.MARKET,
+                                c.price is not None, _whole(c.price))
         else:
             row["action"] = Action.CANCEL if isinstance(c, CancelOrder) else Action.AMEND
             row["order"] = self.orders.find(c.order_id)
             if isinstance(c, AmendOrder):
-                check = check or qty_check(c.qty) or price_check(c.price)
+                check = order_check(well_formed, _whole(c.qty), False, c.price is not None,
+                                    _whole(c.price))
+            else:
+                check = Reason.NONE if well_formed else Reason.MALFORMED
         if check == Reason.NONE and isinstance(c, (NewOrder, AmendOrder)):
             row["qty"] = c.qty
             if c.price is not None:
@@ -272,20 +266,22 @@ class Engine:
             if kind == EventKind.TRADE:
                 out.append(TradeExecuted(
                     ts, row[B.TRADE_ID], instruments[row[B.INSTRUMENT]], Segment(row[B.SEGMENT]),
-                    row[B.PRICE], row[B.QTY], orders(row[B.ORDER]), orders(row[B.ORDER2]),
-                    accounts(row[B.ACCOUNT]), accounts(row[B.ACCOUNT2]), Side(row[B.SIDE]),
-                    row[B.AUX1], row[B.AUX2]))
+                    row[B.PRICE], row[B.QTY], orders(row[B.TRADE_BUY_ORDER]),
+                    orders(row[B.TRADE_SELL_ORDER]), accounts(row[B.TRADE_BUY_ACCOUNT]),
+                    accounts(row[B.TRADE_SELL_ACCOUNT]), Side(row[B.TRADE_AGGRESSOR]),
+                    row[B.TRADE_BUY_LEFT], row[B.TRADE_SELL_LEFT]))
                 continue
             if kind == EventKind.REJECTED:
-                action = actions[row[B.CMD]] if actions else Action(row[B.AUX1]).name
+                action = actions[row[B.CMD]] if actions else Action(row[B.REJECTED_ACTION]).name
                 out.append(OrderRejected(ts, row[B.CMD], action, orders(row[B.ORDER]),
                                          accounts(row[B.ACCOUNT]), Reason(row[B.REASON])))
                 continue
             if kind == EventKind.DAY_CLOSED:
                 out.append(DayClosed(
-                    ts, date_of_day(row[B.ORDER]).isoformat(), instruments[row[B.INSTRUMENT]],
-                    row[B.AUX1], row[B.PRICE], row[B.QTY], row[B.AUX2], row[B.ACCOUNT],
-                    row[B.ACCOUNT2]))
+                    ts, date_of_day(row[B.DAY_NUMBER]).isoformat(), instruments[row[B.INSTRUMENT]],
+                    row[B.DAY_PRIOR_CLOSE], row[B.DAY_CLOSE], row[B.DAY_LISTED_VOLUME],
+                    row[B.DAY_BLOCK_VOLUME], row[B.DAY_LISTED_TURNOVER],
+                    row[B.DAY_BLOCK_TURNOVER]))
                 continue
             order_id, account = orders(row[B.ORDER]), accounts(row[B.ACCOUNT])
             instrument, segment, side = (instruments[row[B.INSTRUMENT]], Segment(row[B.SEGMENT]),
@@ -293,19 +289,21 @@ class Engine:
             price = row[B.PRICE]
             if kind == EventKind.ACCEPTED:
                 out.append(OrderAccepted(
-                    ts, order_id, account, instrument, segment, side, OrderType(row[B.AUX1]),
-                    TimeInForce(row[B.AUX2]), None if price == NO_PRICE else price, row[B.QTY]))
+                    ts, order_id, account, instrument, segment, side,
+                    OrderType(row[B.ACCEPTED_TYPE]), TimeInForce(row[B.ACCEPTED_TIF]),
+                    None if price == NO_PRICE else price, row[B.QTY]))
             elif kind == EventKind.CANCELLED:
                 out.append(OrderCancelled(
                     ts, order_id, account, instrument, segment, side,
                     None if price == NO_PRICE else price, row[B.QTY], Reason(row[B.REASON]),
-                    row[B.AUX1]))
+                    row[B.CANCELLED_FILLED]))
             elif kind == EventKind.EXPIRED:
                 out.append(OrderExpired(ts, order_id, account, instrument, segment, side, price,
-                                        row[B.QTY], row[B.AUX1]))
+                                        row[B.QTY], row[B.EXPIRED_FILLED]))
             elif kind == EventKind.AMENDED:
                 out.append(OrderAmended(ts, order_id, account, instrument, segment, side, price,
-                                        row[B.QTY], bool(row[B.AUX1]), row[B.AUX2]))
+                                        row[B.QTY], bool(row[B.AMENDED_PRIORITY_KEPT]),
+                                        row[B.AMENDED_OPEN_BEFORE]))
         return out
 
     # ------------------------------------------------------------------ queries
@@ -367,13 +365,7 @@ class Engine:
             check_reservations(self.balances, self.book.resting_orders())
 
 
-def qty_check(qty) -> Reason:
-    if not isinstance(qty, int) or isinstance(qty, bool) or not MIN_QTY <= qty <= MAX_QTY:
-        return Reason.INVALID_QTY
-    return Reason.NONE
-
-
-def price_check(price) -> Reason:
-    if not isinstance(price, int) or isinstance(price, bool) or price <= 0:
-        return Reason.INVALID_PRICE
-    return Reason.NONE
+def _whole(x) -> int:
+    """``x`` if it is an int (not a bool), else 0: a quantity or price that is not a whole
+    number fails its check as one that is zero does."""
+    return x if isinstance(x, int) and not isinstance(x, bool) else 0

@@ -63,8 +63,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from .checks import qty_valid
 from .codes import Reason
-from .rules import MAX_PRIOR_CLOSE, MAX_QTY
+from .rules import MAX_PRIOR_CLOSE, MAX_QTY, band_limits_pct, in_band, vwap
 
 #: Default band half-width for one-way bidding, percent of the prior close (see above).
 AUCTION_BAND_PCT = 10
@@ -113,15 +114,13 @@ def _is_int(x) -> bool:
 
 
 def auction_band_limits(prior_close: int, band_pct: int = AUCTION_BAND_PCT) -> tuple[int, int]:
-    """Lowest and highest accepted bid price in fen, inclusive, rounded half up as
-    ``engine.rules.band_limits`` (which it equals for 10 and 30 %).
+    """Lowest and highest accepted bid price in fen, inclusive: the continuous market's band
+    rule (``engine.rules.band_limits_pct``) at the auction's width.
 
     >>> auction_band_limits(6000), auction_band_limits(4666), auction_band_limits(6000, 30)
     ((5400, 6600), (4199, 5133), (4200, 7800))
     """
-    lower = ((100 - band_pct) * prior_close + 50) // 100
-    upper = ((100 + band_pct) * prior_close + 50) // 100
-    return lower, upper
+    return band_limits_pct(prior_close, band_pct)
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ class Offer:
             raise AuctionError(f"the offer needs a seller account, not {self.seller!r}")
         if not isinstance(self.instrument, str) or not self.instrument:
             raise AuctionError(f"the offer needs an instrument, not {self.instrument!r}")
-        if not _is_int(self.quantity) or not 1 <= self.quantity <= MAX_QTY:
+        if not _is_int(self.quantity) or not qty_valid(self.quantity):
             raise AuctionError(f"offered quantity must be whole tonnes 1..{MAX_QTY}, "
                                f"not {self.quantity!r}")
         if not _is_int(self.prior_close) or not 1 <= self.prior_close <= MAX_PRIOR_CLOSE:
@@ -282,7 +281,7 @@ class AuctionResult:
     def average_price(self) -> int | None:
         """Turnover / sold, rounded half up to the fen (as the closing price); None: no sale."""
         sold = self.sold
-        return (self.turnover + sold // 2) // sold if sold else None
+        return vwap(self.turnover, sold) if sold else None
 
     def count(self, status: BidStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -325,8 +324,7 @@ def check_bid(offer: Offer, bid: Bid, seen_ids: set[str]) -> IntEnum | None:
         return AuctionReason.OUTSIDE_WINDOW
     if bid.bidder == offer.seller:
         return AuctionReason.SELF_BID
-    lower, upper = offer.band
-    if not lower <= bid.price <= upper:
+    if not in_band(bid.price, *offer.band):
         return Reason.PRICE_OUTSIDE_BAND
     if bid.price < offer.reserve_price and offer.reject_below_reserve:
         return AuctionReason.BELOW_RESERVE

@@ -23,7 +23,9 @@ qty           tonnes
 ============  =======================================================================
 
 Each event is one row of ``EVENT_WIDTH`` int64 columns; the column constants below name
-them, and ``engine.events`` decodes rows into typed Structs. Per kind:
+them (with a second name per kind where a column means something else, such as
+``DAY_LISTED_TURNOVER`` for ACCOUNT), and ``engine.api.Engine.decode`` turns rows into typed
+Structs. Per kind:
 
 - ACCEPTED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE (NO_PRICE for MARKET), QTY,
   AUX1 = order type, AUX2 = tif.
@@ -87,6 +89,43 @@ EVENT_COLUMNS = (
     "kind", "cmd", "ts", "instrument", "segment", "order", "account", "side",
     "price", "qty", "reason", "trade_id", "order2", "account2", "aux1", "aux2",
 )
+
+# The columns under the name each kind of event gives them (the docstring's table above, as
+# code): a reader of DAY_CLOSED rows says DAY_LISTED_TURNOVER, not ACCOUNT. Each is only
+# another name of the column above; the generic names stay valid.
+
+# ACCEPTED
+ACCEPTED_TYPE = AUX1  # OrderType
+ACCEPTED_TIF = AUX2  # TimeInForce
+
+# REJECTED
+REJECTED_ACTION = AUX1  # Action of the rejected command
+
+# TRADE: the buy order and the sell order, whichever was resting
+TRADE_BUY_ORDER = ORDER
+TRADE_BUY_ACCOUNT = ACCOUNT
+TRADE_SELL_ORDER = ORDER2
+TRADE_SELL_ACCOUNT = ACCOUNT2
+TRADE_AGGRESSOR = SIDE  # Side of the incoming order
+TRADE_BUY_LEFT = AUX1  # the buy order's open quantity after the trade
+TRADE_SELL_LEFT = AUX2  # the sell order's open quantity after the trade
+
+# CANCELLED (QTY: the quantity removed) and EXPIRED (the same, without a reason)
+CANCELLED_FILLED = AUX1  # the order's filled quantity
+EXPIRED_FILLED = AUX1
+
+# AMENDED (PRICE, QTY: the new price and open quantity)
+AMENDED_PRIORITY_KEPT = AUX1  # 1 if the order kept its time priority
+AMENDED_OPEN_BEFORE = AUX2  # open quantity before the amendment
+
+# DAY_CLOSED, one row per instrument (TS: 15:00 of the day)
+DAY_NUMBER = ORDER  # days since 1970-01-01 (engine.tradingdays.date_of_day)
+DAY_CLOSE = PRICE  # closing price, fen
+DAY_PRIOR_CLOSE = AUX1
+DAY_LISTED_VOLUME = QTY
+DAY_BLOCK_VOLUME = AUX2
+DAY_LISTED_TURNOVER = ACCOUNT  # fen
+DAY_BLOCK_TURNOVER = ACCOUNT2  # fen
 
 
 def empty_commands(n: int) -> np.ndarray:

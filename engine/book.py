@@ -27,10 +27,15 @@ IMPLEMENTATIONS = ("numba", "reference")
 
 class Book(Protocol):
     """Commands: ``submit_batch``. Queries: ``best_bid``, ``best_ask``, ``depth``,
-    ``resting_orders``, ``order_state``, ``open_day``, ``globals``, ``band``.
+    ``resting_orders``, ``order_state``, ``open_day``, ``clock``, ``globals``, ``band``.
     Checks: ``check_invariants``."""
 
     name: str
+
+    @property
+    def clock(self) -> int:
+        """The exchange time of the last command that moved it, µs (``NO_TIME`` before any)."""
+        ...
 
     def submit_batch(self, cmds: np.ndarray, copy: bool = True) -> np.ndarray: ...
     def best_bid(self, instrument: int, segment: int) -> tuple[int, int] | None: ...

@@ -100,7 +100,7 @@ class OrderStatus(IntEnum):
 
 
 class EventKind(IntEnum):
-    """What an event row reports. Field meanings per kind: ``engine.events``."""
+    """What an event row reports. Field meanings per kind: ``engine.batch``."""
 
     ACCEPTED = 1  # a NEW passed every check and entered matching
     REJECTED = 2  # a command failed a check and changed nothing

@@ -27,12 +27,12 @@ import numpy as np
 from . import batch as B
 from .api import Names
 from .book import make_book
+from .checks import new_order_codes_valid, order_check, qty_valid
 from .codes import (
     HUGE_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side,
     Stp, TimeInForce,
 )
 from .errors import EngineConfigError
-from .rules import MAX_QTY, MIN_QTY
 from .tradingdays import TradingCalendar, date_of_day, format_time, parse_time
 
 HEADER = ["time", "account", "action", "order_id", "side", "type", "tif", "price", "qty", "stp"]
@@ -72,7 +72,7 @@ def parse_qty(text: str) -> int | None:
     if _QTY_RE.match(text) is None:
         return None
     qty = int(text)
-    return qty if MIN_QTY <= qty <= MAX_QTY else None
+    return qty if qty_valid(qty) else None
 
 
 @dataclass
@@ -160,39 +160,31 @@ def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
     elif order_id:
         row["order"] = out.orders.find(order_id)
 
-    malformed = too_long or action == Action.UNKNOWN or not account or not order_id
+    # what the row says on its own (spec §7, engine.checks): every field a row of its action
+    # needs is there, its codes are known, then the quantity, then the price
+    well_formed = not too_long and action != Action.UNKNOWN and bool(account) and bool(order_id)
     if action == Action.NEW:
         instrument = index.get(f[10]) if with_instrument else 0
-        malformed = (malformed or instrument is None or side not in _SIDES
-                     or otype not in _TYPES or tif not in _TIFS or not qty or stp not in _STPS
-                     or (otype == "MARKET" and tif != "IOC"))
+        codes = _SIDES.get(side, 0), _TYPES.get(otype, 0), _TIFS.get(tif, 0), _STPS.get(stp, 0)
         row["instrument"] = instrument or 0
-        row["side"] = _SIDES.get(side, 0)
-        row["type"] = _TYPES.get(otype, 0)
-        row["tif"] = _TIFS.get(tif, 0)
-        row["stp"] = _STPS.get(stp, 0)
+        row["side"], row["type"], row["tif"], row["stp"] = codes
+        well_formed = (well_formed and instrument is not None and bool(qty)
+                       and new_order_codes_valid(*codes))
     elif action == Action.AMEND:
-        malformed = malformed or not qty
-    if malformed:
-        row["check"] = Reason.MALFORMED
+        well_formed = well_formed and bool(qty)
+    if action == Action.CANCEL or not well_formed:
+        row["check"] = Reason.NONE if well_formed else Reason.MALFORMED
         return
-    if action == Action.CANCEL:
-        return
-    # NEW and AMEND: INVALID_QTY, then INVALID_PRICE (spec §7)
+    # NEW and AMEND: a quantity or price that does not parse fails as zero would
     q = parse_qty(qty)
-    if q is None:
-        row["check"] = Reason.INVALID_QTY
-        return
-    row["qty"] = q
-    if action == Action.NEW and otype == "MARKET":
-        if price != "":
-            row["check"] = Reason.INVALID_PRICE
-        return
-    p = parse_price(price)
-    if not p:  # missing, malformed, finer than a fen, or zero
-        row["check"] = Reason.INVALID_PRICE
-        return
-    row["price"] = p
+    is_market = action == Action.NEW and otype == "MARKET"
+    p = parse_price(price) if price else None
+    check = order_check(True, q or 0, is_market, price != "", p or 0)
+    if q is not None:
+        row["qty"] = q
+    if check == Reason.NONE and not is_market:
+        row["price"] = p
+    row["check"] = check
 
 
 @dataclass
@@ -254,17 +246,18 @@ def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
         if kind == EventKind.TRADE:
             trades.append([
                 str(row[B.TRADE_ID]), format_time(row[B.TS]), Segment(row[B.SEGMENT]).name,
-                _money(row[B.PRICE]), str(row[B.QTY]), orders(row[B.ORDER]),
-                orders(row[B.ORDER2]), accounts(row[B.ACCOUNT]), accounts(row[B.ACCOUNT2]),
-                Side(row[B.SIDE]).name] + tail)
+                _money(row[B.PRICE]), str(row[B.QTY]), orders(row[B.TRADE_BUY_ORDER]),
+                orders(row[B.TRADE_SELL_ORDER]), accounts(row[B.TRADE_BUY_ACCOUNT]),
+                accounts(row[B.TRADE_SELL_ACCOUNT]), Side(row[B.TRADE_AGGRESSOR]).name] + tail)
         elif kind == EventKind.ACCEPTED:
             accepted.append((row[B.ORDER], row[B.ACCOUNT], row[B.SEGMENT], row[B.SIDE], tail))
         elif kind == EventKind.REJECTED:
             i = row[B.CMD]
             rejects.append([str(i + 1), f.actions[i], f.order_ids[i], Reason(row[B.REASON]).name])
         elif kind == EventKind.DAY_CLOSED:
-            days.append(_day_row(row[B.ORDER], row[B.AUX1], row[B.PRICE], row[B.QTY],
-                                 row[B.AUX2], row[B.ACCOUNT], row[B.ACCOUNT2]) + tail)
+            days.append(_day_row(row[B.DAY_NUMBER], row[B.DAY_PRIOR_CLOSE], row[B.DAY_CLOSE],
+                                 row[B.DAY_LISTED_VOLUME], row[B.DAY_BLOCK_VOLUME],
+                                 row[B.DAY_LISTED_TURNOVER], row[B.DAY_BLOCK_TURNOVER]) + tail)
     for ref, account, segment, side, tail in accepted:
         status, reason, _, filled, open_qty = book.order_state(ref)
         order_rows.append([

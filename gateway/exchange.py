@@ -137,7 +137,7 @@ class Exchange:
     @property
     def clock(self) -> int:
         """The engine's clock (µs exchange time; NO_TIME before any command)."""
-        return int(self.engine.book.globals()[0])
+        return int(self.engine.book.clock)
 
     def account_handle(self, name: str) -> int:
         """The handle of an account name (NO_REF if the exchange never saw it)."""

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from .exchange import Exchange, Genesis, OrderBatch, record_decoder, record_encoder
 
 log = logging.getLogger("cea.serve")
@@ -391,6 +393,26 @@ def rebuild(data_dir: Path, impl: str = "numba", use_snapshot: bool = True,
             os.fsync(f.fileno())
     return Recovery(exchange, scan.records, replayed, snapshot_seq, truncated,
                     exchange.state_hash(), scan.end)
+
+
+def settled_events(data_dir: Path, impl: str = "numba") -> tuple[np.ndarray, Exchange]:
+    """The settled feed of the journal in ``data_dir``: ``(events, exchange)``.
+
+    ``events`` holds every row the ledger settles, the engine's TRADE and DAY_CLOSED event
+    rows (``engine.batch`` columns, ``EVENT_WIDTH`` int64 each), in journal order, as one
+    array (no rows: shape ``(0, EVENT_WIDTH)``); ``exchange`` is the state the journal
+    leaves, whose names of accounts, orders and instruments give the rows' handles meaning.
+    Replays the whole journal from its genesis (snapshots are not read) and writes nothing:
+    a torn last record is left in place, as ``verify`` leaves it. ``JournalError`` as for
+    ``rebuild``: no journal, or one corrupt in the middle.
+    """
+    from engine import batch as B
+
+    rows: list[np.ndarray] = []
+    recovery = rebuild(data_dir, impl=impl, use_snapshot=False,
+                       on_turn=lambda seq, applied: rows.extend(applied.settled))
+    events = np.concatenate(rows) if rows else np.zeros((0, B.EVENT_WIDTH), np.int64)
+    return events, recovery.exchange
 
 
 # ---------------------------------------------------------------- operator tools

@@ -32,7 +32,7 @@ from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US, in_session
 
 from . import protocol as P
 from .protocol import DEPTH_LEVELS, NULL_PRICE, Status
-from engine.fast.kernels import _top_levels
+from engine.fast.kernels import top_levels
 
 from .wire import civil_date, put_md_depth, put_md_status, put_md_summary, put_md_trade
 
@@ -109,8 +109,8 @@ def publish_fast_depths(levels, books, changed, ts, figures, depths, rings, scra
         if changed[c] == 0:
             continue
         changed[c] = 0
-        nb = _top_levels(levels, books, c, 1, DEPTH_LEVELS, scratch[:DEPTH_LEVELS])
-        na = _top_levels(levels, books, c, 2, DEPTH_LEVELS, scratch[DEPTH_LEVELS:])
+        nb = top_levels(levels, books, c, 1, DEPTH_LEVELS, scratch[:DEPTH_LEVELS])
+        na = top_levels(levels, books, c, 2, DEPTH_LEVELS, scratch[DEPTH_LEVELS:])
         framed += publish_depth(c, ts, scratch, nb, na, figures, depths, rings)
     return framed
 

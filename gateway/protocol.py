@@ -230,21 +230,21 @@ class _Msg(msgspec.Struct, frozen=True):
     TYPE = 0
 
 
-class _Packed(_Msg, frozen=True, array_like=True):
+class Packed(_Msg, frozen=True, array_like=True):
     """A session-level message: the body is the msgpack array of its fields (all written;
     a reader accepts trailing fields with a default left off)."""
 
 
 # ---------------------------------------------------------------- both directions
 
-class Heartbeat(_Packed, frozen=True):
+class Heartbeat(Packed, frozen=True):
     """Sent by either side when it has sent nothing for a heartbeat interval."""
 
     TYPE = MsgType.HEARTBEAT
     ts_us: int = 0
 
 
-class Error(_Packed, frozen=True):
+class Error(Packed, frozen=True):
     """The server's answer to a frame it cannot accept; it closes the connection after."""
 
     TYPE = MsgType.ERROR
@@ -259,7 +259,7 @@ Token = Annotated[str, msgspec.Meta(max_length=256)]
 
 # ---------------------------------------------------------------- client to server
 
-class Logon(_Packed, frozen=True):
+class Logon(Packed, frozen=True):
     """First message of a session. ``token`` is the account's secret (stored hashed)."""
 
     TYPE = MsgType.LOGON
@@ -272,7 +272,7 @@ class Logon(_Packed, frozen=True):
     report_seq: int = -1
 
 
-class Logout(_Packed, frozen=True):
+class Logout(Packed, frozen=True):
     TYPE = MsgType.LOGOUT
 
 
@@ -308,7 +308,7 @@ class Amend(_Msg, frozen=True):
     qty: int
 
 
-class MassCancel(_Packed, frozen=True):
+class MassCancel(Packed, frozen=True):
     """Cancel every resting order of the session's account, optionally of one instrument
     (empty: all) and side (0: both)."""
 
@@ -317,7 +317,7 @@ class MassCancel(_Packed, frozen=True):
     side: int = 0
 
 
-class Subscribe(_Packed, frozen=True):
+class Subscribe(Packed, frozen=True):
     """Market data of one instrument's segment: a ``MdSnapshot``, then incrementals."""
 
     TYPE = MsgType.SUBSCRIBE
@@ -325,7 +325,7 @@ class Subscribe(_Packed, frozen=True):
     segment: int = Segment.LISTED  # 0 LISTED, 1 BLOCK; another value is refused (AdminAck)
 
 
-class MdReplayRequest(_Packed, frozen=True):
+class MdReplayRequest(Packed, frozen=True):
     """Resend market data ``from_seq`` .. ``to_seq`` (inclusive) of one channel."""
 
     TYPE = MsgType.MD_REPLAY_REQUEST
@@ -335,25 +335,25 @@ class MdReplayRequest(_Packed, frozen=True):
     to_seq: int
 
 
-class Halt(_Packed, frozen=True):
+class Halt(Packed, frozen=True):
     """Operator: stop NEW and AMEND on an instrument (cancels still go through)."""
 
     TYPE = MsgType.HALT
     instrument: Name
 
 
-class Resume(_Packed, frozen=True):
+class Resume(Packed, frozen=True):
     TYPE = MsgType.RESUME
     instrument: Name
 
 
-class EndDay(_Packed, frozen=True):
+class EndDay(Packed, frozen=True):
     """Operator: end the trading day now (orders expire, the day closes and settles)."""
 
     TYPE = MsgType.END_DAY
 
 
-class SetPriorClose(_Packed, frozen=True):
+class SetPriorClose(Packed, frozen=True):
     """Operator: the prior close (fen) for the next trading day; not while a day is open."""
 
     TYPE = MsgType.SET_PRIOR_CLOSE
@@ -361,20 +361,20 @@ class SetPriorClose(_Packed, frozen=True):
     price: int
 
 
-class BalanceRequest(_Packed, frozen=True):
+class BalanceRequest(Packed, frozen=True):
     """The session's own cash and holdings (answered by ``Balance``)."""
 
     TYPE = MsgType.BALANCE_REQUEST
 
 
-class OrderStatusRequest(_Packed, frozen=True):
+class OrderStatusRequest(Packed, frozen=True):
     """Where one of the account's orders stands now (answered by ``OrderStatus``)."""
 
     TYPE = MsgType.ORDER_STATUS_REQUEST
     cl_ord_id: Annotated[str, msgspec.Meta(max_length=CLID_BYTES)]
 
 
-class SetClock(_Packed, frozen=True):
+class SetClock(Packed, frozen=True):
     """Operator, simulated clock (``--clock sim``) only: move the exchange clock forward to
     ``ts_us`` (exchange local time, µs), e.g. a simulation stepping through a day. What was
     sent before it is sequenced at the old time first; a session boundary or 15:00 that the
@@ -386,7 +386,7 @@ class SetClock(_Packed, frozen=True):
 
 # ---------------------------------------------------------------- server to client
 
-class LogonAck(_Packed, frozen=True):
+class LogonAck(Packed, frozen=True):
     """Logon accepted. ``instruments``: the names the binary messages number 0, 1, ..."""
 
     TYPE = MsgType.LOGON_ACK
@@ -400,7 +400,7 @@ class LogonAck(_Packed, frozen=True):
     report_seq: int = 0
 
 
-class LogonReject(_Packed, frozen=True):
+class LogonReject(Packed, frozen=True):
     TYPE = MsgType.LOGON_REJECT
     text: str
 
@@ -430,7 +430,7 @@ class ExecutionReport(_Msg, frozen=True):
     report_seq: int = 0
 
 
-class AdminAck(_Packed, frozen=True):
+class AdminAck(Packed, frozen=True):
     """Answer to an operator or mass command, or a refused query: ``ok`` false with
     ``reason`` and text if refused."""
 
@@ -441,7 +441,7 @@ class AdminAck(_Packed, frozen=True):
     text: str = ""
 
 
-class Balance(_Packed, frozen=True):
+class Balance(Packed, frozen=True):
     """Cash in fen and allowances in tonnes per instrument: [instrument, total, reserved,
     pending (bought today, sellable tomorrow), sellable]."""
 
@@ -454,7 +454,7 @@ class Balance(_Packed, frozen=True):
     holdings: list[tuple[str, int, int, int, int]]
 
 
-class OrderStatus(_Packed, frozen=True):
+class OrderStatus(Packed, frozen=True):
     """Answer to ``OrderStatusRequest``. ``status``: UNKNOWN (the account never used that
     ``cl_ord_id``, or its only report was a gateway reject, which is never sequenced), OPEN,
     FILLED, CANCELLED, EXPIRED or REJECTED; ``reason`` (a wire reason code) says why an order
@@ -477,7 +477,7 @@ class OrderStatus(_Packed, frozen=True):
 Level = tuple[int, int, int]  # price (fen), open quantity (t), number of orders
 
 
-class MdSnapshot(_Packed, frozen=True):
+class MdSnapshot(Packed, frozen=True):
     """A channel's full state at sequence number ``seq``: incrementals follow from seq+1."""
 
     TYPE = MsgType.MD_SNAPSHOT
@@ -851,7 +851,7 @@ class FrameReader:
         self._buf = b""
         self._types = types
         self._packed = {t: msgspec.msgpack.Decoder(cls) for t, cls in types.items()
-                        if issubclass(cls, _Packed)}
+                        if issubclass(cls, Packed)}
         server = types is SERVER or ExecutionReport in types.values()
         self.max_frame = max_frame if max_frame is not None else (
             MAX_SERVER_FRAME if server else MAX_FRAME)

@@ -41,6 +41,7 @@ import numpy as np
 from engine.codes import NO_TIME, AccountType, OrderStatus
 from engine.rules import AM_OPEN_US, DAY_US
 from engine.tradingdays import day_of_date
+from ledger.opening import OpeningBalance
 
 from . import auth
 from . import protocol as P
@@ -177,7 +178,7 @@ def _unsequenced(data: bytes) -> bytes:
 
 
 _DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in P.CLIENT.items()
-             if issubclass(cls, P._Packed)}
+             if issubclass(cls, P.Packed)}
 _SEQUENCED = (P.MassCancel, P.Halt, P.Resume, P.EndDay, P.SetPriorClose, P.SetClock)
 
 
@@ -299,7 +300,7 @@ class ExchangeServer:
         self.ledger = self._ledger(ledger_url, exchange)
         opening = cfg.accounts
         if opening is None:
-            opening = [_Opening(n, t, c, {exchange.instruments[0]: a})
+            opening = [OpeningBalance(n, t, c, {exchange.instruments[0]: a})
                        for n, t, c, a in DEMO_ACCOUNTS]
         ts = self.clock.now() - DAY_US  # opening balances: dated the day before trading
         ops = []
@@ -950,13 +951,6 @@ def _warm_up(impl: str) -> None:
     seq.run([(account, DisconnectCancel())])
     out.grouped(len(ex.engine.accounts))
     ex.md.frames(0, 1, ex.md.seq(0))
-
-
-class _Opening:
-    """An opening balance (the shape of ``ledger.session.OpeningBalance``)."""
-
-    def __init__(self, account, type_, cash, allowances):
-        self.account, self.type, self.cash, self.allowances = account, type_, cash, allowances
 
 
 def parse_start(text: str) -> int:

@@ -3,7 +3,13 @@ double-entry postings in a durable store (SQLite in WAL mode by default, Postgre
 psycopg 3), idempotent on trade id; account operations (deposits, withdrawals, registry
 transfers) as journaled postings too; end-of-day settlement reports, statements and the
 reconciliation against the engine's in-memory balances; compliance obligations, surrender
-and borrowing (``ledger.compliance``).
+and borrowing.
+
+``Ledger`` (``ledger.core``) is the one object callers use. Its rules live in modules that
+take the ledger as their first argument: ``ledger.accounts`` (the store, accounts,
+operations, balances: the ``LedgerAccounts`` base class), ``ledger.settlement`` (trades, fees,
+end of day), ``ledger.compliance`` (obligations, surrender, borrowing, the compliance report)
+and ``ledger.statements`` (statements, reconciliation).
 
 >>> from ledger import Ledger
 >>> led = Ledger.open(":memory:", instruments=["CEA"])

@@ -543,7 +543,7 @@ def issue_allocations(ledger, allocations: Mapping[str, int], year: int, day: in
     a process that dies midway leaves a prefix (in entity-name order) issued; the refs make
     a rerun with the same allocations issue exactly the rest [our modelling choice].
     """
-    from .core import CASH, LedgerError
+    from .accounts import CASH, LedgerError
 
     year = _int(year, "allocation year", 1900, 9999)
     day = _int(day, "day", -(10**6), 10**7)

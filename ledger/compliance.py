@@ -7,10 +7,12 @@ quantity is whole tonnes, every amount of money whole fen; every fraction is a
 ``fractions.Fraction`` and every rounding step is written next to the rule it serves.
 
 The obligation (``obligation``) is a pure function of verified emissions, free allocation and
-unit kind; the ledger records it (``Ledger.record_obligations``), and surrender
-(``Ledger.surrender``) and borrowing (``Ledger.borrow``) are checked against the record.
-``compliance_report`` reads the ledger's obligations, surrenders and borrowings and prices
-the shortfall at the deadline under the penalty regime in force on that date.
+unit kind; the ledger records it (``record_obligations``), and surrender (``surrender``) and
+borrowing (``borrow``) are checked against the record. These functions take the ledger (a
+``ledger.accounts.LedgerAccounts``) first; ``ledger.core.Ledger`` has them as methods of the
+same name (``recorded_obligations`` is ``Ledger.obligations``). ``compliance_report`` reads
+the ledger's obligations, surrenders and borrowings and prices the shortfall at the deadline
+under the penalty regime in force on that date.
 
 >>> ob = obligation("A001", "2021-22", [UnitEmissions("coal", 1_000_000, 700_000)])
 >>> ob.obligation, ob.gap, ob.ccer_limit, ob.borrow_limit, ob.borrow_from
@@ -30,9 +32,10 @@ from typing import Iterable
 import numpy as np
 
 from engine.accounts import MAX_BALANCE
-from engine.tradingdays import day_of_date
+from engine.tradingdays import date_of_day, day_of_date
 
-from .core import AUCTION, CASH, CCER, Ledger, LedgerError
+from .accounts import (AUCTION, CASH, CCER, REGISTRY, SURRENDERED, LedgerAccounts, LedgerError,
+                       amount_or_zero, positive_amount)
 from .statements import money
 
 
@@ -253,21 +256,241 @@ def obligation(entity: str, period: str | CompliancePeriod,
 
 def recomputed(ob: Obligation) -> Obligation:
     """``ob`` computed again from its units: equal to ``ob`` when its figures follow the
-    rules (``Ledger.record_obligations`` records only such obligations)."""
+    rules (``record_obligations`` records only such obligations)."""
     return obligation(ob.entity, ob.period, [UnitEmissions(u.kind, u.verified_emissions,
                                                            u.allocation) for u in ob.units])
 
 
-def net_allocation(ledger: Ledger, entity: str, period: str, allocation: int) -> int:
+# ---------------------------------------------------------------------- in the ledger
+
+@dataclass(frozen=True, order=True)
+class ObligationRecord:
+    """An obligation as the ledger holds it (totals over the entity's unit kinds)."""
+
+    entity: str
+    period: str
+    verified_emissions: int
+    allocation: int
+    obligation: int
+    ccer_limit: int
+    borrow_limit: int
+    borrow_from: str | None
+
+
+@dataclass(frozen=True)
+class SurrenderRecord:
+    entity: str
+    period: str
+    ref: str
+    date: dt.date
+    instrument: str  # the allowance instrument of the CEA leg
+    cea: int
+    ccer: int
+
+
+@dataclass(frozen=True)
+class BorrowingRecord:
+    entity: str
+    period: str  # the obligation it helps meet
+    lender: str  # the period whose allocation it was issued from (to be netted there)
+    ref: str
+    date: dt.date
+    instrument: str
+    tonnes: int
+
+
+def record_obligations(ledger: LedgerAccounts, obligations: Iterable[Obligation]) -> int:
+    """Record entities' compliance obligations (``Obligation``, one per entity and period) in
+    one transaction; return how many were new. An obligation recorded before with the same
+    figures is skipped; with other figures it is refused (a recorded obligation is never
+    changed: [our modelling choice]). ``surrender`` and ``borrow`` check against these
+    records."""
+    rows, seen = [], set()
+    for ob in obligations:
+        if not isinstance(ob, Obligation):
+            raise LedgerError(f"not an Obligation: {ob!r}")
+        if recomputed(ob) != ob:
+            raise LedgerError(f"{ob.entity!r}: the obligation's figures do not follow "
+                              f"from its units under the rules of period {ob.period}")
+        key = (ledger.account_id(ob.entity), ob.period)
+        if key in seen:
+            raise LedgerError(f"{ob.entity!r} has two obligations for period {ob.period}")
+        seen.add(key)
+        rows.append((*key, ob.verified_emissions, ob.allocation, ob.obligation,
+                     ob.ccer_limit, ob.borrow_limit, ob.borrow_from))
+    new = 0
+    with ledger.writing():
+        for row in rows:
+            have = ledger.store.query(
+                "SELECT verified_emissions, allocation, obligation, ccer_limit, "
+                "borrow_limit, borrow_from FROM obligation WHERE account = ? AND period = ?",
+                row[:2])
+            if not have:
+                ledger.store.execute("INSERT INTO obligation VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                     row)
+                new += 1
+            elif tuple(have[0]) != row[2:]:
+                raise LedgerError(
+                    f"{ledger.account_names[row[0]]!r} already has an obligation for period "
+                    f"{row[1]} (verified emissions, allocation, obligation, CCER limit, "
+                    f"borrowing limit, lender: {tuple(have[0])}), not {row[2:]}; a recorded "
+                    "obligation is not changed")
+    return new
+
+
+def _obligation_row(ledger: LedgerAccounts, account: int, period: str) -> tuple:
+    rows = ledger.store.query(
+        "SELECT obligation, ccer_limit, borrow_limit, borrow_from FROM obligation "
+        "WHERE account = ? AND period = ?", (account, str(period)))
+    if not rows:
+        raise LedgerError(f"no obligation recorded for {ledger.account_names[account]!r} in "
+                          f"period {period!r} (record it first: cea compliance obligations)")
+    return rows[0]
+
+
+def surrender(ledger: LedgerAccounts, name: str, period: str, cea: int = 0, ccer: int = 0, *,
+              ref: str, day: int, instrument: str = "CEA") -> bool:
+    """Surrender ``cea`` tonnes of allowances (of ``instrument``) and ``ccer`` tonnes of
+    CCER offsets for ``name``'s obligation in ``period``: both move to ``@SURRENDERED``,
+    one transaction with the surrender row, two operations (SURRENDER) and their
+    postings and balances. Refused, with nothing written: an unknown account, no
+    obligation recorded for the period, amounts that are not integers >= 0 (at least one
+    positive), an instrument that is not an allowance, more than the account holds, CCER
+    beyond the CCER limit (cumulated over the period's surrenders), and anything beyond
+    what is still owed (obligation - surrendered so far: over-surrender is refused, [our
+    modelling choice]). The same ``ref`` again for the same entity and period: no-op,
+    returns False (idempotent, like operations); with other figures: refused."""
+    account = ledger.account_id(name)
+    if instrument not in ledger.assets or instrument in (CASH, CCER):
+        raise LedgerError(f"{instrument!r} is not an allowance instrument of this ledger "
+                          f"({', '.join(a for a in ledger.assets if a not in (CASH, CCER))})")
+    cea = amount_or_zero(cea, "surrendered CEA")
+    ccer = amount_or_zero(ccer, "surrendered CCER")
+    if not cea and not ccer:
+        raise LedgerError("a surrender needs a positive CEA or CCER quantity")
+    if not isinstance(ref, str) or not ref:
+        raise LedgerError("a surrender needs a non-empty ref (its idempotency key)")
+    what = f"surrender by {name!r} for period {period}"
+    with ledger.writing():
+        q = ledger.store.query
+        asset = ledger.assets[instrument]
+        done = q("SELECT day, asset, allowances, ccer FROM surrender WHERE account = ? "
+                 "AND period = ? AND ref = ?", (account, str(period), ref))
+        if done:
+            if tuple(done[0]) != (int(day), asset, cea, ccer):
+                raise LedgerError(f"{what}: ref {ref!r} was used for another surrender "
+                                  f"(day, asset, CEA, CCER: {tuple(done[0])})")
+            return False
+        owed, ccer_limit, _, _ = _obligation_row(ledger, account, period)
+        have_cea, have_ccer = q("SELECT coalesce(sum(allowances), 0), coalesce(sum(ccer), "
+                                "0) FROM surrender WHERE account = ? AND period = ?",
+                                (account, str(period)))[0]
+        still = owed - have_cea - have_ccer
+        if cea + ccer > still:
+            raise LedgerError(f"{what}: {cea + ccer} t is more than still owed ({still} t "
+                              f"of an obligation of {owed} t)")
+        if have_ccer + ccer > ccer_limit:
+            raise LedgerError(f"{what}: CCER {ccer} t would bring the CCER surrendered to "
+                              f"{have_ccer + ccer} t, above the CCER limit {ccer_limit} t")
+        for asset_name, amount in ((instrument, cea), (CCER, ccer)):
+            held = ledger.holding(account, asset_name)
+            if amount > held:
+                raise LedgerError(f"{what}: {amount} t {asset_name} is more than held "
+                                  f"({held} t)")
+        sid = (q("SELECT max(surrender_id) FROM surrender")[0][0] or 0) + 1
+        ledger.store.execute("INSERT INTO surrender VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (sid, account, str(period), ref, int(day), asset, cea, ccer))
+        for asset_name, amount in ((instrument, cea), (CCER, ccer)):
+            if amount:
+                ledger.write_operation("SURRENDER", account, ledger.assets[asset_name],
+                                       amount, f"surrender#{sid}:{asset_name}", day,
+                                       ledger.accounts[SURRENDERED],
+                                       f"{what} of {amount} t {asset_name}")
+    return True
+
+
+def borrow(ledger: LedgerAccounts, name: str, period: str, tonnes: int, *, ref: str, day: int,
+           instrument: str = "CEA") -> bool:
+    """Borrowing: ``tonnes`` of the lending period's allowances issued early to ``name``
+    for its obligation in ``period`` (a BORROW operation from ``@REGISTRY``, and a
+    borrowing row naming the lending period, whose allocation is to be netted by it:
+    ``net_allocation``). Refused, with nothing written: an unknown account, no obligation
+    recorded, a period or entity without a borrowing limit, a total borrowed above the
+    limit. The same ``ref`` again for the same entity and period: no-op, returns False; with
+    other figures: refused."""
+    account = ledger.account_id(name)
+    if instrument not in ledger.assets or instrument in (CASH, CCER):
+        raise LedgerError(f"{instrument!r} is not an allowance instrument of this ledger")
+    tonnes = positive_amount(tonnes, "borrowed tonnes")
+    if not isinstance(ref, str) or not ref:
+        raise LedgerError("borrowing needs a non-empty ref (its idempotency key)")
+    what = f"borrowing by {name!r} for period {period}"
+    with ledger.writing():
+        q = ledger.store.query
+        asset = ledger.assets[instrument]
+        done = q("SELECT day, asset, tonnes FROM borrowing WHERE account = ? AND period = ? "
+                 "AND ref = ?", (account, str(period), ref))
+        if done:
+            if tuple(done[0]) != (int(day), asset, tonnes):
+                raise LedgerError(f"{what}: ref {ref!r} was used for another borrowing "
+                                  f"(day, asset, tonnes: {tuple(done[0])})")
+            return False
+        _, _, limit, lender = _obligation_row(ledger, account, period)
+        if not limit:
+            raise LedgerError(f"{what}: not allowed (no borrowing limit for this entity "
+                              "and period)")
+        before = q("SELECT coalesce(sum(tonnes), 0) FROM borrowing WHERE account = ? AND "
+                   "period = ?", (account, str(period)))[0][0]
+        if before + tonnes > limit:
+            raise LedgerError(f"{what}: {tonnes} t would bring the borrowed total to "
+                              f"{before + tonnes} t, above the limit {limit} t")
+        bid = (q("SELECT max(borrowing_id) FROM borrowing")[0][0] or 0) + 1
+        ledger.store.execute("INSERT INTO borrowing VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (bid, account, str(period), lender, ref, int(day), asset, tonnes))
+        ledger.write_operation("BORROW", account, asset, tonnes, f"borrow#{bid}", day,
+                               ledger.accounts[REGISTRY], what)
+    return True
+
+
+def recorded_obligations(ledger: LedgerAccounts, period: str) -> list[ObligationRecord]:
+    """The obligations recorded for ``period``, by entity name (``Ledger.obligations``)."""
+    return sorted(ObligationRecord(ledger.account_names[a], p, *rest)
+                  for a, p, *rest in ledger.store.query(
+                      "SELECT * FROM obligation WHERE period = ?", (str(period),)))
+
+
+def surrenders(ledger: LedgerAccounts, period: str) -> list[SurrenderRecord]:
+    """The surrenders for ``period``, in the order they were made."""
+    return [SurrenderRecord(ledger.account_names[a], p, ref, date_of_day(d),
+                            ledger.asset_names[asset], cea, ccer)
+            for a, p, ref, d, asset, cea, ccer in ledger.store.query(
+                "SELECT account, period, ref, day, asset, allowances, ccer FROM surrender "
+                "WHERE period = ? ORDER BY surrender_id", (str(period),))]
+
+
+def borrowings(ledger: LedgerAccounts, *, period: str | None = None,
+               lender: str | None = None) -> list[BorrowingRecord]:
+    """Borrowings for obligations of ``period`` and/or from ``lender``'s allocation, in
+    the order they were made."""
+    return [BorrowingRecord(ledger.account_names[a], p, lend, ref, date_of_day(d),
+                            ledger.asset_names[asset], t)
+            for a, p, lend, ref, d, asset, t in ledger.store.query(
+                "SELECT account, period, borrow_from, ref, day, asset, tonnes FROM "
+                "borrowing ORDER BY borrowing_id")
+            if (period is None or p == period) and (lender is None or lend == lender)]
+
+
+def net_allocation(ledger: LedgerAccounts, entity: str, period: str, allocation: int) -> int:
     """``allocation`` of ``entity`` for ``period`` less what it borrowed from that period
     (the borrowed allowances were issued early). Negative when it borrowed more than the
     allocation: the rest is still owed [our modelling choice].
 
+    >>> from ledger import Ledger
     >>> led = Ledger.open(":memory:")
     >>> net_allocation(led, "A001", "2023", 10_000)
     10000
     """
-    return allocation - sum(b.tonnes for b in ledger.borrowings(lender=period)
+    return allocation - sum(b.tonnes for b in borrowings(ledger, lender=period)
                             if b.entity == entity)
 
 
@@ -395,7 +618,7 @@ def month_before(deadline: dt.date) -> tuple[dt.date, dt.date]:
     return dt.date(year, month, min(deadline.day, last)), deadline - dt.timedelta(days=1)
 
 
-def average_price(ledger: Ledger, deadline: dt.date) -> int | None:
+def average_price(ledger: LedgerAccounts, deadline: dt.date) -> int | None:
     """The volume-weighted average price (fen per tonne) of the ledger's listed and block
     trades in allowances over ``month_before(deadline)``, rounded half up to a whole fen; None
     without trades. One-way bidding (auction) trades are left out: they are primary sales, not
@@ -469,7 +692,7 @@ def _status(obligation_t: int, surrendered: int) -> str:
     return "PARTIAL" if surrendered else "SHORT"
 
 
-def compliance_report(ledger: Ledger, period: str | CompliancePeriod,
+def compliance_report(ledger: LedgerAccounts, period: str | CompliancePeriod,
                       obligations: Iterable[Obligation] | None = None, *,
                       average_price_fen: int | None = None) -> Report:
     """Per entity, at the deadline of ``period``: obligation, what was surrendered (CEA,
@@ -483,7 +706,7 @@ def compliance_report(ledger: Ledger, period: str | CompliancePeriod,
     their obligation by the milestone date [secondary source].
     """
     p = compliance_period(period)
-    recorded = {r.entity: r for r in ledger.obligations(p.name)}
+    recorded = {r.entity: r for r in recorded_obligations(ledger, p.name)}
     chosen: dict[str, object] = dict(recorded)
     given = set()
     for ob in obligations or ():
@@ -517,7 +740,7 @@ def compliance_report(ledger: Ledger, period: str | CompliancePeriod,
             basis = (f"ledger trades {first}..{last}" if price is not None
                      else f"none: no trades {first}..{last} in the ledger; give one")
     surrendered: dict[str, list[int]] = {}  # cea, ccer by the deadline; late; by milestone
-    for s in ledger.surrenders(p.name):
+    for s in surrenders(ledger, p.name):
         row = surrendered.setdefault(s.entity, [0, 0, 0, 0])
         if s.date <= p.deadline:
             row[0] += s.cea
@@ -527,7 +750,7 @@ def compliance_report(ledger: Ledger, period: str | CompliancePeriod,
         if p.milestone is not None and s.date <= p.milestone:
             row[3] += s.cea + s.ccer
     borrowed: dict[str, int] = {}
-    for b in ledger.borrowings(period=p.name):
+    for b in borrowings(ledger, period=p.name):
         borrowed[b.entity] = borrowed.get(b.entity, 0) + b.tonnes
     rows = []
     for name in sorted(chosen):
@@ -597,10 +820,11 @@ def write_report(report: Report, directory: Path) -> list[Path]:
     return [csv_path, json_path]
 
 
-__all__ = ["BorrowingRule", "ComplianceError", "CompliancePeriod", "EntityCompliance", "KINDS",
-           "MEASURES_2021", "Obligation", "PERIODS", "PenaltyRegime", "REGULATIONS_2024",
-           "Report", "UnitEmissions", "UnitObligation", "average_price", "compliance_period",
-           "compliance_report", "month_before", "net_allocation", "obligation",
-           "penalty_range", "penalty_regime", "read_emissions", "recomputed", "report_json",
-           "report_rows",
-           "unit_obligation", "write_report"]
+__all__ = ["BorrowingRecord", "BorrowingRule", "ComplianceError", "CompliancePeriod",
+           "EntityCompliance", "KINDS", "MEASURES_2021", "Obligation", "ObligationRecord",
+           "PERIODS", "PenaltyRegime", "REGULATIONS_2024", "Report", "SurrenderRecord",
+           "UnitEmissions", "UnitObligation", "average_price", "borrow", "borrowings",
+           "compliance_period", "compliance_report", "month_before", "net_allocation",
+           "obligation", "penalty_range", "penalty_regime", "read_emissions", "recomputed",
+           "record_obligations", "recorded_obligations", "report_json", "report_rows",
+           "surrender", "surrenders", "unit_obligation", "write_report"]

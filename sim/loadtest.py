@@ -770,9 +770,9 @@ def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None) -
     """``loadtest.json`` and plots: the percentile curve of each run's acknowledgement
     latency, and with several rates, latency against offered rate."""
     out.mkdir(parents=True, exist_ok=True)
-    from .plots import _pyplot, save
+    from .plots import pyplot, save
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for run in runs:
         hist = run["_ack_hist"]

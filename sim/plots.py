@@ -11,7 +11,7 @@ import numpy as np
 DEADLINES = ("2021-12-31", "2023-12-31", "2024-12-31")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no screen
@@ -55,7 +55,7 @@ def plot_replay(rows, out: Path) -> list[Path]:
     from engine.codes import Segment
     from engine.rules import band_limits
 
-    plt = _pyplot()
+    plt = pyplot()
     dates = [dt.date.fromisoformat(r.date) for r in rows]
     written = []
 
@@ -91,14 +91,28 @@ def plot_replay(rows, out: Path) -> list[Path]:
     return written
 
 
+def plot_day_samples(r, date: str) -> tuple[np.ndarray, np.ndarray]:
+    """(step samples, listed trades) of one day, for the intraday plot."""
+    from engine import batch as B
+    from engine.codes import Segment
+    from engine.rules import DAY_US
+    from engine.tradingdays import day_of_date
+    import datetime as dt
+
+    day = day_of_date(dt.date.fromisoformat(date))
+    s = r.samples[r.samples[:, 0] // DAY_US == day] if len(r.samples) else r.samples
+    t = r.trades
+    if len(t):
+        t = t[(t[:, B.TS] // DAY_US == day) & (t[:, B.SEGMENT] == Segment.LISTED)]
+    return s, t
+
+
 def plot_simulation(result, out: Path, plot_day: str) -> list[Path]:
     """A simulation's plots: ``close.png`` (daily close, high/low and the listed and block
     bands), ``volume.png`` (listed and block volume per day, the surrender deadline),
     ``intraday.png`` (trades, best bid and offer through ``plot_day``) and ``depth.png``
     (the listed book's depth at the snapshot taken that afternoon)."""
-    from .simout import plot_day_samples
-
-    plt = _pyplot()
+    plt = pyplot()
     rows = result.days
     dates = [dt.date.fromisoformat(r.date) for r in rows]
     written = []

@@ -42,6 +42,7 @@ from engine.codes import Segment
 from engine.messages import DayClosed, TradeExecuted
 from engine.rules import (
     AM_OPEN_US, BLOCK_MIN_QTY, DAY_CLOSE_US, DAY_US, LISTED_MAX_QTY, PM_OPEN_US, band_limits,
+    in_band, vwap,
 )
 from engine.tradingdays import day_of_date
 
@@ -60,17 +61,13 @@ class DayPlan:
     reason: str = ""
 
 
-def _vwap(turnover: int, volume: int) -> int:
-    return (turnover + volume // 2) // volume
-
-
 def plan_day(day: HistoryDay, prior_close: int) -> DayPlan:
     """The trades that reproduce ``day`` from ``prior_close``, or why none can."""
     lo, hi = band_limits(prior_close, Segment.LISTED)
     volume, turnover = day.listed_volume, day.listed_turnover
     if volume <= 0:
         return DayPlan(prior_close, [], [], False, "no listed volume")
-    target = _vwap(turnover, volume)
+    target = vwap(turnover, volume)
     o, h, l = day.open, day.high, day.low  # noqa: E741
     if day.composite and not (l is not None and h is not None and l <= target <= h):
         # composite-era prices are not listed prices: reproduce the listed VWAP and volumes
@@ -81,7 +78,7 @@ def plan_day(day: HistoryDay, prior_close: int) -> DayPlan:
     l = l if l is not None else lo  # noqa: E741
     o = o if o is not None else min(max(target, l), h)
     for name, price in (("open", o), ("high", h), ("low", l), ("close", target)):
-        if not lo <= price <= hi:
+        if not in_band(price, lo, hi):
             return DayPlan(prior_close, [], [], False,
                            f"{name} {price / 100:.2f} outside the band "
                            f"{lo / 100:.2f}..{hi / 100:.2f} around {prior_close / 100:.2f}")
@@ -111,7 +108,7 @@ def plan_day(day: HistoryDay, prior_close: int) -> DayPlan:
             return DayPlan(prior_close, listed, [], False,
                            f"block volume {day.block_volume} t is under the block minimum")
         blo, bhi = band_limits(prior_close, Segment.BLOCK)
-        price = min(max(_vwap(day.block_turnover, day.block_volume), blo), bhi)
+        price = min(max(vwap(day.block_turnover, day.block_volume), blo), bhi)
         n = day.block_volume // BLOCK_MIN_QTY
         size, extra = divmod(day.block_volume, n)
         block = [(price, size + (1 if i < extra else 0)) for i in range(n)]
@@ -213,7 +210,7 @@ def _result(day: HistoryDay, plan: DayPlan, events) -> ReplayedDay:
     block = [e for e in events if isinstance(e, TradeExecuted) and e.segment == Segment.BLOCK]
     closed = [e for e in events if isinstance(e, DayClosed)][-1]
     prices = [e.price for e in listed]
-    target = _vwap(day.listed_turnover, day.listed_volume) if day.composite else day.close
+    target = vwap(day.listed_turnover, day.listed_volume) if day.composite else day.close
     return ReplayedDay(
         day.date, "composite" if day.composite else "listed", day.gap_before, plan.prior_close,
         plan.feasible, plan.reason, day.open, prices[0] if prices else None, day.high,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -20,12 +19,15 @@ from engine.orderfile import HEADER
 from engine.tradingdays import format_time
 
 from .agents import ACCOUNT_TYPE, AgentKind
-from .simulate import SimResult, _cny
+from engine.csvfile import write_csv
+from engine.units import format_fen
+
+from .simulate import SimResult
 
 
-def _write(path: Path, rows) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
+def write_table(path: Path, rows) -> Path:
+    """``rows`` (header first) as the CSV file ``path``; returns the path."""
+    write_csv(path, rows)
     return path
 
 
@@ -44,15 +46,15 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
             cmds["price"].tolist(), cmds["qty"].tolist()):
         if action == Action.NEW:
             rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
-                         "LIMIT", TimeInForce(tif).name, _cny(price), qty, ""])
+                         "LIMIT", TimeInForce(tif).name, format_fen(price), qty, ""])
         else:
             rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
                          "", "", ""])
-    paths.append(_write(out / "commands.csv", rows))
+    paths.append(write_table(out / "commands.csv", rows))
 
-    paths.append(_write(out / "accounts.csv", account_rows(r.agents, r.config.instrument)))
+    paths.append(write_table(out / "accounts.csv", account_rows(r.agents, r.config.instrument)))
 
-    paths.append(_write(out / "trades.csv", trade_rows(r.trades, order, names.__getitem__)))
+    paths.append(write_table(out / "trades.csv", trade_rows(r.trades, order, names.__getitem__)))
 
     rows = [["order_id", "account", "segment", "side", "status", "reason", "filled_qty",
              "open_qty"]]
@@ -63,17 +65,17 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                      Side(a[B.SIDE]).name, OrderStatus(status).name,
                      Reason(reason).name if status == OrderStatus.CANCELLED else "", filled,
                      open_qty])
-    paths.append(_write(out / "orders.csv", rows))
+    paths.append(write_table(out / "orders.csv", rows))
 
     rows = [["line", "action", "order_id", "reason"]]
     for i, reason in r.rejects.tolist():
         c = cmds[i]
         rows.append([i + 1, Action(int(c["action"])).name, order(int(c["order"])),
                      Reason(reason).name])
-    paths.append(_write(out / "rejects.csv", rows))
+    paths.append(write_table(out / "rejects.csv", rows))
 
-    paths.append(_write(out / "days.csv", day_rows(r.days)))
-    paths.append(_write(out / "intraday.csv", intraday_rows(r.samples)))
+    paths.append(write_table(out / "days.csv", day_rows(r.days)))
+    paths.append(write_table(out / "intraday.csv", intraday_rows(r.samples)))
     if r.emissions_csv:
         path = out / "emissions.csv"  # for cea compliance obligations / report
         path.write_text(r.emissions_csv, encoding="utf-8")
@@ -88,7 +90,7 @@ def account_rows(agents, instrument: str) -> list[list]:
     rows = [["account", "type", "cash", instrument]]
     for i, name in enumerate(agents.names):
         kind = ACCOUNT_TYPE[AgentKind(int(agents.kind[i]))].name
-        rows.append([name, kind, _cny(int(agents.cash[i])), int(agents.allowances[i])])
+        rows.append([name, kind, format_fen(int(agents.cash[i])), int(agents.allowances[i])])
     return rows
 
 
@@ -98,7 +100,7 @@ def trade_rows(trades: np.ndarray, order_name, account_name) -> list[list]:
              "buy_account", "sell_account", "aggressor"]]
     for t in trades.tolist():
         rows.append([t[B.TRADE_ID], format_time(t[B.TS]), Segment(t[B.SEGMENT]).name,
-                     _cny(t[B.PRICE]), t[B.QTY], order_name(t[B.ORDER]),
+                     format_fen(t[B.PRICE]), t[B.QTY], order_name(t[B.ORDER]),
                      order_name(t[B.ORDER2]), account_name(t[B.ACCOUNT]),
                      account_name(t[B.ACCOUNT2]), Side(t[B.SIDE]).name])
     return rows
@@ -109,8 +111,8 @@ def day_rows(days) -> list[list]:
     rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
              "listed_turnover", "block_turnover"]]
     for d in days:
-        rows.append([d.date, _cny(d.prior_close), _cny(d.close), d.listed_volume,
-                     d.block_volume, _cny(d.listed_turnover), _cny(d.block_turnover)])
+        rows.append([d.date, format_fen(d.prior_close), format_fen(d.close), d.listed_volume,
+                     d.block_volume, format_fen(d.listed_turnover), format_fen(d.block_turnover)])
     return rows
 
 
@@ -118,8 +120,8 @@ def intraday_rows(samples: np.ndarray) -> list[list]:
     """Each decision step's best bid, best offer and last listed price."""
     rows = [["time", "best_bid", "best_ask", "last"]]
     for ts, bid, ask, last in samples.tolist():
-        rows.append([format_time(ts), _cny(bid) if bid else "", _cny(ask) if ask else "",
-                     _cny(last) if last else ""])
+        rows.append([format_time(ts), format_fen(bid) if bid else "", format_fen(ask) if ask else "",
+                     format_fen(last) if last else ""])
     return rows
 
 
@@ -163,20 +165,6 @@ def write_ledger_files(r: SimResult, ledger, engine, out: Path, skip: tuple = ()
     for report in r.reports:
         paths += write_report(report, out / "compliance")
     return paths
-
-
-def plot_day_samples(r: SimResult, date: str) -> tuple[np.ndarray, np.ndarray]:
-    """(step samples, listed trades) of one day, for the intraday plot."""
-    from engine.rules import DAY_US
-    from engine.tradingdays import day_of_date
-    import datetime as dt
-
-    day = day_of_date(dt.date.fromisoformat(date))
-    s = r.samples[r.samples[:, 0] // DAY_US == day] if len(r.samples) else r.samples
-    t = r.trades
-    if len(t):
-        t = t[(t[:, B.TS] // DAY_US == day) & (t[:, B.SEGMENT] == Segment.LISTED)]
-    return s, t
 
 
 def run(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:

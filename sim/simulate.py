@@ -38,7 +38,8 @@ from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, St
 from engine.orderfile import parse_prior_close
 from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
 from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
-from ledger.session import OpeningBalance, open_balances
+from engine.units import format_fen
+from ledger.opening import OpeningBalance, open_balances
 
 from . import agents as A
 
@@ -188,7 +189,7 @@ def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
     return cfg
 
 
-def _date(name: str, text: str) -> dt.date:
+def parse_date(name: str, text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except (TypeError, ValueError):
@@ -205,10 +206,10 @@ def check_config(cfg: SimConfig) -> None:
         raise SimConfigError(f"steps_per_hour must be 1..3600, not {cfg.steps_per_hour}")
     if not 0 <= cfg.seed < 2**63:
         raise SimConfigError(f"seed must be 0..2**63-1, not {cfg.seed}")
-    _date("start", cfg.start)
-    _date("deadline", cfg.deadline)
+    parse_date("start", cfg.start)
+    parse_date("deadline", cfg.deadline)
     if cfg.plot_day:
-        _date("plot_day", cfg.plot_day)
+        parse_date("plot_day", cfg.plot_day)
     try:
         parse_prior_close(cfg.prior_close)
     except ValueError as e:
@@ -328,7 +329,7 @@ def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
     allocation = np.array([e.allocation for e in population.entities], dtype=np.int64)
     position = allocation - np.array([e.verified_emissions for e in population.entities],
                                      dtype=np.int64)
-    deadline = _date("deadline", cfg.deadline)
+    deadline = parse_date("deadline", cfg.deadline)
     period = next((p.name for p in PERIODS if p.deadline == deadline), None)
     obligations, rows = [], emission_rows(population)
     if period is not None:
@@ -387,7 +388,7 @@ class SimResult:
 
 
 def trading_days(cfg: SimConfig, calendar: TradingCalendar) -> list[int]:
-    day = day_of_date(_date("start", cfg.start))
+    day = day_of_date(parse_date("start", cfg.start))
     out = []
     while len(out) < cfg.days:
         if calendar.is_trading_day(day):
@@ -496,9 +497,9 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     samples: list[tuple[int, int, int, int]] = []
     rows: list[DayRow] = []
     compliance: list[dict] = []
-    deadline = _date("deadline", cfg.deadline)
+    deadline = parse_date("deadline", cfg.deadline)
     fundamental = prior
-    plot_day = day_of_date(_date("plot_day", cfg.plot_day)) if cfg.plot_day else \
+    plot_day = day_of_date(parse_date("plot_day", cfg.plot_day)) if cfg.plot_day else \
         days[len(days) // 2]
     depth: dict = {}
     times = step_times(cfg.steps_per_hour)
@@ -691,9 +692,9 @@ def _surrender(engine: Engine, ledger, cov: Covered, deadline: dt.date, row: dic
         "short": statuses.count("SHORT"),
         "shortfall_after_surrender_t": sum(e.shortfall for e in report.entities),
         "penalty_regime": report.regime.name,
-        "average_price": _cny(report.average_price) if report.average_price else None,
-        "penalty_min_cny": _cny(sum(e.penalty_min or 0 for e in report.entities)),
-        "penalty_max_cny": _cny(sum(e.penalty_max or 0 for e in report.entities)),
+        "average_price": format_fen(report.average_price) if report.average_price else None,
+        "penalty_min_cny": format_fen(sum(e.penalty_min or 0 for e in report.entities)),
+        "penalty_max_cny": format_fen(sum(e.penalty_max or 0 for e in report.entities)),
     })
     return report
 
@@ -733,24 +734,19 @@ def summarize(r: SimResult, crossed: int = 0) -> dict:
         "trades": int(len(trades)),
         "listed_volume_t": int(listed[:, B.QTY].sum()) if len(listed) else 0,
         "block_volume_t": int(block[:, B.QTY].sum()) if len(block) else 0,
-        "turnover_cny": _cny(int((trades[:, B.PRICE] * trades[:, B.QTY]).sum())
+        "turnover_cny": format_fen(int((trades[:, B.PRICE] * trades[:, B.QTY]).sum())
                              if len(trades) else 0),
-        "first_close": _cny(closes[0]) if closes else None,
-        "last_close": _cny(closes[-1]) if closes else None,
-        "min_close": _cny(min(closes)) if closes else None,
-        "max_close": _cny(max(closes)) if closes else None,
-        "mean_spread_cny": _cny(round(sum(spreads) / len(spreads))) if spreads else None,
+        "first_close": format_fen(closes[0]) if closes else None,
+        "last_close": format_fen(closes[-1]) if closes else None,
+        "min_close": format_fen(min(closes)) if closes else None,
+        "max_close": format_fen(max(closes)) if closes else None,
+        "mean_spread_cny": format_fen(round(sum(spreads) / len(spreads))) if spreads else None,
         "rejects": {Reason(i).name: int(n) for i, n in enumerate(reasons.tolist()) if n},
         "compliance": r.compliance,
         "book_crossed_steps": crossed,
         "trade_checksum": checksum.hexdigest(),
         "seconds": round(r.seconds, 2),
     }
-
-
-def _cny(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 __all__ = ["SimConfig", "SimConfigError", "SimResult", "load_config", "simulate"]

@@ -9,7 +9,7 @@ in-process (``sim.agents.decide``), their cancels and orders go over TCP, and th
 when every one is answered. At 15:00 the server closes the day itself.
 
 The results come from the server's own records: after it stops, its journal is replayed
-(``gateway.journal.rebuild``) for the trades and the days, and its ledger gives the
+(``gateway.journal.settled_events``) for the trades and the days, and its ledger gives the
 statements. Unlike in-process runs this mode is not reproducible to the byte: the server
 stamps commands with its clock and interleaves the sessions in arrival order.
 """
@@ -31,8 +31,8 @@ from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
 
 from . import agents as A
-from .simulate import DayRow, SimResult, _date, build_agents, step_commands, step_times, \
-    summarize, trading_days
+from .simulate import DayRow, SimResult, build_agents, parse_date, step_commands, \
+    step_times, summarize, trading_days
 
 _OPERATOR = "OPS"
 _KEY = secrets.token_urlsafe(12)  # the server's tokens, fresh per process: name-KEY
@@ -77,13 +77,9 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
                       workdir=workdir) as port:
         run = _Run(cfg, agents, rng, port, days, progress)
         samples, depth, rejects, sent = asyncio.run(run.main())
-    from gateway.journal import rebuild
+    from gateway.journal import settled_events
 
-    events: list[np.ndarray] = []
-    recovery = rebuild(workdir / "data", use_snapshot=False,
-                       on_turn=lambda seq, applied: events.extend(applied.settled))
-    exchange = recovery.exchange
-    ev = np.concatenate(events) if events else np.zeros((0, B.EVENT_WIDTH), np.int64)
+    ev, exchange = settled_events(workdir / "data")
     trades = ev[ev[:, B.KIND] == EventKind.TRADE]
     rows = _day_rows(ev, trades, samples)
     result = SimResult(cfg, agents, None, rows, sent, trades, rejects,
@@ -144,12 +140,12 @@ class _Run:
             await asyncio.gather(*(c.connect() for c in clients[k:k + 64]))
         prior = self.prior = parse_prior_close(cfg.prior_close)
         times = step_times(cfg.steps_per_hour)
-        deadline = _date("deadline", cfg.deadline)
+        deadline = parse_date("deadline", cfg.deadline)
         fundamental = prior
         samples, sent = [], []
         depth: dict = {}
         next_order = 0
-        plot_day = _date("plot_day", cfg.plot_day) if cfg.plot_day else \
+        plot_day = parse_date("plot_day", cfg.plot_day) if cfg.plot_day else \
             date_of_day(self.days[len(self.days) // 2])
         for day in self.days:
             date = date_of_day(day)
@@ -242,7 +238,7 @@ def _write(result: SimResult, exchange, out: Path) -> list[Path]:
     """trades, days and intraday CSV files, the ledger's files, summary.json."""
     from ledger.core import Ledger
 
-    from .simout import _write as write_csv
+    from .simout import write_table as write_csv
     from .simout import day_rows, intraday_rows, trade_rows, write_ledger_files, write_summary
 
     paths = [write_csv(out / "trades.csv", trade_rows(result.trades, exchange.order_name,

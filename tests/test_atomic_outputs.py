@@ -176,14 +176,14 @@ def match_accounts(out: Path, *extra):
 
 
 def test_match_accounts_interrupted_leaves_the_previous_run(tmp_path, monkeypatch):
-    import ledger.session
+    import cea.match
 
     out = tmp_path / "out"
     first = invoke(*match_accounts(out, "--fee-bps-listed", "3"))
     assert first.exit_code == 0, first.output
     assert {p.name for p in out.iterdir()} == SETTLED
     before = tree(out)
-    real = ledger.session.write_statement
+    real = cea.match.write_statement
     calls = []
 
     def statement_then_interrupt(st, directory):
@@ -193,7 +193,7 @@ def test_match_accounts_interrupted_leaves_the_previous_run(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return paths
 
-    monkeypatch.setattr(ledger.session, "write_statement", statement_then_interrupt)
+    monkeypatch.setattr(cea.match, "write_statement", statement_then_interrupt)
     interrupted(*match_accounts(out))  # the ledger written, settled, statements half done
     assert len(calls) == 3 and tree(out) == before and leftovers(out, tmp_path) == []
     monkeypatch.undo()

@@ -1,8 +1,8 @@
 """The fast book: owns the preallocated arrays and makes one jitted call per batch.
 
 Same interface as ``engine.reference.book.ReferenceBook`` (``submit_batch``, ``best_bid``,
-``best_ask``, ``depth``, ``resting_orders``, ``order_state``, ``open_day``, ``globals``,
-``band``, ``check_invariants``). Capacities grow on demand: the kernel stops before a command
+``best_ask``, ``depth``, ``resting_orders``, ``order_state``, ``open_day``, ``clock``,
+``globals``, ``band``, ``check_invariants``). Capacities grow on demand: the kernel stops before a command
 it has no room for, this wrapper grows the array and calls again, so a batch of any size and
 any book depth is handled; small initial capacities (tests use them) exercise that path.
 
@@ -18,9 +18,9 @@ import numpy as np
 
 from .. import batch as B
 from ..accounts import Accounts
-from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
+from ..codes import NO_TIME, OrderStatus, Reason, Side
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
-from ..rules import MAX_PRIOR_CLOSE, band_limits, check_prior_close
+from ..rules import MAX_PRIOR_CLOSE, check_prior_close, closing_price, in_band
 from ..tradingdays import TradingCalendar
 from . import kernels as K
 from . import state as S
@@ -50,9 +50,7 @@ class FastBook:
         self.glob[S.GL_CAL_WEEKDAYS] = int(calendar.weekdays_beyond)
         self.slots = S.new_slots(max(1, slot_capacity))
         self.refs = S.new_refs(max(1, order_capacity))
-        width = max(band_limits(p, Segment.BLOCK)[1] - band_limits(p, Segment.BLOCK)[0] + 1
-                    for p in prior_closes)
-        self.levels = S.new_levels(2 * n, width)
+        self.levels = S.new_levels(2 * n, max(S.ladder_width(p) for p in prior_closes))
         self.books = S.new_books(2 * n)
         self.days = np.zeros((n, S.DY_FIELDS), dtype=np.int64)
         self.days[:, S.DY_PRIOR_CLOSE] = prior_closes
@@ -77,7 +75,7 @@ class FastBook:
         start = 0
         while True:
             acc = self.accounts
-            status = K._run_batch(cmds, start, self._cal, glob, self.slots, self.refs,
+            status = K.run_batch(cmds, start, self._cal, glob, self.slots, self.refs,
                                   self.levels, self.books, self.days, self.events,
                                   acc.cash, acc.holdings, acc.risk)
             if status == S.DONE:
@@ -151,7 +149,7 @@ class FastBook:
     def depth(self, instrument: int, segment: int, side: int, levels: int = 5):
         """[(price, open quantity, order count)] of the best ``levels`` levels of ``side``."""
         out = np.empty((max(0, levels), 3), dtype=np.int64)
-        n = K._top_levels(self.levels, self.books, self._book(instrument, segment), int(side),
+        n = K.top_levels(self.levels, self.books, self._book(instrument, segment), int(side),
                          levels, out)
         return [tuple(row) for row in out[:n].tolist()]
 
@@ -189,7 +187,8 @@ class FastBook:
         figures = []
         for i in range(self.days.shape[0]):
             d = [int(x) for x in self.days[i]]
-            close = int(K._closing_price(self.days, i))
+            close = closing_price(d[S.DY_LISTED_TURNOVER], d[S.DY_LISTED_VOLUME],
+                                  d[S.DY_PRIOR_CLOSE])
             figures.append((d[S.DY_PRIOR_CLOSE], close, d[S.DY_LISTED_VOLUME],
                             d[S.DY_BLOCK_VOLUME], d[S.DY_LISTED_TURNOVER],
                             d[S.DY_BLOCK_TURNOVER]))
@@ -201,6 +200,11 @@ class FastBook:
             raise EngineConfigError("a prior close cannot change while a trading day is open")
         self.days[instrument] = 0  # the closed day's figures are no longer its close
         self.days[instrument, S.DY_PRIOR_CLOSE] = check_prior_close(int(fen))
+
+    @property
+    def clock(self) -> int:
+        """The exchange time of the last command that moved it, µs (``NO_TIME`` before any)."""
+        return int(self.glob[S.GL_CLOCK])
 
     def globals(self):
         """(clock, next trade id, commands processed)."""
@@ -247,7 +251,7 @@ class FastBook:
                         if int(slots[s, S.SL_PREV]) != prev:
                             fail(f"slot {s}: broken back link")
                         price = int(slots[s, S.SL_PRICE])
-                        if price != base + li or not lower <= price <= upper:
+                        if price != base + li or not in_band(price, lower, upper):
                             fail(f"slot {s}: price {price} at level {base + li}, band "
                                  f"{lower}..{upper}")
                         if int(slots[s, S.SL_OPEN]) <= 0 or int(slots[s, S.SL_SIDE]) != side:

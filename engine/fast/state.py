@@ -23,8 +23,11 @@ band each trading day, when the book is empty.
 """
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .. import batch as B
+from ..codes import Segment
+from ..rules import band_limits
 
 NIL = -1  # end of a FIFO or of the free list; "no level" for a best index
 
@@ -102,6 +105,18 @@ NEED_LEVELS = 3  # GL_NEED holds the ladder width required
 NEED_ORDERS = 4  # GL_NEED holds the order handle that does not fit
 NEED_CALENDAR = 5  # GL_NEED holds the day the calendar table must reach
 PRICE_LIMIT = 6  # the command would open a day with a prior close above MAX_PRIOR_CLOSE
+
+
+@register_jitable(inline="always")
+def ladder_width(prior_close: int) -> int:
+    """Price levels the ladders need for a day opening at ``prior_close``: its BLOCK band, the
+    wider of the two (the kernel checks it before opening a day, the wrapper sizes by it).
+
+    >>> ladder_width(6000)  # 42.00 .. 78.00
+    3601
+    """
+    lower, upper = band_limits(prior_close, Segment.BLOCK)
+    return upper - lower + 1
 
 
 def _zeros(shape) -> np.ndarray:

@@ -38,11 +38,11 @@ from ..codes import (
     Side, Stp, TimeInForce,
 )
 from ..accounts import Accounts
+from ..checks import names_account, names_order
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import (
-    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, band_limits, check_prior_close, closing_price,
-    in_session,
-    qty_fits_segment, segment_for_qty,
+    DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, band_limits, check_prior_close,
+    closing_price, crosses, in_band, in_session, qty_fits_segment, segment_for_qty,
 )
 from ..tradingdays import TradingCalendar
 
@@ -137,7 +137,7 @@ class ReferenceBook:
         self.calendar = calendar
         self.days = [InstrumentDay(p) for p in prior_closes]
         self.books = [[SegmentBook(), SegmentBook()] for _ in prior_closes]
-        self.clock = NO_TIME
+        self._clock = NO_TIME
         self.last_day = -1  # the last trading day the clock entered
         self.day_open = False
         self.next_trade_id = 1
@@ -174,7 +174,7 @@ class ReferenceBook:
         self._ts = ts
         # §6: a time that does not parse, or is earlier than the clock, is MALFORMED and does
         # not move the clock; any other time moves it before every other check.
-        if ts == NO_TIME or ts < self.clock:
+        if ts == NO_TIME or ts < self._clock:
             self._reject(c, Reason.MALFORMED)
         else:
             self._advance_clock(ts)
@@ -195,13 +195,10 @@ class ReferenceBook:
         # edge, in c["check"]), DUPLICATE_ORDER_ID, MARKET_CLOSED, PRICE_OUTSIDE_BAND.
         ref = int(c["order"])
         check = int(c["check"])
-        if check == Reason.NONE and (
-            ref == NO_REF or int(c["account"]) == NO_REF
-            or not 0 <= int(c["instrument"]) < len(self.books)
-        ):
-            check = Reason.MALFORMED
         if check != Reason.NONE:
             return self._reject(c, check)
+        if not names_order(ref, int(c["account"]), int(c["instrument"]), len(self.books)):
+            return self._reject(c, Reason.MALFORMED)
         if ref in self.used_order_ids:
             return self._reject(c, Reason.DUPLICATE_ORDER_ID)
         qty = int(c["qty"])
@@ -212,7 +209,7 @@ class ReferenceBook:
         book = self.books[instrument][segment]
         is_market = int(c["type"]) == OrderType.MARKET
         price = NO_PRICE if is_market else int(c["price"])
-        if not is_market and not book.band_lower <= price <= book.band_upper:
+        if not is_market and not in_band(price, book.band_lower, book.band_upper):
             return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
         # the risk stage, after every rule: funds or allowances for the whole order, reserved
         # on acceptance; a MARKET buy reserves at the band's upper limit
@@ -231,26 +228,25 @@ class ReferenceBook:
         order.reserve_price = reserve_price
         self.next_seq += 1
         self.orders[ref] = order
-        self._emit(
-            EventKind.ACCEPTED, order, price=price, qty=qty, aux1=int(c["type"]),
-            aux2=int(c["tif"]),
-        )
+        row = self._emit(EventKind.ACCEPTED, order, price=price, qty=qty)
+        row[B.ACCEPTED_TYPE] = int(c["type"])
+        row[B.ACCEPTED_TIF] = int(c["tif"])
         tif = int(c["tif"])
         # §3 FOK: all or nothing; if it cannot fill, the book is left exactly as it was.
         if tif == TimeInForce.FOK and not self._fok_fillable(order):
-            return self._cancel_order(order, Reason.FOK_NOT_FILLABLE)
+            return self._cancel_incoming(order, Reason.FOK_NOT_FILLABLE)
         stopped_by_stp = self._match(order, is_market)
         if order.open == 0:
             return
         if stopped_by_stp:
-            self._cancel_order(order, Reason.SELF_TRADE)
+            self._cancel_incoming(order, Reason.SELF_TRADE)
         elif is_market:
             reason = Reason.NO_LIQUIDITY if order.filled == 0 else Reason.IOC_REMAINDER
-            self._cancel_order(order, reason)
+            self._cancel_incoming(order, reason)
         elif tif == TimeInForce.DAY:
             self._rest(order)
         else:
-            self._cancel_order(order, Reason.IOC_REMAINDER)
+            self._cancel_incoming(order, Reason.IOC_REMAINDER)
 
     def _cancel(self, c) -> None:
         # §7 order of checks for CANCEL: MALFORMED, MARKET_CLOSED (non-trading day only),
@@ -258,8 +254,7 @@ class ReferenceBook:
         order = self._own_resting_order(c)
         if order is None:
             return
-        self._remove(order)
-        self._cancel_order(order, Reason.USER)
+        self._cancel_resting(order, Reason.USER)
 
     def _amend(self, c) -> None:
         # §7 order of checks for AMEND: MALFORMED, INVALID_QTY, INVALID_PRICE (edge),
@@ -274,7 +269,7 @@ class ReferenceBook:
         if not qty_fits_segment(new_qty, order.segment):
             return self._reject(c, Reason.INVALID_QTY)
         book = self.books[order.instrument][order.segment]
-        if not book.band_lower <= new_price <= book.band_upper:
+        if not in_band(new_price, book.band_lower, book.band_upper):
             return self._reject(c, Reason.PRICE_OUTSIDE_BAND)
 
         old_open = order.open
@@ -293,28 +288,30 @@ class ReferenceBook:
             # §5: same price, same or smaller quantity: reduced in place, priority kept.
             order.qty -= old_open - new_qty
             order.open = new_qty
-            return self._emit(
-                EventKind.AMENDED, order, price=new_price, qty=new_qty, aux1=1, aux2=old_open
-            )
+            row = self._emit(EventKind.AMENDED, order, price=new_price, qty=new_qty)
+            row[B.AMENDED_PRIORITY_KEPT] = 1
+            row[B.AMENDED_OPEN_BEFORE] = old_open
+            return
         # §5: any other change loses time priority: out, and in again as a DAY limit order.
         self._remove(order)
         order.qty += new_qty - old_open
         order.open = new_qty
         order.price = new_price
         order.reserve_price = new_price
-        self._emit(EventKind.AMENDED, order, price=new_price, qty=new_qty, aux1=0, aux2=old_open)
+        row = self._emit(EventKind.AMENDED, order, price=new_price, qty=new_qty)
+        row[B.AMENDED_OPEN_BEFORE] = old_open  # priority not kept: AMENDED_PRIORITY_KEPT 0
         if self._match(order, False):
-            self._cancel_order(order, Reason.SELF_TRADE)
+            self._cancel_incoming(order, Reason.SELF_TRADE)
         elif order.open > 0:
             self._rest(order)
 
     def _own_resting_order(self, c) -> Order | None:
         """CANCEL's and AMEND's checks up to UNKNOWN_ORDER: the order, or None (rejected)."""
         check = int(c["check"])
-        if check == Reason.NONE and int(c["account"]) == NO_REF:
-            check = Reason.MALFORMED
         if check != Reason.NONE:
             return self._reject(c, check)
+        if not names_account(int(c["account"])):
+            return self._reject(c, Reason.MALFORMED)
         if not self.calendar.is_trading_day(self._ts // DAY_US):
             return self._reject(c, Reason.MARKET_CLOSED)
         # §5: an order not resting now, or another account's, is UNKNOWN_ORDER alike.
@@ -326,11 +323,7 @@ class ReferenceBook:
     # ------------------------------------------------------------------ matching (§4)
 
     def _crosses(self, order: Order, level_price: int, is_market: bool) -> bool:
-        if is_market:
-            return True
-        if order.side == Side.BUY:
-            return level_price <= order.price
-        return level_price >= order.price
+        return is_market or crosses(order.side, order.price, level_price)
 
     def _match(self, order: Order, is_market: bool) -> bool:
         """Trade ``order`` against the opposite side; True if STP stopped it (§4)."""
@@ -353,12 +346,10 @@ class ReferenceBook:
                 resting = fifo[0]
                 if resting.account == order.account:
                     if order.stp == Stp.CANCEL_OLDEST:
-                        self._remove(resting)
-                        self._cancel_order(resting, Reason.SELF_TRADE)
+                        self._cancel_resting(resting, Reason.SELF_TRADE)
                         continue
                     if order.stp == Stp.CANCEL_BOTH:
-                        self._remove(resting)
-                        self._cancel_order(resting, Reason.SELF_TRADE)
+                        self._cancel_resting(resting, Reason.SELF_TRADE)
                     return True
                 self._trade(order, resting, level_price)
         return False
@@ -410,9 +401,11 @@ class ReferenceBook:
         row[B.SEGMENT] = incoming.segment
         row[B.PRICE] = price
         row[B.QTY] = qty
-        row[B.ORDER], row[B.ACCOUNT], row[B.AUX1] = buy.ref, buy.account, buy.open
-        row[B.ORDER2], row[B.ACCOUNT2], row[B.AUX2] = sell.ref, sell.account, sell.open
-        row[B.SIDE] = incoming.side
+        row[B.TRADE_AGGRESSOR] = incoming.side
+        row[B.TRADE_BUY_ORDER], row[B.TRADE_BUY_ACCOUNT] = buy.ref, buy.account
+        row[B.TRADE_BUY_LEFT] = buy.open
+        row[B.TRADE_SELL_ORDER], row[B.TRADE_SELL_ACCOUNT] = sell.ref, sell.account
+        row[B.TRADE_SELL_LEFT] = sell.open
         self.next_trade_id += 1
 
     # ------------------------------------------------------------------ book upkeep
@@ -436,11 +429,18 @@ class ReferenceBook:
             self.accounts.release(order.account, order.instrument, order.side, order.segment,
                                   order.reserve_price, order.open)
 
-    def _cancel_order(self, order: Order, reason: Reason) -> None:
-        """Mark ``order``'s open quantity cancelled (it is already out of the book)."""
+    def _cancel_resting(self, order: Order, reason: Reason) -> None:
+        """Take a resting ``order`` out of the book and cancel its open quantity."""
+        self._remove(order)
+        self._cancel_incoming(order, reason)  # out of the book, it is cancelled as one not in it
+
+    def _cancel_incoming(self, order: Order, reason: Reason) -> None:
+        """Cancel the open quantity of ``order``, which is not in the book (the command's own
+        order, before resting or instead of it)."""
         self._release(order)
-        self._emit(EventKind.CANCELLED, order, price=order.price, qty=order.open, reason=reason,
-                   aux1=order.filled)
+        row = self._emit(EventKind.CANCELLED, order, price=order.price, qty=order.open,
+                         reason=reason)
+        row[B.CANCELLED_FILLED] = order.filled
         order.cancelled += order.open
         order.open = 0
         order.status = OrderStatus.CANCELLED
@@ -460,11 +460,11 @@ class ReferenceBook:
             self._open_day(day)
             if time_of_day >= DAY_CLOSE_US:
                 self._close_day()
-        self.clock = ts
+        self._clock = ts
 
     def _opens_day_past_price_limit(self, ts: int) -> bool:
         day = ts // DAY_US
-        return (ts != NO_TIME and ts >= self.clock and day > self.last_day
+        return (ts != NO_TIME and ts >= self._clock and day > self.last_day
                 and self.calendar.is_trading_day(day)
                 and any(figures.close > MAX_PRIOR_CLOSE for figures in self.days))
 
@@ -485,8 +485,8 @@ class ReferenceBook:
         end_ts = self.last_day * DAY_US + DAY_CLOSE_US
         for order in sorted(self.resting.values(), key=lambda o: o.seq):
             self._remove(order)
-            row = self._emit(EventKind.EXPIRED, order, price=order.price, qty=order.open,
-                             aux1=order.filled)
+            row = self._emit(EventKind.EXPIRED, order, price=order.price, qty=order.open)
+            row[B.EXPIRED_FILLED] = order.filled
             row[B.TS] = end_ts
             self._release(order)
             order.cancelled += order.open
@@ -496,13 +496,13 @@ class ReferenceBook:
             row = self._row(EventKind.DAY_CLOSED)
             row[B.TS] = end_ts
             row[B.INSTRUMENT] = instrument
-            row[B.ORDER] = self.last_day
-            row[B.PRICE] = figures.close
-            row[B.AUX1] = figures.prior_close
-            row[B.QTY] = figures.listed_volume
-            row[B.AUX2] = figures.block_volume
-            row[B.ACCOUNT] = figures.listed_turnover
-            row[B.ACCOUNT2] = figures.block_turnover
+            row[B.DAY_NUMBER] = self.last_day
+            row[B.DAY_CLOSE] = figures.close
+            row[B.DAY_PRIOR_CLOSE] = figures.prior_close
+            row[B.DAY_LISTED_VOLUME] = figures.listed_volume
+            row[B.DAY_BLOCK_VOLUME] = figures.block_volume
+            row[B.DAY_LISTED_TURNOVER] = figures.listed_turnover
+            row[B.DAY_BLOCK_TURNOVER] = figures.block_turnover
             # the closed day's figures stay until the next day opens: its close is the
             # next prior close, and open_day() reports them while no day is in progress
         self.day_open = False
@@ -517,7 +517,8 @@ class ReferenceBook:
         self._events.append(row)
         return row
 
-    def _emit(self, kind, order: Order, price=0, qty=0, reason=0, aux1=0, aux2=0) -> list[int]:
+    def _emit(self, kind, order: Order, price=0, qty=0, reason=0) -> list[int]:
+        """An event about ``order``; the caller sets the columns its kind adds."""
         row = self._row(kind)
         row[B.ORDER] = order.ref
         row[B.ACCOUNT] = order.account
@@ -527,8 +528,6 @@ class ReferenceBook:
         row[B.PRICE] = price
         row[B.QTY] = qty
         row[B.REASON] = reason
-        row[B.AUX1] = aux1
-        row[B.AUX2] = aux2
         return row
 
     def _reject(self, c, reason: Reason) -> None:
@@ -537,7 +536,7 @@ class ReferenceBook:
         row[B.ACCOUNT] = int(c["account"])
         row[B.INSTRUMENT] = int(c["instrument"])
         row[B.REASON] = reason
-        row[B.AUX1] = int(c["action"])
+        row[B.REJECTED_ACTION] = int(c["action"])
 
     # ------------------------------------------------------------------ queries
 
@@ -602,9 +601,14 @@ class ReferenceBook:
             raise EngineConfigError("a prior close cannot change while a trading day is open")
         self.days[instrument] = InstrumentDay(check_prior_close(int(fen)))
 
+    @property
+    def clock(self) -> int:
+        """The exchange time of the last command that moved it, µs (``NO_TIME`` before any)."""
+        return self._clock
+
     def globals(self):
         """(clock, next trade id, commands processed)."""
-        return self.clock, self.next_trade_id, self.commands_done
+        return self._clock, self.next_trade_id, self.commands_done
 
     def band(self, instrument: int, segment: int) -> tuple[int, int]:
         book = self.books[instrument][segment]
@@ -624,7 +628,7 @@ class ReferenceBook:
                     for price, fifo in book.levels_in_priority(side):
                         if not fifo:
                             self._fail(f"empty level {price} left in book")
-                        if not book.band_lower <= price <= book.band_upper:
+                        if not in_band(price, book.band_lower, book.band_upper):
                             self._fail(f"resting price {price} outside band")
                         for o in fifo:
                             seen += 1

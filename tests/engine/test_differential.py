@@ -774,7 +774,7 @@ def command_streams(draw):
     return closes, rows, chunks
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+@settings(max_examples=200,  # derandomized, or not (HYPOTHESIS_PROFILE): tests/conftest.py
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(command_streams())
 def test_hypothesis_streams(calendar, example):

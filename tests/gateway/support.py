@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.codes import AccountType
 from gateway.server import ExchangeServer, ServerConfig, parse_start
-from ledger.session import OpeningBalance
+from ledger.opening import OpeningBalance
 
 from ..procs import kill_group, popen, signal_group
 

@@ -24,6 +24,11 @@ from .test_marketdata import _trade_a_while
 KILL_CYCLES = int(os.environ.get("CEA_KILL_CYCLES", "6"))
 
 
+def settled(server) -> bool:
+    """No session left and nothing waiting for a turn: every disconnect's cancels applied."""
+    return not (server.by_account or server.queue or server.system or server._scheduled)
+
+
 def _ledger_matches_engine(data_dir, exchange) -> None:
     led = Ledger.open(str(data_dir / "ledger.sqlite"), exchange.instruments)
     try:
@@ -42,7 +47,8 @@ def test_clean_restart_restores_the_same_state(tmp_path):
         async with Client(host, port, "A003", "A003-test-token-0003",
                           cancel_on_disconnect=False) as c:
             await c.place("rest", "CEA", Side.BUY, 100, 5800)
-        await asyncio.sleep(0.1)
+        # the hash of the state the stop snapshots: after the traders' disconnect cancels
+        await until(lambda: settled(server), what="the disconnects applied")
         return server.exchange.state_hash()
 
     before = run_with_server(config(tmp_path, ledger="sqlite"), trade)
@@ -95,12 +101,22 @@ def _start(data_dir, files):
         "--start", "2024-03-04T10:00:00", "--snapshot-every", "40", "--rate-limit", "0")
 
 
+IN_FLIGHT = 60  # orders sent and not yet acknowledged, at most, while loading
+
+
 async def _load_until_killed(port, proc, cycle, rng, acked, trades):
-    """Two accounts send orders and cancels as fast as replies allow, until the kill."""
+    """Two accounts send bursts of orders and cancels, keeping at most IN_FLIGHT orders
+    unacknowledged, until a number of acknowledgements drawn for the cycle (20 .. 300) has
+    come back; then one more burst and, with it in flight, the kill. The kill point is a
+    count of replies, not a time: the same work per cycle on a fast or a slow machine."""
+    sent = 0
+    got = [0]  # acknowledgements of this cycle
 
     def on_report(account):
         def record(r):
             if r.exec in (ExecKind.ACCEPTED, ExecKind.REJECTED):
+                if (account, r.cl_ord_id) not in acked:
+                    got[0] += 1
                 acked.setdefault((account, r.cl_ord_id), r.exec)
             if r.trade_id:
                 trades.setdefault((r.trade_id, r.side), (r.price, r.qty, account, r.cl_ord_id))
@@ -111,21 +127,31 @@ async def _load_until_killed(port, proc, cycle, rng, acked, trades):
     await a.connect()
     await b.connect()
     a.keep_reports = b.keep_reports = False
-    kill_at = asyncio.get_running_loop().time() + rng.uniform(0.2, 1.2)
+    kill_after = rng.randint(20, 300)
     i = 0
+
+    def burst():
+        nonlocal i, sent
+        for _ in range(rng.randint(1, 40)):
+            i += 1
+            client, side = (a, Side.BUY) if i % 2 else (b, Side.SELL)
+            if i % 7 == 0:
+                client.cancel(f"c{cycle}-{i - 14}")
+            else:
+                client.new_order(f"c{cycle}-{i}", "CEA", side, rng.randint(1, 60),
+                                 rng.randint(5960, 6040))
+                sent += 1
+
     try:
-        while asyncio.get_running_loop().time() < kill_at:
-            for _ in range(rng.randint(1, 40)):
-                i += 1
-                client, side = (a, Side.BUY) if i % 2 else (b, Side.SELL)
-                if i % 7 == 0:
-                    client.cancel(f"c{cycle}-{i - 14}")
-                else:
-                    client.new_order(f"c{cycle}-{i}", "CEA", side, rng.randint(1, 60),
-                                     rng.randint(5960, 6040))
-            await asyncio.sleep(0.002)
+        while got[0] < kill_after:
+            burst()
+            await until(lambda: sent - got[0] <= IN_FLIGHT, timeout=60, what="replies")
+        burst()
         proc.send_signal(signal.SIGKILL)  # mid-stream: orders in flight, batches half done
-        await asyncio.sleep(0.2)
+        await until(lambda: proc.poll() is not None, timeout=30, what="the server killed")
+        # the clients see their connections end
+        await until(lambda: not (a.connected.is_set() or b.connected.is_set()), timeout=30,
+                    what="the connections closed")
     except ClientError:
         pass
     for c in (a, b):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -204,10 +205,14 @@ def test_cancel_on_disconnect(tmp_path, cancel_on_disconnect):
         await a.place("o2", "CEA", Side.SELL, 100, 6100)
         a.abort()
         await until(lambda: not server.by_account)
-        await asyncio.sleep(0.1)
+        # a barrier: an order sent now is acknowledged after its turn, which comes after the
+        # turn of the disconnect's cancels (if any); it trades nothing and does not rest
+        async with Client(host, port, "A002", "A002-test-token-0002") as b:
+            probe = await b.place("probe", "CEA", Side.BUY, 1, 5500, tif=TimeInForce.IOC)
+            assert probe.exec == ExecKind.ACCEPTED
         engine = server.exchange.engine
         if cancel_on_disconnect:
-            await until(lambda: engine.best_bid() is None and engine.best_ask() is None)
+            assert engine.best_bid() is None and engine.best_ask() is None
             assert engine.balance("A001").cash_reserved == 0
         else:
             assert engine.best_bid() == (5900, 100) and engine.best_ask() == (6100, 100)
@@ -225,7 +230,9 @@ def test_rate_limit_throttles(tmp_path):
             accepted = [r for r in a.reports if r.exec == ExecKind.ACCEPTED]
             assert throttled and accepted and len(throttled) + len(accepted) == 40
             assert all(r.exec == ExecKind.REJECTED for r in throttled)
-            await asyncio.sleep(0.3)  # the bucket refills
+            session = server.by_account[server.exchange.account_handle("A001")]
+            await until(lambda: session.bucket.available(time.monotonic()) >= 1,
+                        what="the bucket refilled")
             assert (await a.place("late", "CEA", Side.BUY, 1, 5900)).exec == ExecKind.ACCEPTED
 
     run_with_server(config(tmp_path, rate_limit=20, burst=10), body)

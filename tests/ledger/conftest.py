@@ -1,7 +1,8 @@
 """Ledger backends for the tests: every test taking ``ledger_url`` runs on SQLite and on a
 real PostgreSQL server that this conftest starts on loopback (once per session, a fresh
 database per test). Where PostgreSQL cannot be started the PostgreSQL cases are skipped with
-the reason printed."""
+the reason (``pytest -rs`` prints it), except in CI (``CI=true`` in the environment, as
+``.ci/run`` sets): there they fail, saying why."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory):
-    from tests.pgserver import postgres_unavailable_reason, start_postgres
+    from tests.pgserver import in_ci, postgres_unavailable_reason, start_postgres
 
     reason = postgres_unavailable_reason()
+    if reason and in_ci():
+        pytest.fail(f"CI=true and the PostgreSQL backend cannot be tested: {reason}",
+                    pytrace=False)
     if reason:
         pytest.skip(f"PostgreSQL backend not tested: {reason}")
     conninfo, stop = start_postgres(str(tmp_path_factory.mktemp("pg")))

@@ -253,7 +253,7 @@ def test_refusals_write_nothing(ledger_url, monkeypatch):
     assert snapshot(led) == before
     # and with the holding check bypassed, the database refuses the CCER leg after writing the
     # CEA leg: the whole transaction is rolled back
-    monkeypatch.setattr(led, "_holding", lambda account, asset: 10**9)
+    monkeypatch.setattr(led, "holding", lambda account, asset: 10**9)
     with pytest.raises(LedgerError, match="below zero"):
         led.surrender("A", "2023", 8_000, 400, ref="x", day=d)
     assert snapshot(led) == before

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cea.cli import app
 from ledger.allocation import UnitType, allocate_entity
 from ledger.core import Ledger
-from ledger.session import read_accounts_file
+from ledger.opening import read_accounts_file
 from sim.population import (FIRST_PERIOD, PopulationError, Targets, apportion, generate,
                             read_csv, to_csv, write_accounts_file, write_csv,
                             write_emissions_file)
