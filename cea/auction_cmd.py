@@ -32,7 +32,6 @@ auction; re-running the same auction settles nothing twice; another auction need
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from enum import Enum
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+
+from engine.csvfile import write_csv
 
 from cea.common import fail, staged_outputs
 
@@ -147,8 +148,7 @@ def _write_outputs(run, out: Path, date: str, ledger_url: str) -> list[Path]:
     paths = []
     for name, rows in (("fills", fills), ("rejects", rejects)):
         path = out / f"{name}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(rows)
+        write_csv(path, rows)
         paths.append(path)
     low_high = result.price_range
     buyer_fees, seller_fees = run.fees()

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .csvfile import write_csv
+from .units import format_fen
 from . import batch as B
 from .api import Names
 from .book import make_book
@@ -223,11 +225,6 @@ def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba
     return result
 
 
-def _money(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
-
-
 def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
     multi = f.has_instrument_column
     extra = ["instrument"] if multi else []
@@ -246,7 +243,7 @@ def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
         if kind == EventKind.TRADE:
             trades.append([
                 str(row[B.TRADE_ID]), format_time(row[B.TS]), Segment(row[B.SEGMENT]).name,
-                _money(row[B.PRICE]), str(row[B.QTY]), orders(row[B.TRADE_BUY_ORDER]),
+                format_fen(row[B.PRICE]), str(row[B.QTY]), orders(row[B.TRADE_BUY_ORDER]),
                 orders(row[B.TRADE_SELL_ORDER]), accounts(row[B.TRADE_BUY_ACCOUNT]),
                 accounts(row[B.TRADE_SELL_ACCOUNT]), Side(row[B.TRADE_AGGRESSOR]).name] + tail)
         elif kind == EventKind.ACCEPTED:
@@ -274,8 +271,8 @@ def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
 
 def _day_row(day, prior_close, close, listed_volume, block_volume, listed_turnover,
              block_turnover) -> list[str]:
-    return [date_of_day(day).isoformat(), _money(prior_close), _money(close), str(listed_volume),
-            str(block_volume), _money(listed_turnover), _money(block_turnover)]
+    return [date_of_day(day).isoformat(), format_fen(prior_close), format_fen(close), str(listed_volume),
+            str(block_volume), format_fen(listed_turnover), format_fen(block_turnover)]
 
 
 def write_results(result: MatchResult, out_dir: str | os.PathLike) -> list[Path]:
@@ -289,8 +286,7 @@ def write_results(result: MatchResult, out_dir: str | os.PathLike) -> list[Path]
     for name, rows in (("trades", result.trades), ("orders", result.orders),
                        ("rejects", result.rejects), ("days", result.days)):
         path = out / f"{name}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, lineterminator="\n").writerows(rows)
+        write_csv(path, rows)
         paths.append(path)
     return paths
 

@@ -31,6 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
+from engine.units import format_fen
+
 from .exchange import Exchange, Genesis, OrderBatch, record_decoder, record_encoder
 
 log = logging.getLogger("cea.serve")
@@ -505,7 +507,7 @@ def replay(data_dir: Path, impl: str = "numba", to_seq: int | None = None,
             for r in rows[rows[:, B.KIND] == 3].tolist():
                 out.writerow([r[B.TRADE_ID], format_time(r[B.TS]), ex.instruments[r[B.INSTRUMENT]],
                               "LISTED" if r[B.SEGMENT] == 0 else "BLOCK",
-                              f"{r[B.PRICE] // 100}.{r[B.PRICE] % 100:02d}", r[B.QTY],
+                              format_fen(int(r[B.PRICE])), r[B.QTY],
                               ex.account_name(r[B.ACCOUNT]), ex.order_name(r[B.ORDER]),
                               ex.account_name(r[B.ACCOUNT2]), ex.order_name(r[B.ORDER2]),
                               "BUY" if r[B.SIDE] == 1 else "SELL"])

@@ -31,6 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
+from engine.csvfile import write_csv
 from engine.accounts import MAX_BALANCE
 from engine.tradingdays import date_of_day, day_of_date
 
@@ -813,8 +814,7 @@ def write_report(report: Report, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"compliance_{report.period}"
     csv_path, json_path = Path(f"{stem}.csv"), Path(f"{stem}.json")
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(report_rows(report))
+    write_csv(csv_path, report_rows(report))
     json_path.write_text(json.dumps(report_json(report), indent=1, ensure_ascii=False) + "\n",
                          encoding="utf-8")
     return [csv_path, json_path]

@@ -12,7 +12,9 @@ column from the opening to the closing line.
 
 from __future__ import annotations
 
-import csv
+from engine.csvfile import write_csv
+from engine.units import format_fen
+
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
@@ -176,9 +178,8 @@ HEADER = ["kind", "ref", "time", "asset", "amount", "price", "qty", "fee", "side
 
 
 def money(fen: int) -> str:
-    """Fen as CNY with two decimals: ``money(-1234)`` is ``'-12.34'``."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+    """Fen as CNY with two decimals: ``money(-1234)`` is ``'-12.34'`` (``engine.units``)."""
+    return format_fen(fen)
 
 
 def _amount(asset: str, amount: int) -> str:
@@ -214,8 +215,7 @@ def write_statement(st: Statement, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"{st.account}_{st.date}"
     csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(statement_rows(st))
+    write_csv(csv_path, statement_rows(st))
     json_path.write_text(json.dumps(statement_json(st), indent=1) + "\n", encoding="utf-8")
     return [csv_path, json_path]
 

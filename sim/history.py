@@ -20,6 +20,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.units import parse_fen
+
 from engine.orderfile import parse_price
 
 DATA = Path(__file__).with_name("data") / "cea_daily.csv"
@@ -67,11 +69,10 @@ def _tonnes(text: str, line: int, name: str) -> int:
 
 
 def _money(text: str, line: int, name: str) -> int:
-    text = text.strip() or "0"
-    whole, _, frac = text.partition(".")
-    if not whole.isdigit() or (frac and (not frac.isdigit() or len(frac) > 2)):
+    value = parse_fen(text.strip() or "0")
+    if value is None:
         raise HistoryError(f"line {line}: {name} {text!r} is not CNY with at most 2 decimals")
-    return int(whole) * 100 + int((frac + "00")[:2])
+    return value
 
 
 def load_history(path: str | Path = DATA, calendar=None) -> list[HistoryDay]:

@@ -47,6 +47,8 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.units import format_fen
+
 from ledger.allocation import (MAX_HOURS, AllocationError, Unit, UnitType,
                                allocate_entity, allocate_unit, benchmarks_for, exact_fraction)
 
@@ -476,7 +478,7 @@ def write_accounts_file(population: Population, path: str | Path, instrument: st
     lines = [f"account,type,cash,{instrument}"]
     for e in population.entities:
         fen = e.shortfall * cash_fen_per_short_tonne
-        lines.append(f"{e.name},COVERED_ENTITY,{fen // 100}.{fen % 100:02d},"
+        lines.append(f"{e.name},COVERED_ENTITY,{format_fen(fen)},"
                      f"{e.allocation if with_allocation else 0}")
     return _write_text(path, "\n".join(lines) + "\n")
 

@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.units import format_fen
 from engine import ClockTick, Engine, NewOrder, Side, TimeInForce
 from engine.codes import Segment
 from engine.messages import DayClosed, TradeExecuted
@@ -239,5 +240,5 @@ def _cell(name: str, value):
     if isinstance(value, bool):
         return int(value)
     if name.startswith(("hist_", "replayed_", "target_", "prior_")) and "volume" not in name:
-        return f"{value // 100}.{value % 100:02d}"
+        return format_fen(value)
     return value
