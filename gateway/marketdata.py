@@ -81,15 +81,17 @@ def publish_events(events, n, figures, rings, changed):
             trades += 1
         elif kind == _DAY:
             instrument = events[k, B.INSTRUMENT]
-            date = civil_date(events[k, B.ORDER])
+            date = civil_date(events[k, B.DAY_NUMBER])
             for segment in range(2):
                 c = instrument * 2 + segment
-                volume = events[k, B.QTY] if segment == 0 else events[k, B.AUX2]
-                turnover = events[k, B.ACCOUNT] if segment == 0 else events[k, B.ACCOUNT2]
+                volume = events[k, B.DAY_LISTED_VOLUME if segment == 0 else B.DAY_BLOCK_VOLUME]
+                turnover = events[k, B.DAY_LISTED_TURNOVER if segment == 0
+                                  else B.DAY_BLOCK_TURNOVER]
                 seq = figures[c, F_SEQ] + 1
                 figures[c, F_SEQ] = seq
                 put_md_summary(rings[c, seq % slots], 0, instrument, segment, seq,
-                               events[k, B.TS], date, events[k, B.AUX1], events[k, B.PRICE],
+                               events[k, B.TS], date, events[k, B.DAY_PRIOR_CLOSE],
+                               events[k, B.DAY_CLOSE],
                                volume, turnover)
                 figures[c, F_LAST] = NULL_PRICE  # a new day
                 figures[c, F_VOLUME] = 0

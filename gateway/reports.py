@@ -115,14 +115,14 @@ def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, 
             g += 1
         kind = events[k, B.KIND]
         if kind == _TRADE:
-            p = _fill(events, k, 1, B.ACCOUNT, B.ORDER, B.AUX1, filled_after, order_clid,
-                      rseq, out, idx, meta, p)
-            p = _fill(events, k, 2, B.ACCOUNT2, B.ORDER2, B.AUX2, filled_after, order_clid,
-                      rseq, out, idx, meta, p)
+            p = _fill(events, k, 1, B.TRADE_BUY_ACCOUNT, B.TRADE_BUY_ORDER, B.TRADE_BUY_LEFT,
+                      filled_after, order_clid, rseq, out, idx, meta, p)
+            p = _fill(events, k, 2, B.TRADE_SELL_ACCOUNT, B.TRADE_SELL_ORDER, B.TRADE_SELL_LEFT,
+                      filled_after, order_clid, rseq, out, idx, meta, p)
         elif kind == _REJECTED:
             a = origin[r]
             if a >= 0:
-                action = events[k, B.AUX1]
+                action = events[k, B.REJECTED_ACTION]
                 x = (_X_CANCEL_REJECTED if action == _A_CANCEL else
                      _X_AMEND_REJECTED if action == _A_AMEND else _X_REJECTED)
                 s = _next_seq(rseq, a)

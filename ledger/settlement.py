@@ -68,7 +68,8 @@ def settle_events(ledger: LedgerAccounts, events: np.ndarray,
     closed = events[events[:, B.KIND] == EventKind.DAY_CLOSED]
     asset_of = np.array([ledger.assets[name] for name in instruments], dtype=np.int64)
     # engine account handles -> ledger ids, looked up once per distinct handle
-    handles = np.unique(np.concatenate([trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2]]))
+    handles = np.unique(np.concatenate([trades[:, B.TRADE_BUY_ACCOUNT],
+                                        trades[:, B.TRADE_SELL_ACCOUNT]]))
     ids = np.array([ledger.account_id(account_name(int(h))) for h in handles.tolist()],
                    dtype=np.int64)
     cols = np.empty((len(trades), 9), dtype=np.int64)
@@ -79,12 +80,13 @@ def settle_events(ledger: LedgerAccounts, events: np.ndarray,
     cols[:, 4] = trades[:, B.SEGMENT]
     cols[:, 5] = trades[:, B.PRICE]
     cols[:, 6] = trades[:, B.QTY]
-    cols[:, 7] = ids[np.searchsorted(handles, trades[:, B.ACCOUNT])]
-    cols[:, 8] = ids[np.searchsorted(handles, trades[:, B.ACCOUNT2])]
-    buy_orders = [order_name(h) for h in trades[:, B.ORDER].tolist()]
-    sell_orders = [order_name(h) for h in trades[:, B.ORDER2].tolist()]
-    closes = [(r[B.ORDER], int(asset_of[r[B.INSTRUMENT]]), r[B.AUX1], r[B.PRICE], r[B.QTY],
-               r[B.AUX2], r[B.ACCOUNT], r[B.ACCOUNT2]) for r in closed.tolist()]
+    cols[:, 7] = ids[np.searchsorted(handles, trades[:, B.TRADE_BUY_ACCOUNT])]
+    cols[:, 8] = ids[np.searchsorted(handles, trades[:, B.TRADE_SELL_ACCOUNT])]
+    buy_orders = [order_name(h) for h in trades[:, B.TRADE_BUY_ORDER].tolist()]
+    sell_orders = [order_name(h) for h in trades[:, B.TRADE_SELL_ORDER].tolist()]
+    closes = [(r[B.DAY_NUMBER], int(asset_of[r[B.INSTRUMENT]]), r[B.DAY_PRIOR_CLOSE],
+               r[B.DAY_CLOSE], r[B.DAY_LISTED_VOLUME], r[B.DAY_BLOCK_VOLUME],
+               r[B.DAY_LISTED_TURNOVER], r[B.DAY_BLOCK_TURNOVER]) for r in closed.tolist()]
     return _settle(ledger, cols, buy_orders, sell_orders, closes, feed)
 
 

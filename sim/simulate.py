@@ -586,9 +586,10 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
         c = closed[-1]
         prices = np.concatenate(day_prices) if day_prices else np.zeros(0, np.int64)
         rows.append(DayRow(
-            date.isoformat(), int(c[B.AUX1]), int(c[B.PRICE]), band[0], band[1],
-            block_band[0], block_band[1], int(c[B.QTY]), int(c[B.AUX2]), int(c[B.ACCOUNT]),
-            int(c[B.ACCOUNT2]), int(prices.max()) if len(prices) else None,
+            date.isoformat(), int(c[B.DAY_PRIOR_CLOSE]), int(c[B.DAY_CLOSE]), band[0], band[1],
+            block_band[0], block_band[1], int(c[B.DAY_LISTED_VOLUME]),
+            int(c[B.DAY_BLOCK_VOLUME]), int(c[B.DAY_LISTED_TURNOVER]),
+            int(c[B.DAY_BLOCK_TURNOVER]), int(prices.max()) if len(prices) else None,
             int(prices.min()) if len(prices) else None,
             int(round(sum(spreads) / len(spreads))) if spreads else None))
         if ledger is not None:

@@ -220,14 +220,15 @@ class _Run:
 def _day_rows(ev: np.ndarray, trades: np.ndarray, samples: np.ndarray) -> list[DayRow]:
     rows = []
     for c in ev[ev[:, B.KIND] == EventKind.DAY_CLOSED].tolist():
-        day, prior = c[B.ORDER], c[B.AUX1]
+        day, prior = c[B.DAY_NUMBER], c[B.DAY_PRIOR_CLOSE]
         t = trades[(trades[:, B.TS] // DAY_US == day) & (trades[:, B.SEGMENT] == Segment.LISTED)]
         s = samples[(samples[:, 0] // DAY_US == day) & (samples[:, 1] > 0) & (samples[:, 2] > 0)]
         lo, hi = band_limits(prior, Segment.LISTED)
         blo, bhi = band_limits(prior, Segment.BLOCK)
         rows.append(DayRow(
-            date_of_day(day).isoformat(), prior, c[B.PRICE], lo, hi, blo, bhi, c[B.QTY],
-            c[B.AUX2], c[B.ACCOUNT], c[B.ACCOUNT2],
+            date_of_day(day).isoformat(), prior, c[B.DAY_CLOSE], lo, hi, blo, bhi,
+            c[B.DAY_LISTED_VOLUME], c[B.DAY_BLOCK_VOLUME], c[B.DAY_LISTED_TURNOVER],
+            c[B.DAY_BLOCK_TURNOVER],
             int(t[:, B.PRICE].max()) if len(t) else None,
             int(t[:, B.PRICE].min()) if len(t) else None,
             int(round(float((s[:, 2] - s[:, 1]).mean()))) if len(s) else None))
