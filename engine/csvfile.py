@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Iterable
 
 
-def read_rows(path: str | os.PathLike, what: str, error: type[Exception]) -> list[list[str]]:
+def read_rows(path: str | os.PathLike, what: str, error: type[Exception],
+              header: list[str] | None = None) -> list[list[str]]:
     """Every row of a UTF-8 CSV file (a BOM allowed), header first, as written; ``error``
-    (naming the file and ``what`` it should be) if it is missing, unreadable, binary, not CSV
-    or empty."""
+    (naming the file and ``what`` it should be, or the ``header`` expected) if it is missing,
+    unreadable, binary, not CSV or empty."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -39,7 +40,7 @@ def read_rows(path: str | os.PathLike, what: str, error: type[Exception]) -> lis
     except IsADirectoryError:
         raise error(f"{path}: is a directory, not {what}") from None
     except OSError as e:
-        raise error(f"{path}: cannot read {what}: {e.strerror}") from None
+        raise error(f"{path}: cannot read: {e.strerror}") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -51,7 +52,8 @@ def read_rows(path: str | os.PathLike, what: str, error: type[Exception]) -> lis
     except csv.Error as e:
         raise error(f"{path}: not a valid CSV file: {e}") from None
     if not rows:
-        raise error(f"{path}: empty file, expected {what}")
+        expected = f"the header {','.join(header)}" if header else what
+        raise error(f"{path}: empty file, expected {expected}")
     return rows
 
 

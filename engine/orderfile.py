@@ -15,8 +15,6 @@ allowance vintages in one file); without it every row trades the one instrument 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .csvfile import write_csv
+from .csvfile import read_rows, write_csv
 from .units import format_fen
 from . import batch as B
 from .api import Names
@@ -92,30 +90,9 @@ class OrderFile:
 
 def read_csv_rows(path: str | os.PathLike, what: str, header: list[str],
                   error: type[Exception]) -> list[list[str]]:
-    """The rows of a UTF-8 CSV file (a BOM allowed), header first; ``error`` (naming the
-    file) if it is missing, unreadable, binary, not CSV or empty. ``what`` and ``header``
-    name what was expected, for the messages."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory, not {what}") from None
-    except OSError as e:
-        raise error(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise error(f"{path}: not a UTF-8 CSV file") from None
-    if "\x00" in text:
-        raise error(f"{path}: not a CSV file (binary content)")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as e:
-        raise error(f"{path}: not a valid CSV file: {e}") from None
-    if not rows:
-        raise error(f"{path}: empty file, expected the header {','.join(header)}")
-    return rows
+    """The rows of a UTF-8 CSV file, header first (``engine.csvfile.read_rows``); an empty
+    file's message names the ``header`` expected."""
+    return read_rows(path, what, error, header)
 
 
 def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFile:
