@@ -22,7 +22,7 @@ import numpy as np
 
 from engine import batch as B
 from engine.codes import NO_PRICE, NO_TIME, Action
-from engine.rules import DAY_CLOSE_US, DAY_US
+from engine.rules import DAY_CLOSE_US, DAY_US, MAX_PRIOR_CLOSE
 from engine.tradingdays import day_of_date, format_time
 
 from . import apply as A
@@ -278,9 +278,9 @@ class Sequencer:
                           "a prior close can only be set between trading days (end the day "
                           "first)")
                 return
-            if not 1 <= msg.price <= 1_000_000:
+            if not 1 <= msg.price <= MAX_PRIOR_CLOSE:
                 self._ack(account, name, False, GatewayReason.BAD_VALUE,
-                          f"prior close {msg.price} fen is outside 1 .. 1000000")
+                          f"prior close {msg.price} fen is outside 1 .. {MAX_PRIOR_CLOSE}")
                 return
             op = AdminOp(self.ts, "SET_PRIOR_CLOSE", instrument=msg.instrument, value=msg.price)
         self._admin(op, reply_to=account, ack=name)
