@@ -70,6 +70,12 @@ class OrderBatch(msgspec.Struct, tag=4, array_like=True, frozen=True):
     unknown_ids: bytes = b""
 
 
+def unknown_rows(cmds: np.ndarray) -> np.ndarray:
+    """Which command rows name no known order (their ids are ``OrderBatch.unknown_ids``, in
+    row order); clock ticks name none and are not among them."""
+    return (cmds["order"] < 0) & (cmds["action"] != Action.TICK)
+
+
 class OrderBatchV1(msgspec.Struct, tag=2, array_like=True, frozen=True):
     """An OrderBatch as versions before the binary protocol wrote it (ids as text)."""
 

@@ -280,6 +280,17 @@ def _next(inbox, parent: int):
                 return None
 
 
+def ask_death_signal(sig: int) -> None:
+    """Have the kernel send this process ``sig`` when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 def _die_with_parent(parent: int, pdeathsig: bool) -> None:
     """The server decides when settlement stops: ignore SIGINT and SIGTERM (a signal to the
     whole process group, from a terminal, ``timeout`` or systemd, must not end a transaction
@@ -288,14 +299,8 @@ def _die_with_parent(parent: int, pdeathsig: bool) -> None:
     the server's stdout open."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if pdeathsig:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # not Linux: the getppid polling of _next
-            pass
+    if pdeathsig:  # (elsewhere than Linux: the getppid polling of _next)
+        ask_death_signal(signal.SIGKILL)
     if os.getppid() != parent:  # the server died before the signal was asked for
         os._exit(0)
 

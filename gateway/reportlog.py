@@ -43,19 +43,11 @@ import numpy as np
 from numba import njit
 
 from .reports import LOG_HEAD, LOG_MAGIC
-from .wire import REPORT_SIZE, rd_u16, rd_u32
+from .wire import REPORT_SIZE, rd_i64, rd_u16, rd_u32
 
 REPORTS = "reports.log"
 _T_REPORT = 32
-_SEQ_AT = REPORT_SIZE - 8  # report_seq is the frame's last field
-
-
-@njit(cache=True)
-def _rd_i64(b, p):
-    v = np.int64(0)
-    for k in range(8):
-        v |= np.int64(b[p + k]) << np.int64(8 * k)
-    return v
+SEQ_AT = REPORT_SIZE - 8  # report_seq is the frame's last field
 
 
 @njit(cache=True)
@@ -73,7 +65,7 @@ def _scan(data, out_acct, out_first, out_count, out_off, out_jseq):
         if rd_u32(data, p) != LOG_MAGIC:
             break
         count = rd_u32(data, p + 8)
-        first = _rd_i64(data, p + 16)
+        first = rd_i64(data, p + 16)
         body = p + LOG_HEAD
         if body + count * REPORT_SIZE > end:
             break
@@ -81,7 +73,7 @@ def _scan(data, out_acct, out_first, out_count, out_off, out_jseq):
         for i in range(count):
             q = body + i * REPORT_SIZE
             if (rd_u16(data, q) != REPORT_SIZE - 2 or data[q + 2] != _T_REPORT
-                    or _rd_i64(data, q + _SEQ_AT) != first + i):
+                    or rd_i64(data, q + SEQ_AT) != first + i):
                 good = False
                 break
         if not good:
@@ -91,7 +83,7 @@ def _scan(data, out_acct, out_first, out_count, out_off, out_jseq):
             out_first[n] = first
             out_count[n] = count
             out_off[n] = p
-            out_jseq[n] = _rd_i64(data, p + 24)
+            out_jseq[n] = rd_i64(data, p + 24)
         n += 1
         p = body + count * REPORT_SIZE
         if rd_u32(data, p - count * REPORT_SIZE - LOG_HEAD + 12) == 0:

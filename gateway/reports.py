@@ -25,6 +25,7 @@ from numba import njit
 from engine import batch as B
 from engine.codes import NO_PRICE, Action, EventKind
 
+from .exchange import unknown_rows
 from .protocol import CLID_BYTES, NO_INSTRUMENT, NULL_PRICE, ExecKind
 from .wire import REPORT_SIZE, put_report, rd_u16, wr_i64, wr_u32
 
@@ -343,7 +344,7 @@ def rebuild_reports(exchange, applied, rseq: np.ndarray, output: Output, journal
     clid = np.zeros((rows, CLID_BYTES), np.uint8)
     known = orders >= 0
     clid[known] = exchange.orders.clid[orders[known]]
-    unknown = ~known & (cmds["action"] != int(Action.TICK))
+    unknown = unknown_rows(cmds)
     if applied.unknown_ids:
         ids = np.frombuffer(applied.unknown_ids, np.uint8).reshape(-1, CLID_BYTES)
         if len(ids) == int(unknown.sum()):

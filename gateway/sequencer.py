@@ -28,7 +28,7 @@ from engine.tradingdays import day_of_date, format_time
 from . import apply as A
 from . import protocol as P
 from .admission import M_UNKNOWN, Admission
-from .exchange import NEW_ORDER_ROW, SYSTEM, AdminOp, OrderBatch
+from .exchange import NEW_ORDER_ROW, SYSTEM, AdminOp, OrderBatch, unknown_rows
 from .orders import open_orders
 from .protocol import CLID_BYTES, GatewayReason
 from .reports import PER_EVENT, Output, encode_reports
@@ -329,7 +329,7 @@ def _unknown_ids(cmds: np.ndarray, clid: np.ndarray, row0: int) -> bytes:
     """The 20-byte ids of the rows naming no known order (a Cancel or Amend of an id never
     used, an id that is not valid), in row order: their reject reports carry them, and
     recovery rebuilds those reports from the journal."""
-    unknown = (cmds["order"] < 0) & (cmds["action"] != Action.TICK)
+    unknown = unknown_rows(cmds)
     if not unknown.any():
         return b""
     rows = np.flatnonzero(unknown) + row0

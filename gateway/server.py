@@ -53,7 +53,8 @@ from .journal import frame as journal_frame
 from .lock import DataDirLock, check_listen, make_private
 from .marketdata import RING
 from .publisher import FEED, LedgerPublisher
-from .reportlog import REPORTS, ReportLog
+from .reportlog import REPORTS, SEQ_AT, ReportLog
+from .wire import REPORT_SIZE
 from .reports import Output, rebuild_reports
 from .sequencer import DisconnectCancel, Sequencer, Tick
 from .session import Session
@@ -161,8 +162,6 @@ class ExchangeClock:
 #: session's unsent output is under the second bound.
 _CATCH_UP_CHUNK = 1 << 18
 _CATCH_UP_BELOW = 1 << 20
-_REPORT = P.BINARY_SIZES[P.MsgType.EXECUTION_REPORT]
-_SEQ_AT = _REPORT - 8
 
 
 def _unsequenced(data: bytes) -> bytes:
@@ -170,8 +169,8 @@ def _unsequenced(data: bytes) -> bytes:
     out, p, end = [], 0, len(data)
     while p < end:
         size = 2 + (data[p] | data[p + 1] << 8)
-        if not (size == _REPORT and data[p + 2] == P.MsgType.EXECUTION_REPORT
-                and any(data[p + _SEQ_AT:p + _REPORT])):
+        if not (size == REPORT_SIZE and data[p + 2] == P.MsgType.EXECUTION_REPORT
+                and any(data[p + SEQ_AT:p + REPORT_SIZE])):
             out.append(data[p:p + size])
         p += size
     return b"".join(out)
@@ -350,27 +349,27 @@ class ExchangeServer:
         rseq = reportlog.counters(64)
         out = Output(1 << 12)
 
+        exchange = None  # the one the records are applied to (rebuild's on_start)
+
+        def on_start(ex):
+            nonlocal exchange
+            exchange = ex
+
         def on_turn(seq, applied):
             nonlocal rseq
             if seq > position:
                 feed.append((seq, applied))
             if seq > reportlog.covered and applied.batch is not None:
                 # reports the log lacks (a crash between the journal's write and the log's)
-                accounts = len(applied_exchange().engine.accounts)
+                accounts = len(exchange.engine.accounts)
                 if accounts > rseq.shape[0]:
                     rseq = np.concatenate([rseq, np.zeros(2 * accounts, np.int64)])
-                grouped = rebuild_reports(applied_exchange(), applied, rseq, out, seq)
+                grouped = rebuild_reports(exchange, applied, rseq, out, seq)
                 reportlog.append(grouped.records, grouped.log, seq, accounts)
                 self.reports_rebuilt += int(grouped.counts.sum())
 
-        holder = {}
-
-        def applied_exchange():
-            return holder["exchange"]
-
         rec = rebuild(self.data_dir, impl=cfg.impl, use_snapshot=use_snapshot, truncate=True,
-                      on_turn=on_turn, md_ring=cfg.md_ring,
-                      on_start=lambda exchange: holder.update(exchange=exchange))
+                      on_turn=on_turn, md_ring=cfg.md_ring, on_start=on_start)
         if reportlog.covered > rec.exchange.seq:  # the journal lost a tail the log kept
             reportlog.truncate_after(rec.exchange.seq)
         reportlog.mark(rec.exchange.seq)

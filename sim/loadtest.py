@@ -42,6 +42,7 @@ it, the figures are the tester's own (one process offers and takes 1 M orders/s)
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -828,16 +829,6 @@ def accounts_for(pairs: int) -> tuple[str, str, list]:
     return "\n".join(accounts) + "\n", "\n".join(tokens) + f"\nOPS,OPS-{key}\n", out
 
 
-def _die_with_parent() -> None:
-    """In a child before exec: SIGTERM when the parent dies (Linux; a no-op elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
-    except (OSError, AttributeError):
-        pass
-
-
 @contextmanager
 def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: bool = True,
                  start: str = "2024-03-04T09:30:00", extra: tuple[str, ...] = (),
@@ -852,6 +843,8 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
     import tempfile
     import threading
 
+    from gateway.publisher import ask_death_signal
+
     d = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(dir=data_root))
     d.mkdir(parents=True, exist_ok=True)
     (d / "tokens.csv").write_text(tokens_csv)
@@ -864,7 +857,7 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
          "--start", start, "--rate-limit", "0", "--max-open-orders", "0",
          "--fsync", "on" if fsync else "off", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_die_with_parent)
+        preexec_fn=functools.partial(ask_death_signal, signal.SIGTERM))
 
     def kill_group():
         try:
