@@ -767,42 +767,16 @@ def sink_server(lifetime: float = 300.0, instruments=(INSTRUMENT,)):
         proc.stdout.close()
 
 
-def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None) -> dict:
+def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None, *,
+                 fsync: bool | None = None, pairs: int | None = None) -> dict:
     """``loadtest.json`` and plots: the percentile curve of each run's acknowledgement
-    latency, and with several rates, latency against offered rate."""
+    latency, and with several rates, latency against offered rate (``sim.plots``; their
+    titles give ``fsync`` and ``pairs`` when known)."""
     out.mkdir(parents=True, exist_ok=True)
-    from .plots import pyplot, save
+    from .plots import plot_loadtest
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for run in runs:
-        hist = run["_ack_hist"]
-        pts = [(p, hist.get_value_at_percentile(p)) for p in
-               (0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100) if hist.get_total_count()]
-        if pts:
-            xs = [1 / (1 - p / 100) if p < 100 else 1e5 for p, _ in pts]
-            ax.plot(xs, [v for _, v in pts], marker="o", ms=3,
-                    label=f"{run['offered_per_s']:,}/s offered")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks([1, 2, 10, 100, 1000, 1e4, 1e5])
-    ax.set_xticklabels(["0", "50", "90", "99", "99.9", "99.99", "max"])
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("send → acknowledgement, µs")
-    save(plt, fig, ax, out / "latency.png", "cea loadtest: latency by percentile (open loop)")
+    plot_loadtest(runs, out, p99_bound_us, fsync=fsync, pairs=pairs)
     report = {"runs": [{k: v for k, v in run.items() if not k.startswith("_")} for run in runs]}
-    if len(runs) > 1:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        rates = [r["offered_per_s"] for r in runs]
-        for key, label in (("p50_us", "p50"), ("p99_us", "p99")):
-            ax.plot(rates, [r["ack"].get(key) for r in runs], marker="o", label=label)
-        if p99_bound_us:
-            ax.axhline(p99_bound_us, color="red", ls=":", label=f"p99 bound {p99_bound_us} µs")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("offered orders/s")
-        ax.set_ylabel("send → acknowledgement, µs")
-        save(plt, fig, ax, out / "sweep.png", "cea loadtest: latency against offered rate")
     if p99_bound_us:
         held = [r["offered_per_s"] for r in runs
                 if r["ack"] and r["ack"]["p99_us"] <= p99_bound_us
