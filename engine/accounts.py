@@ -23,7 +23,7 @@ risk        (RK_FIELDS,)                    on/off, fee bps per segment, T+1 fla
 
 Available cash is ``total - reserved``; sellable allowances ``total - reserved - bought
 today``; withdrawable cash ``total - reserved - proceeds today`` (the T+0/T+1 defaults of
-cea-rules.md §5, a modelling choice, configurable through ``RiskConfig``).
+docs/rules.md §10, a modelling choice, configurable through ``RiskConfig``).
 
 >>> acc = Accounts(n_instruments=1)
 >>> a = acc.open_account(AccountType.COVERED_ENTITY)
@@ -140,7 +140,7 @@ def order_unit(risk, side: int, price: int, segment: int) -> int:
 
 @dataclass
 class RiskConfig:
-    """The risk stage's parameters (cea-rules.md §5: fees, T+1 and limits are modelling
+    """The risk stage's parameters (docs/rules.md §10: fees, T+1 and limits are modelling
     choices, defaults: no fees, T+1 allowances, no position limit, every type admitted)."""
 
     fee_bps_listed: int = 0

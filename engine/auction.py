@@ -1,13 +1,13 @@
 """One-way bidding (单向竞价): clearing a seller's offer against sealed bids. Pure integers.
 
-The market's third trading mode (cea-rules.md §2.3): one party offers a quantity of allowances,
-the exchange publishes a bidding notice, buyers submit bids during the auction window, and the
-offer is allocated when the window closes. The legal texts permit the mode and leave its hours
+The market's third trading mode (docs/rules.md §9): one party offers a quantity of
+allowances, the exchange publishes a bidding notice, buyers submit bids during the auction
+window, and the offer is allocated when the window closes. The legal texts permit the mode and leave its hours
 to exchange notices [verified in source]; how the offer is allocated is not published, so every
 rule of the allocation below is [our modelling choice] and a parameter of ``Offer`` where a
 different choice is plausible.
 
-Where each rule comes from (marks as in cea-rules.md):
+Where each rule comes from (confidence marks as in docs/compliance.md):
 
 - Price tick 0.01 CNY (integer fen > 0), quantity tick 1 t (integer tonnes)  [verified in source]
 - Band around the prior close, rounded half up like ``engine.rules.band_limits`` (§3): the
@@ -28,10 +28,10 @@ Where each rule comes from (marks as in cea-rules.md):
 - The seller may not bid on its own offer (SELF_BID); a bid id may be used once per auction,
   the first arrival keeps it (DUPLICATE_BID), as the engine's order ids. [our modelling choice]
 - Allocation: price priority, then time (``ts``), then arrival (``seq``): "ties by time" (the
-  issue; cea-rules.md §2.3 "price-then-time allocation"). Whole bids fill until the offer runs
+  issue; "price-then-time allocation" in the sources). Whole bids fill until the offer runs
   out; the marginal bid fills partially with what is left, even below the minimum bid
   quantity; equal-priced bids are not pro-rated. [our modelling choice]
-- Price paid: PAY_AS_BID (default, cea-rules.md §2.3) each filled bid pays its own price;
+- Price paid: PAY_AS_BID (default, as the sources describe) each filled bid pays its own price;
   UNIFORM every filled bid pays the clearing price, the lowest filled bid's price (the marginal
   price). [our modelling choice], ``Offer.rule``.
 - No sale: with no valid bid at or above the reserve nothing trades and the whole offer stays

@@ -82,7 +82,7 @@ class Reason(IntEnum):
 
 
 class AccountType(IntEnum):
-    """Participant types of the market (cea-rules.md §5)."""
+    """Participant types of the market (docs/rules.md §10)."""
 
     COVERED_ENTITY = 1  # 重点排放单位: the only traders admitted through 2024
     INSTITUTION = 2

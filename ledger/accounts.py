@@ -30,7 +30,7 @@ from .store import Store, open_store
 
 CASH = "CNY"  # asset 0: fen
 #: CCER offsets (China Certified Emission Reductions), tonnes; not traded on the CEA system
-#: (cea-rules.md §1), added to a ledger by its first ``offset_in``
+#: (docs/rules.md §9), added to a ledger by its first ``offset_in``
 CCER = "CCER"
 BANK, REGISTRY, FEES = "@BANK", "@REGISTRY", "@FEES"
 #: where surrendered allowances and CCERs go: out of circulation, for compliance

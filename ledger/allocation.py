@@ -8,7 +8,7 @@ the load factor is rounded half up to 1e-6 (it can be irrational), and a unit's 
 rounded half up to whole tonnes, once per unit [our modelling choice]. An entity's allocation
 is the sum of its units' rounded allocations.
 
-Power (cea-rules.md §8, [secondary source] for the shape of the formula)::
+Power (docs/rules.md §12, [secondary source] for the shape of the formula)::
 
     allocation = power supplied x power benchmark x cooling factor
                  x heat-supply-ratio factor x load factor
@@ -210,7 +210,7 @@ def derive_benchmarks(base: Benchmarks, tightening_ppm: int, mark: str) -> Bench
 
 
 #: 2019-2020: ICAP's account of the November 2020 draft plan, assumed final
-#: (cea-rules.md §8) [secondary source].
+#: (docs/rules.md §12) [secondary source].
 _P1 = Benchmarks(877_000, 979_000, 1_146_000, 392_000, 126_000, 59_000, "[secondary source]")
 #: 2021 and 2022: our recollection of the MEE 2021-2022 plan [unverified]. Consistent with
 #: ICAP's "coal benchmarks tightened 6.29-18.41 % vs period 1" (0.877 -> 0.8218 is -6.29 %,
@@ -419,7 +419,7 @@ def _first_repeat(names: list[str]) -> str:
 
 class Sector(str, Enum):
     """Sectors added by the 2025 work plan; first compliance for 2024 emissions
-    (cea-rules.md §8) [secondary source]."""
+    (docs/rules.md §12) [secondary source]."""
 
     STEEL = "STEEL"
     CEMENT = "CEMENT"

@@ -13,9 +13,9 @@ and settlement path of continuous trading:
    balance less what its earlier accepted bids in this auction reserved, covers
    ``qty x engine.accounts.reserve_unit(price, fee_bps_auction)``: the price plus the fee
    rounded up per tonne, as the engine reserves a buy; otherwise INSUFFICIENT_FUNDS. Funds are
-   locked on acceptance (cea-rules.md §2.4 [unverified]); a filled bid pays at most its
-   reservation (its fee is rounded half up on the smaller or equal notional), an unfilled one
-   is released when the auction clears.
+   locked on acceptance [unverified]; a filled bid pays at most its reservation (its fee is
+   rounded half up on the smaller or equal notional), an unfilled one is released when the
+   auction clears.
 3. **Allocation** by price, time, seq (``engine.auction.allocate``).
 4. **Settlement**: each fill becomes one ``ledger.core.Trade`` of segment ``AUCTION`` (2)
    between the bidder (buyer) and the seller, at the fill's price and quantity, stamped at the

@@ -1,10 +1,11 @@
 """Compliance: the compliance periods, each entity's surrender obligation, and the report of
 what was surrendered by the deadline, the shortfall and the penalty range.
 
-Rules and numbers come from ``shared/docs/cea-rules.md`` §8 with its confidence marks:
-[verified in source], [secondary source], [unverified], [our modelling choice]. Every
-quantity is whole tonnes, every amount of money whole fen; every fraction is a
-``fractions.Fraction`` and every rounding step is written next to the rule it serves.
+Rules and numbers are summarised in ``docs/rules.md`` §12 (formulas and worked examples in
+``docs/compliance.md``); each carries a confidence mark: [verified in source], [secondary
+source], [unverified], [our modelling choice]. Every quantity is whole tonnes, every amount
+of money whole fen; every fraction is a ``fractions.Fraction`` and every rounding step is
+written next to the rule it serves.
 
 The obligation (``obligation``) is a pure function of verified emissions, free allocation and
 unit kind; the ledger records it (``record_obligations``), and surrender (``surrender``) and
@@ -78,14 +79,14 @@ class CompliancePeriod:
 
 
 #: 20 % of verified emissions above allocation for non-gas units, periods 1 and 2
-#: [secondary source: ICAP 804, climatecooperation.cn, cea-rules.md §8]; kept for 2023 and 2024
-#: [unverified: cea-rules.md's sources cover periods 1 and 2 only; our modelling choice]
+#: [secondary source: ICAP 804, climatecooperation.cn, docs/rules.md §12]; kept for 2023 and 2024
+#: [unverified: the sources cover periods 1 and 2 only; our modelling choice]
 COAL_GAP_CAP = Fraction(20, 100)
 #: CCER offsets up to 5 % of the obligation [unverified number; procedure secondary source]
 CCER_SHARE = Fraction(5, 100)
 #: period 2's borrowing: gap rate 10 % or more may borrow up to 50 % of the gap from 2023
-#: allowances [secondary source: climatecooperation.cn, cea-rules.md §8]. The sources differ
-#: on the comparison and the base: cea-rules.md says "exceeds 10 %", climatecooperation.cn
+#: allowances [secondary source: climatecooperation.cn, docs/rules.md §12]. The sources differ
+#: on the comparison and the base: one source says "exceeds 10 %", climatecooperation.cn
 #: "more than 10 % of the total allowances"; we take gap / verified emissions >= 10 %, the
 #: reading of the brief and of the MEE notice as we recall it (配额缺口率在10%及以上)
 #: [unverified as to >= and the base]
@@ -93,7 +94,7 @@ PERIOD_2_BORROWING = BorrowingRule(Fraction(10, 100), Fraction(50, 100), "2023")
 #: 95 % of covered entities by the milestone date [secondary source: ICAP]
 MILESTONE_SHARE = Fraction(95, 100)
 
-#: Deadlines [secondary source: cea-rules.md §8]. "End-2024" and "end-2025" are read as
+#: Deadlines [secondary source: docs/rules.md §12]. "End-2024" and "end-2025" are read as
 #: 31 December [our modelling choice]; 2023 and 2024 have no 95 % milestone in the sources.
 #: Period 2 is one period over 2021 and 2022 together, with one obligation and one deadline
 #: (the notice separated distribution and surrender by year: [our modelling choice]).

@@ -1,7 +1,7 @@
 """Trade settlement and end of day: the engine's trades as double-entry postings, the closing
 prices and the day's settlement report, and reading the settled trades back.
 
-Settlement is delivery versus payment, trade by trade (cea-rules.md §6): per trade the buyer
+Settlement is delivery versus payment, trade by trade (docs/rules.md §11): per trade the buyer
 pays price x qty plus its fee, the seller delivers the tonnes and receives price x qty less its
 fee, the fees go to ``@FEES``. The engine has already locked both legs when it matched, so
 settlement cannot fail for want of funds; the ledger still refuses (and rolls back the whole

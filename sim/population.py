@@ -5,15 +5,15 @@ and heat supplied, cooling, load rate), computes each entity's free allocation w
 ``ledger.allocation`` and gives it verified emissions, so that for the default size the
 totals match the published first-period figures:
 
-- 2,162 covered entities (cea-rules.md §5) [verified in source]/[secondary source];
+- 2,162 covered entities (docs/rules.md §10) [verified in source]/[secondary source];
 - about 4.5 Gt of covered emissions per year (issue 8; ICAP) [secondary source];
 - 847 entities short of allowances by 188 Mt in total (issue 8, the MEE first-period
-  report as quoted there; not in cea-rules.md) [secondary source, not re-checked].
+  report as quoted there; not in the other sources) [secondary source, not re-checked].
 
 ASSUMPTIONS [our modelling choice]: the 188 Mt is the shortfall over the two-year first
 period, split evenly, so one year's population is short by 94 Mt; the same 847 entities are
 short each year; gas entities are never short (their obligation is capped at their
-allocation, cea-rules.md §8); for another size N the entity-count, emissions and shortfall
+allocation, docs/rules.md §12); for another size N the entity-count, emissions and shortfall
 targets scale by N / 2,162 (rounded half up; no short entity, no shortfall). ``year``
 chooses the benchmarks only: the targets are the first-period figures for every year.
 

@@ -1,10 +1,11 @@
 """The reference book: the engine specification as plain Python, the oracle for the fast book.
 
 Written for clarity, not speed: each price level is a FIFO ``deque`` in a ``SortedDict``
-keyed by price, orders are objects, and every step cites the section of
-``shared/docs/engine-spec.md`` it follows. It speaks the same raw batch format as the Numba
-book (``engine.batch``), so the two can be fed the same commands and their event arrays
-compared byte for byte.
+keyed by price, orders are objects, and every step cites the section of ``docs/rules.md`` it
+follows (§2 segments and bands, §3 commands, §4 matching, §5 cancel and amend, §6 days and
+the close, §7 rejects). It speaks the same raw batch format as the Numba book
+(``engine.batch``), so the two can be fed the same commands and their event arrays compared
+byte for byte.
 
 >>> import numpy as np
 >>> from engine.batch import empty_commands

@@ -1,7 +1,7 @@
 """Deep differential streams: many accounts, deep books, the risk stage on.
 
 The streams of ``test_differential`` use 2-5 accounts, so self-trade prevention stops a
-MARKET order long before it could reach its five-level cap (cea-rules.md §3), and they run
+MARKET order long before it could reach its five-level cap (docs/rules.md §4), and they run
 without accounts. These run seeded streams of ``make_deep_stream`` (raw
 ``engine.batch.COMMAND_DTYPE`` arrays, as there) through ``make_book("reference", ...)`` and
 ``make_book("numba", ...)`` (tiny capacities) with the risk stage on, and require identical

@@ -2,7 +2,7 @@
 sectors and the registry's issuance into the ledger.
 
 Every expected number is worked by hand from the rules as ledger/allocation.py states them
-(cea-rules.md §8 and the recollected factors), with the arithmetic in the comments.
+(docs/rules.md §12 and the recollected factors), with the arithmetic in the comments.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def test_power_ppm_rounds_half_up_exactly():
 
 
 def test_benchmark_table():
-    # 2019-20 from cea-rules.md §8; 2021-22 recollected; 2023-24 derived at -0.5 %/yr
+    # 2019-20 from docs/rules.md §12; 2021-22 recollected; 2023-24 derived at -0.5 %/yr
     assert BENCHMARKS[2019] == BENCHMARKS[2020]
     assert (BENCHMARKS[2019].coal_above_300mw, BENCHMARKS[2019].heat_gas) == (877_000, 59_000)
     assert (BENCHMARKS[2022].coal_unconventional, BENCHMARKS[2022].heat_coal) == (930_300, 110_500)

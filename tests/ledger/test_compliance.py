@@ -1,4 +1,4 @@
-"""Compliance: obligations computed by hand from the rules (cea-rules.md §8), surrender and
+"""Compliance: obligations computed by hand from the rules (docs/rules.md §12), surrender and
 borrowing through the ledger on both backends (conservation, refusals that write nothing,
 idempotence), the report on a crafted ledger with its penalty arithmetic, and the CLI."""
 

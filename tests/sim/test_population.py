@@ -60,7 +60,7 @@ def test_entities_are_consistent(default_population):
         assert e.allocation == allocate_entity(e.units, pop.year)  # ledger.allocation decides
         assert e.position == e.allocation - e.verified_emissions
         assert e.shortfall == max(0, -e.position)
-        assert e.verified_emissions >= 26_000  # coverage threshold, cea-rules.md §8
+        assert e.verified_emissions >= 26_000  # coverage threshold, docs/rules.md §12
         if all(u.type is UnitType.GAS for u in e.units):
             assert not e.is_short  # gas owes at most its allocation: never short here
         if e.is_short:  # at most half the allocation short (modelling cap)
