@@ -42,7 +42,7 @@ import typer
 
 from engine.csvfile import write_csv
 
-from cea.common import fail, staged_outputs
+from cea.common import check_input, check_out, fail, staged_outputs
 
 #: The bid file's columns.
 BID_COLUMNS = ("bid_id", "account", "price", "qty", "time")
@@ -119,6 +119,21 @@ def _clock(text: str) -> int | None:
     if h > 23 or mi > 59 or s > 59:
         return None
     return ((h * 60 + mi) * 60 + s) * 1_000_000
+
+
+#: The offer's checks (engine.auction.Offer) by the option their message is about.
+_OPTIONS = (("auction id", "--auction-id"), ("the offer needs a seller", "--seller"),
+            ("the offer needs an instrument", "--instrument"), ("offered quantity", "--qty"),
+            ("band", "--band-pct"), ("reserve price", "--reserve"),
+            ("minimum bid quantity", "--min-bid-qty"), ("prior close", "--prior-close"))
+
+
+def _with_option(message: str) -> str:
+    """``message`` of a refused offer, prefixed with the option it is about."""
+    for start, option in _OPTIONS:
+        if message.startswith(start):
+            return f"{option}: {message}"
+    return message
 
 
 def _money(fen: int | None) -> str:
@@ -221,38 +236,53 @@ def _print_summary(run, date: str, paths: list[Path], ledger_url: str) -> None:
 
 
 def auction(
-    bids: Path = typer.Argument(..., help="Bid file (CSV: bid_id,account,price,qty,time)."),
+    bids: Path = typer.Argument(..., metavar="BIDS", help="Bid file (CSV: bid_id, account, "
+                                "price, qty, time).",
+                                show_default=False),
     seller: str = typer.Option(..., "--seller", help="The seller's account (the authority: an "
                                "INSTITUTION account holding the allowances)."),
-    qty: int = typer.Option(..., "--qty", help="Tonnes offered."),
-    reserve: str = typer.Option(..., "--reserve", help="Reserve price, CNY (e.g. 60.00)."),
-    prior_close: str = typer.Option(..., "--prior-close", help="Previous close, CNY: the "
-                                    "band's reference."),
+    qty: int = typer.Option(..., "--qty", help="Tonnes offered (1 or more)."),
+    reserve: str = typer.Option(..., "--reserve", metavar="PRICE",
+                                help="Reserve price, CNY (e.g. 60.00)."),
+    prior_close: str = typer.Option(..., "--prior-close", metavar="PRICE", help="Previous "
+                                    "close, CNY: the band's reference."),
     rule: RuleChoice = typer.Option(RuleChoice.pay_as_bid, "--rule",
-                                    help="What a filled bid pays."),
-    instrument: str = typer.Option("CEA", "--instrument"),
-    ledger: Optional[str] = typer.Option(None, "--ledger", help="Ledger: a SQLite path "
-                                         "(default DIR/ledger.sqlite) or a postgresql:// URL."),
+                                    help="What a filled bid pays: its own price (pay-as-bid) "
+                                    "or the clearing price (uniform)."),
+    instrument: str = typer.Option("CEA", "--instrument", help="The allowance instrument "
+                                   "offered (a vintage, where the ledger has several)."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", metavar="URL", help="Ledger: a "
+                                         "SQLite path (default DIR/ledger.sqlite) or a "
+                                         "postgresql:// URL."),
     accounts: Optional[Path] = typer.Option(
-        None, "--accounts", help="CSV of opening balances (account,type,cash,<instrument>), "
-        "applied once (idempotent) the day before the auction."),
-    date: Optional[str] = typer.Option(None, "--date", help="Auction date YYYY-MM-DD "
-                                       "(default: the date of the earliest bid)."),
-    window: str = typer.Option("09:30-15:00", "--window", help="Bidding window on that date, "
-                               "HH:MM-HH:MM (end excluded; the auction clears at its end)."),
-    auction_id: int = typer.Option(1, "--auction-id", help="Auction number, unique per ledger "
-                                   "(trade ids derive from it)."),
-    band_pct: int = typer.Option(10, "--band-pct", help="Band around the prior close, percent."),
-    min_bid_qty: int = typer.Option(1, "--min-bid-qty", help="Smallest bid, tonnes."),
+        None, "--accounts", metavar="FILE", help="CSV of opening balances "
+        "(account, type, cash, <instrument>), applied once (idempotent) the day before the "
+        "auction."),
+    date: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Auction "
+                                       "date (default: the date of the earliest bid)."),
+    window: str = typer.Option("09:30-15:00", "--window", metavar="HH:MM-HH:MM",
+                               help="Bidding window on that date (end excluded; the auction "
+                               "clears at its end)."),
+    auction_id: int = typer.Option(1, "--auction-id", help="Auction number (1 or more), "
+                                   "unique per ledger (trade ids derive from it)."),
+    band_pct: int = typer.Option(10, "--band-pct", help="Band around the prior close, percent "
+                                 "(1..99)."),
+    min_bid_qty: int = typer.Option(1, "--min-bid-qty", help="Smallest bid, tonnes (1 up to "
+                                    "--qty)."),
     below_reserve: BelowReserve = typer.Option(
         BelowReserve.reject, "--below-reserve", help="reject: bids below the reserve are "
         "rejected at entry (published reserve); unfilled: accepted, never filled."),
     fee_bps: int = typer.Option(0, "--fee-bps", min=0, max=1000,
                                 help="Fee per side on auction trades, basis points."),
-    out: Path = typer.Option(Path("out"), "--out", help="Directory for fills.csv, rejects.csv, "
-                             "summary.json (and the default ledger)."),
+    out: Path = typer.Option(Path("out"), "--out", metavar="DIR", help="Directory for "
+                             "fills.csv, rejects.csv, summary.json (and the default ledger)."),
 ) -> None:
-    """One-way bidding: clear an offer against a bid file, settle the fills in the ledger."""
+    """One-way bidding: clear an offer against a bid file, settle the fills in the ledger.
+
+    Example: cea auction docs/examples/auction-bids.csv --seller B002 --qty 100000
+    --reserve 58.00 --prior-close 60.00 --window 13:00-15:00
+    --accounts docs/examples/accounts.csv --out auction
+    """
     import datetime as dt
 
     from engine.auction import AuctionError, ClearingRule, Offer
@@ -266,7 +296,7 @@ def auction(
     try:
         close = parse_prior_close(prior_close)
     except EngineConfigError as e:
-        fail(str(e))
+        fail(f"--prior-close: {e}")
     reserve_fen = parse_price(reserve.strip())
     if not reserve_fen:
         fail(f"--reserve {reserve!r} is not a positive price in CNY with at most two "
@@ -275,6 +305,10 @@ def auction(
     start_us, end_us = _clock(start_text), _clock(end_text)
     if start_us is None or end_us is None or start_us >= end_us:
         fail(f"--window {window!r} is not HH:MM-HH:MM with the start before the end")
+    check_input(bids, "BIDS")
+    if accounts is not None:
+        check_input(accounts, "--accounts")
+    check_out(out)
     try:
         parsed = read_bid_file(bids)
     except AuctionError as e:
@@ -301,7 +335,7 @@ def auction(
                       min_bid_qty=min_bid_qty, band_pct=band_pct,
                       reject_below_reserve=below_reserve == BelowReserve.reject)
     except AuctionError as e:
-        fail(str(e))
+        fail(_with_option(str(e)))
     try:
         opening = []
         if accounts is not None:

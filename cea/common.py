@@ -17,7 +17,8 @@ import typer
 T = TypeVar("T")
 
 #: The help of every ``--ledger`` option that names an existing ledger.
-LEDGER_HELP = "Ledger: a SQLite path (default out/ledger.sqlite) or a postgresql:// URL."
+LEDGER_HELP = ("The ledger: a SQLite file (default out/ledger.sqlite, as written by cea match "
+               "--accounts) or a postgresql:// URL.")
 #: The ledger commands use when ``--ledger`` is not given.
 DEFAULT_LEDGER = "out/ledger.sqlite"
 
@@ -26,6 +27,36 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``cea: error: <message>`` on stderr and exit with ``code`` (2: a usage error)."""
     typer.echo(f"cea: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def check_out(out: Path, option: str = "--out") -> None:
+    """Fail now, before any work, if ``out`` cannot be an output directory (it is a file, a
+    path above it is a file, or it cannot be created): ``cea.outdir.check_output``."""
+    from cea.outdir import OutputError, check_output
+
+    try:
+        check_output(out)
+    except OutputError as e:
+        fail(str(e))
+
+
+def check_input(path: Path, option: str) -> None:
+    """Fail now if the file ``path`` given to ``option`` does not exist or is a directory
+    (whether it reads well is for its reader to say)."""
+    if not path.exists():
+        fail(f"{option} {path}: no such file")
+    if path.is_dir():
+        fail(f"{option} {path} is a directory, not a file")
+
+
+def check_new_file(path: Path, option: str) -> None:
+    """Fail now, before any work, if the file ``path`` given to ``option`` cannot be written
+    later: its directory does not exist, or it is a directory."""
+    if path.is_dir():
+        fail(f"{option} {path} is a directory, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        fail(f"{option} {path}: directory {parent} does not exist")
 
 
 @contextmanager

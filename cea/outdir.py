@@ -140,6 +140,39 @@ def clean_up(final: Path) -> list[Path]:
     return done
 
 
+def check_output(final: Path) -> None:
+    """Raise ``OutputError`` now (before a command does any work) if ``atomic_outputs(final)``
+    would refuse ``final``: it is a file, a path above it is a file, or the nearest directory
+    that exists is not writable. Nothing is created.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "f").write_text("x")
+    1
+    >>> check_output(d / "new" / "dir")  # fine: created later
+    >>> try:
+    ...     check_output(d / "f")
+    ... except OutputError as e:
+    ...     print(str(e).replace(str(d), "D"))
+    D/f exists and is not a directory
+    """
+    final = Path(final)
+    real = Path(os.path.abspath(final))
+    if os.path.lexists(real) and not real.is_dir():
+        raise OutputError(f"{final} exists and is not a directory")
+    existing = real
+    for parent in [real, *real.parents]:
+        if parent.is_dir():
+            existing = parent
+            break
+        if os.path.lexists(parent):
+            raise OutputError(f"{final}: {parent} is not a directory")
+    # a new DIR is staged beside it (in its parent); an existing one inside itself
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{final}: cannot create the output directory: {existing} is not "
+                          "writable")
+
+
 @contextmanager
 def atomic_outputs(final: Path) -> Iterator[Staged]:
     """``with atomic_outputs(out) as st:`` write everything into ``st.path``; on a normal exit

@@ -13,10 +13,12 @@ from typing import Optional
 
 import typer
 
-from cea.common import fail
+from cea.common import check_input, fail
 
 registry_app = typer.Typer(no_args_is_help=True,
-                           help="The national registry: free allocation into the ledger.")
+                           help="The national registry: free allocation into the ledger.",
+                           context_settings={"show_default": True,
+                                             "help_option_names": ["-h", "--help"]})
 
 
 def _t(x: int) -> str:
@@ -24,20 +26,27 @@ def _t(x: int) -> str:
 
 
 def population(
-    entities: int = typer.Option(2162, "--entities", help="How many covered entities."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same file)."),
+    entities: int = typer.Option(2162, "--entities", help="How many covered entities "
+                                 "(1..1000000)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed, 0 or more (same seed, same "
+                             "file)."),
     year: int = typer.Option(2019, "--year", help="Benchmark year of the allocations "
                              "(2019-2024)."),
-    out: Path = typer.Option(Path("out/population.csv"), "--out",
+    out: Path = typer.Option(Path("out/population.csv"), "--out", metavar="FILE",
                              help="The population CSV to write (one row per unit)."),
     accounts: Optional[Path] = typer.Option(
-        None, "--accounts", help="Also write opening balances for cea match --accounts: "
-        "each entity holding its allocation, short ones cash at 100.00 CNY per short tonne."),
+        None, "--accounts", metavar="FILE", help="Also write opening balances for cea match "
+        "--accounts: each entity holding its allocation, short ones cash at 100.00 CNY per "
+        "short tonne."),
     emissions: Optional[Path] = typer.Option(
-        None, "--emissions", help="Also write the cea compliance emissions file "
-        "(entity,verified_emissions,allocation,kind)."),
+        None, "--emissions", metavar="FILE", help="Also write the cea compliance emissions "
+        "file (entity, verified_emissions, allocation, kind)."),
 ) -> None:
-    """Generate a synthetic population calibrated to the first compliance period."""
+    """Generate a synthetic population calibrated to the first compliance period.
+
+    Example: cea population --entities 2162 --seed 0 --year 2019 --out pop.csv
+    --emissions em.csv
+    """
     from ledger.allocation import BENCHMARKS
     from sim.population import (PopulationError, generate, write_accounts_file, write_csv,
                                 write_emissions_file)
@@ -81,17 +90,22 @@ def population(
 
 
 def allocate(
-    population_csv: Path = typer.Argument(..., help="Population CSV (cea population)."),
+    population_csv: Path = typer.Argument(..., metavar="POPULATION",
+                                          help="Population CSV (cea population).",
+                                          show_default=False),
     year: int = typer.Option(..., "--year", help="Allocation year: the benchmarks used and "
                              "the ref ALLOC-<year>-<entity> of each issuance."),
-    ledger: str = typer.Option("out/ledger.sqlite", "--ledger",
+    ledger: str = typer.Option("out/ledger.sqlite", "--ledger", metavar="URL",
                                help="Ledger: a SQLite path (created if missing) or a "
                                "postgresql:// URL."),
-    date: Optional[str] = typer.Option(None, "--date", help="Date of the issuance, "
-                                       "YYYY-MM-DD (default: 1 January of the next year)."),
+    date: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Date of "
+                                       "the issuance (default: 1 January of the next year)."),
     instrument: str = typer.Option("CEA", "--instrument", help="Instrument issued."),
 ) -> None:
-    """Issue each entity's free allocation for YEAR into the ledger (once per entity)."""
+    """Issue each entity's free allocation for YEAR into the ledger (once per entity).
+
+    Example: cea registry allocate pop.csv --year 2019 --ledger ledger.sqlite
+    """
     import datetime as dt
 
     from engine.tradingdays import day_of_date
@@ -108,6 +122,14 @@ def allocate(
         when = dt.date.fromisoformat(date) if date is not None else dt.date(year + 1, 1, 1)
     except ValueError:
         fail(f"--date {date!r} is not a date YYYY-MM-DD")
+    check_input(population_csv, "POPULATION")
+    from ledger.store import is_postgres
+
+    if not is_postgres(ledger):
+        where = Path(ledger[len("sqlite:///"):] if ledger.startswith("sqlite:///") else ledger)
+        if where.is_dir() or not where.parent.is_dir():
+            fail(f"--ledger {ledger}: not a SQLite file in an existing directory, nor a "
+                 "postgresql:// URL")
     try:
         pop = read_csv(population_csv)
         allocations = {e.name: allocate_entity(e.units, year) for e in pop.entities}

@@ -58,6 +58,7 @@ class BookView:
         self.bids: list = []
         self.asks: list = []
         self.last_price: int | None = None
+        self.prior_close = 0  # today's band reference (the next day's once a day has closed)
         self.volume = 0
         self.trades: collections.deque = collections.deque(maxlen=1000)
         self.summaries: list[P.MdDaySummary] = []
@@ -71,6 +72,7 @@ class BookView:
         self.seq = snap.seq
         self.status, self.bids, self.asks = snap.status, list(snap.bids), list(snap.asks)
         self.last_price, self.volume = snap.last_price, snap.volume
+        self.prior_close = snap.prior_close
         self.snapshots += 1
         self.asked_to = 0
         self.ready.set()
@@ -121,6 +123,7 @@ class BookView:
             self.status = msg.status
         elif kind is P.MdDaySummary:
             self.summaries.append(msg)
+            self.prior_close = msg.close
 
     @property
     def best_bid(self):

@@ -16,7 +16,7 @@ cost a few numpy calls per decision step. The types (``AgentKind``):
   mistype a price outside the band (so rejects with reasons appear as they would);
 - **block traders** negotiate 100,000 t+ lots in the afternoon block window.
 
-Institutions and individuals exist only where the configuration admits them (cea-rules.md §5:
+Institutions and individuals exist only where the configuration admits them (docs/rules.md §10:
 not admitted through 2024; opening the market to them is discussed, so it is a what-if).
 
 The agents see what a participant of the real market sees: the last price, the best bid and
@@ -42,9 +42,10 @@ class AgentKind(IntEnum):
     INSTITUTION = 3
     INDIVIDUAL = 4
     BLOCK_TRADER = 5
+    USER = 6  # a user's own agent class (``sim.agent.Agent``), trading through the same engine
 
 
-#: account type each agent kind trades under (cea-rules.md §5)
+#: account type each agent kind trades under (docs/rules.md §10)
 ACCOUNT_TYPE = {
     AgentKind.COVERED_ENTITY: AccountType.COVERED_ENTITY,
     AgentKind.MARKET_MAKER: AccountType.COVERED_ENTITY,  # a trading arm of a large group
@@ -121,15 +122,39 @@ class Agents:
     year_need: np.ndarray  # each compliance year's need, restored after a deadline
     working: np.ndarray  # (n, 2): handle of the working order per side, -1 none
     params: dict
+    #: account type per agent where it is not its kind's (user agents choose theirs)
+    types: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def account_type(self, i: int) -> AccountType:
+        """The account type agent ``i`` trades under."""
+        return self.types.get(i) or ACCOUNT_TYPE[AgentKind(int(self.kind[i]))]
+
+    def add_users(self, names: list[str], types: list[AccountType], cash: list[int],
+                  allowances: list[int]) -> list[int]:
+        """Append user agents (kind USER; cash in fen, allowances in t); their numbers."""
+        first = len(self.kind)
+        n = len(names)
+        grow = lambda a, v: np.concatenate([a, np.asarray(v, dtype=np.int64)])  # noqa: E731
+        self.kind = grow(self.kind, [int(AgentKind.USER)] * n)
+        self.names = self.names + list(names)
+        self.cash = grow(self.cash, cash)
+        self.allowances = grow(self.allowances, allowances)
+        self.need = grow(self.need, [0] * n)
+        self.year_need = grow(self.year_need, [0] * n)
+        self.working = np.concatenate([self.working, np.full((n, 2), -1, dtype=np.int64)])
+        for k, t in enumerate(types):
+            self.types[first + k] = t
+        return list(range(first, first + n))
 
     def of(self, kind: AgentKind) -> np.ndarray:
         return np.flatnonzero(self.kind == kind)
 
     def counts(self) -> dict[str, int]:
-        return {k.name: int((self.kind == k).sum()) for k in AgentKind}
+        return {k.name: int((self.kind == k).sum()) for k in AgentKind
+                if k != AgentKind.USER or (self.kind == k).any()}
 
 
 def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | None,
@@ -184,17 +209,74 @@ def _affordable(qty, price, cash):
     return np.minimum(qty, cash // np.maximum(price, 1))
 
 
+class AgentGroup:
+    """The built-in agents of one kind, deciding together: the vectorised form of the agent
+    API (``sim.agent.Agent`` is the one-account form a user writes). At each decision step
+    the simulator calls ``on_step`` with what the group's accounts see (``Market``: the
+    clock, the book's best prices, the bands, their balances) and an order sink (``Orders``:
+    new orders and cancels, as the wire's NewOrder and Cancel); their fills come back
+    through the accounts' balances and, for covered entities, their remaining need."""
+
+    kind: AgentKind
+    section: str  # the configuration's table of its parameters
+
+    def on_step(self, agents: Agents, m: Market, rng: np.random.Generator, out: Orders,
+                open_of) -> None:
+        raise NotImplementedError
+
+
+class CoveredEntities(AgentGroup):
+    kind, section = AgentKind.COVERED_ENTITY, "covered_entity"
+
+    def on_step(self, agents, m, rng, out, open_of):
+        _covered(agents, m, rng, out, agents.params[self.section], open_of)
+
+
+class MarketMakers(AgentGroup):
+    kind, section = AgentKind.MARKET_MAKER, "market_maker"
+
+    def on_step(self, agents, m, rng, out, open_of):
+        _market_makers(agents, m, rng, out, agents.params[self.section], open_of)
+
+
+class NoiseTraders(AgentGroup):
+    kind, section, careful = AgentKind.NOISE_TRADER, "noise_trader", True
+
+    def on_step(self, agents, m, rng, out, open_of):
+        _noise(agents, m, rng, out, agents.params[self.section], self.kind, self.careful)
+
+
+class Individuals(NoiseTraders):
+    """Noise traders that do not check their balances and now and then mistype a price."""
+
+    kind, section, careful = AgentKind.INDIVIDUAL, "individual", False
+
+
+class Institutions(AgentGroup):
+    kind, section = AgentKind.INSTITUTION, "institution"
+
+    def on_step(self, agents, m, rng, out, open_of):
+        _institutions(agents, m, rng, out, agents.params[self.section], open_of)
+
+
+class BlockTraders(AgentGroup):
+    kind, section = AgentKind.BLOCK_TRADER, "block_trader"
+
+    def on_step(self, agents, m, rng, out, open_of):
+        _block_traders(agents, m, rng, out, agents.params[self.section])
+
+
+#: the built-in groups in the order they decide (each draws from the one generator in turn)
+GROUPS: tuple[AgentGroup, ...] = (CoveredEntities(), MarketMakers(), NoiseTraders(),
+                                  Individuals(), Institutions(), BlockTraders())
+
+
 def decide(agents: Agents, m: Market, rng: np.random.Generator, open_of) -> Orders:
-    """The orders every agent sends at this step. ``open_of(handle)`` is an order's open
-    quantity (0 once filled, cancelled or expired)."""
+    """The orders every built-in agent sends at this step. ``open_of(handle)`` is an
+    order's open quantity (0 once filled, cancelled or expired)."""
     out = Orders()
-    p = agents.params
-    _covered(agents, m, rng, out, p["covered_entity"], open_of)
-    _market_makers(agents, m, rng, out, p["market_maker"], open_of)
-    _noise(agents, m, rng, out, p["noise_trader"], AgentKind.NOISE_TRADER, careful=True)
-    _noise(agents, m, rng, out, p["individual"], AgentKind.INDIVIDUAL, careful=False)
-    _institutions(agents, m, rng, out, p["institution"], open_of)
-    _block_traders(agents, m, rng, out, p["block_trader"])
+    for group in GROUPS:
+        group.on_step(agents, m, rng, out, open_of)
     return out
 
 

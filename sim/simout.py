@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from engine import batch as B
-from engine.codes import Action, OrderStatus, Reason, Segment, Side, TimeInForce
+from engine.codes import Action, OrderStatus, OrderType, Reason, Segment, Side, TimeInForce
 from engine.orderfile import HEADER
 from engine.tradingdays import format_time
 
-from .agents import ACCOUNT_TYPE, AgentKind
+from .agents import AgentKind
 from engine.csvfile import write_csv
 from engine.units import format_fen
 
@@ -40,13 +40,18 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
     paths = []
 
     rows = [HEADER]
-    for ts, action, account, ref, side, tif, price, qty in zip(
+    for ts, action, account, ref, side, typ, tif, price, qty in zip(
             cmds["ts"].tolist(), cmds["action"].tolist(), cmds["account"].tolist(),
-            cmds["order"].tolist(), cmds["side"].tolist(), cmds["tif"].tolist(),
-            cmds["price"].tolist(), cmds["qty"].tolist()):
+            cmds["order"].tolist(), cmds["side"].tolist(), cmds["type"].tolist(),
+            cmds["tif"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist()):
         if action == Action.NEW:
+            market = typ == OrderType.MARKET
             rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
-                         "LIMIT", TimeInForce(tif).name, format_fen(price), qty, ""])
+                         OrderType(typ).name, TimeInForce(tif).name,
+                         "" if market else format_fen(price), qty, ""])
+        elif action == Action.AMEND:  # user agents amend; the built-in ones never do
+            rows.append([format_time(ts), names[account], "AMEND", order(ref), "", "", "",
+                         format_fen(price), qty, ""])
         else:
             rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
                          "", "", ""])
@@ -74,6 +79,7 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                      Reason(reason).name])
     paths.append(write_table(out / "rejects.csv", rows))
 
+    paths.append(write_table(out / "agents.csv", agent_rows(r)))
     paths.append(write_table(out / "days.csv", day_rows(r.days)))
     paths.append(write_table(out / "intraday.csv", intraday_rows(r.samples)))
     if r.emissions_csv:
@@ -84,12 +90,26 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
     return paths
 
 
+def agent_rows(r: SimResult) -> list[list]:
+    """``agents.csv``: every agent's activity, balances and P&L (CNY) marked to the last
+    close (``sim.simulate.agent_results``)."""
+    from .simulate import agent_results
+
+    results = agent_results(r)
+    money = ("opening_cash", "cash", "fees", "last_close", "pnl")
+    header = ["agent", "kind", "account_type", "orders", "trades", "bought_t", "sold_t",
+              "opening_cash", "cash", "opening_allowances", "allowances", "fees",
+              "last_close", "pnl"]
+    return [header] + [[format_fen(row[k]) if k in money else row[k] for k in header]
+                       for row in results]
+
+
 def account_rows(agents, instrument: str) -> list[list]:
     """The agents' opening balances, as ``cea match --accounts`` and ``cea serve --accounts``
     read them."""
     rows = [["account", "type", "cash", instrument]]
     for i, name in enumerate(agents.names):
-        kind = ACCOUNT_TYPE[AgentKind(int(agents.kind[i]))].name
+        kind = agents.account_type(i).name
         rows.append([name, kind, format_fen(int(agents.cash[i])), int(agents.allowances[i])])
     return rows
 

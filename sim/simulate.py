@@ -141,6 +141,19 @@ class Fundamental(msgspec.Struct, forbid_unknown_fields=True):
     drift_bps: int = 0
 
 
+class UserAgent(msgspec.Struct, forbid_unknown_fields=True):
+    """Your own agent class (``sim.agent.Agent``) trading in the simulation:
+    ``[[agents]]`` tables in the TOML file, or ``cea simulate --agent MODULE:CLASS``."""
+
+    agent: str  # MODULE:CLASS, or path/to/file.py:CLASS
+    count: int = 1  # accounts, each with its own instance
+    name: str = ""  # account name (with count > 1: NAME1, NAME2, ...); default the class name
+    account_type: str = "INSTITUTION"  # must be admitted (see ``admitted``)
+    cash: int = 10_000_000  # opening cash, CNY
+    allowances: int = 100_000  # opening allowances, t
+    params: dict = {}  # keyword arguments of the class
+
+
 class SimConfig(msgspec.Struct, forbid_unknown_fields=True):
     seed: int = 1
     days: int = 250
@@ -149,7 +162,7 @@ class SimConfig(msgspec.Struct, forbid_unknown_fields=True):
     deadline: str = "2024-12-31"  # surrender deadline; a new compliance year follows it
     steps_per_hour: int = 12  # decision steps per trading hour (every 5 minutes)
     instrument: str = "CEA"
-    #: account types admitted to trade (cea-rules.md §5: only covered entities through 2024;
+    #: account types admitted to trade (docs/rules.md §10: only covered entities through 2024;
     #: institutions and individuals are a what-if); agents of other types are not created
     admitted: list[str] = msgspec.field(
         default_factory=lambda: ["COVERED_ENTITY", "INSTITUTION", "INDIVIDUAL"])
@@ -165,6 +178,7 @@ class SimConfig(msgspec.Struct, forbid_unknown_fields=True):
     institution: Institution = msgspec.field(default_factory=Institution)
     block_trader: BlockTrader = msgspec.field(default_factory=BlockTrader)
     fundamental: Fundamental = msgspec.field(default_factory=Fundamental)
+    agents: list[UserAgent] = []
 
 
 def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
@@ -247,6 +261,38 @@ def check_config(cfg: SimConfig) -> None:
         raise SimConfigError("covered_entity: urgency_max >= 1 and urgency_days >= 1")
     if cfg.block_trader.qty_max < 100_000 or cfg.covered_entity.block_lot_max < 100_000:
         raise SimConfigError("block lots need qty_max / block_lot_max >= 100000 t")
+    user_agent_names(cfg)
+
+
+def user_agent_names(cfg: SimConfig) -> list[tuple[str, UserAgent]]:
+    """Each user agent's account name with its configuration; checks the ``agents`` tables
+    (and that each class loads) and raises ``SimConfigError`` naming what is wrong."""
+    from .agent import AgentError, load_agent_class
+
+    out, seen = [], set()
+    for i, ua in enumerate(cfg.agents):
+        where = f"agents[{i}] ({ua.agent})"
+        try:
+            cls = load_agent_class(ua.agent)
+        except AgentError as e:
+            raise SimConfigError(str(e)) from None
+        if not 1 <= ua.count <= 1000:
+            raise SimConfigError(f"{where}: count must be 1..1000, not {ua.count}")
+        if ua.account_type not in cfg.admitted:
+            raise SimConfigError(f"{where}: account_type {ua.account_type} is not admitted "
+                                 f"(admitted: {', '.join(cfg.admitted)})")
+        if ua.cash < 0 or ua.allowances < 0:
+            raise SimConfigError(f"{where}: cash and allowances must be >= 0")
+        base = ua.name or cls.__name__.upper()
+        if not base.isalnum() or not base.isascii() or len(base) > 12:
+            raise SimConfigError(f"{where}: name {base!r} must be 1-12 letters or digits")
+        for k in range(ua.count):
+            name = base if ua.count == 1 else f"{base}{k + 1}"
+            if name in seen:
+                raise SimConfigError(f"{where}: account {name} is named twice")
+            seen.add(name)
+            out.append((name, ua))
+    return out
 
 
 def default_config_toml() -> str:
@@ -256,7 +302,22 @@ def default_config_toml() -> str:
     >>> msgspec.toml.decode(default_config_toml(), type=SimConfig) == SimConfig()
     True
     """
-    return _toml(msgspec.to_builtins(SimConfig()))
+    data = msgspec.to_builtins(SimConfig())
+    del data["agents"]  # none by default: the commented table below shows one
+    return _toml(data) + _AGENTS_EXAMPLE
+
+
+_AGENTS_EXAMPLE = """
+# Your own agents (sim.agent.Agent subclasses; docs/agents.md), one table per class:
+# [[agents]]
+# agent = "docs/examples/my_agent.py:MeanReverter"  # MODULE:CLASS or path/to/file.py:CLASS
+# count = 1                     # accounts, each with its own instance
+# name = "MR"                   # account name (NAME1, NAME2, ... when count > 1)
+# account_type = "INSTITUTION"  # must be admitted
+# cash = 10000000               # CNY
+# allowances = 100000           # t
+# params = { lot = 500 }        # keyword arguments of the class
+"""
 
 
 def _toml(data: dict) -> str:
@@ -442,7 +503,33 @@ def build_agents(cfg: SimConfig, rng: np.random.Generator) -> tuple[A.Agents, Co
         "block_trader")}
     agents = A.build(counts, covered.need, covered.names, parse_prior_close(cfg.prior_close),
                      params, rng, covered.holdings)
+    users = user_agent_names(cfg)
+    if users:
+        from engine.codes import AccountType
+
+        taken = set(agents.names)
+        clash = next((name for name, _ in users if name in taken), None)
+        if clash is not None:
+            raise SimConfigError(f"agents: account {clash} is a built-in agent's name")
+        agents.add_users([name for name, _ in users],
+                         [AccountType[ua.account_type] for _, ua in users],
+                         [ua.cash * 100 for _, ua in users], [ua.allowances for _, ua in users])
     return agents, covered
+
+
+def user_agents(cfg: SimConfig, agents: A.Agents):
+    """Instances of the configured user agent classes with their agent numbers."""
+    from .agent import AgentError, make_agent
+
+    instances, numbers = [], []
+    for (name, ua), number in zip(user_agent_names(cfg), agents.of(A.AgentKind.USER).tolist()):
+        assert agents.names[number] == name
+        try:
+            instances.append(make_agent(ua.agent, dict(ua.params)))
+        except AgentError as e:
+            raise SimConfigError(str(e)) from None
+        numbers.append(number)
+    return instances, numbers
 
 
 def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
@@ -461,7 +548,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     first_day = days[0]
     opening = []
     for i, name in enumerate(agents.names):
-        kind = A.ACCOUNT_TYPE[A.AgentKind(int(agents.kind[i]))]
+        kind = agents.account_type(i)
         engine.open_account(name, kind)
         if agents.cash[i]:
             engine.deposit(name, int(agents.cash[i]))
@@ -511,6 +598,15 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     year_bought = np.zeros(n_agents, dtype=np.int64)
     year_sold = np.zeros(n_agents, dtype=np.int64)
     orders_names = engine.orders
+    from .inprocess import InProcessAgents
+
+    instances, numbers = user_agents(cfg, agents)
+    users = InProcessAgents(instances, numbers, orders_names, cfg.instrument)
+    for agent, number in zip(instances, numbers):
+        agent.bind(users, agents.names[number], cfg.instrument, cash=int(agents.cash[number]),
+                   allowances=int(agents.allowances[number]), seed=cfg.seed)
+    if users:
+        users.start(bal, first_day * DAY_US + int(times[0]))
 
     for day in days:
         date = date_of_day(day)
@@ -533,6 +629,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
         day_events = _Buffer(B.EVENT_WIDTH)
         band = block_band = None
         prior_close = prior if not rows else rows[-1].close
+        day_volume = 0
         for k, tod in enumerate(times):
             ts = day * DAY_US + int(tod)
             if band is None:
@@ -553,11 +650,18 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             first = next_order
             cmds, next_order = step_commands(decided, agents, ts, next_order, rng)
             orders_names.add_many([f"o{h}" for h in range(first, next_order)])
+            refused = ()
+            if users:
+                users.step(engine, bal, ts, last, prior_close, day_volume)
+                mine, next_order, refused = users.commands(ts + len(cmds), next_order)
+                cmds = np.concatenate([cmds, mine]) if len(mine) else cmds
             if len(cmds):
                 ev = engine.submit_batch(cmds)
                 commands.add(cmds)
                 _absorb(ev, n_commands, trades, rejects, accepted, day_events)
                 n_commands += len(cmds)
+                if users:
+                    users.deliver(ev, cmds, refused)
                 tr = ev[ev[:, B.KIND] == EventKind.TRADE]
                 if len(tr):
                     bought = np.zeros(n_agents, dtype=np.int64)
@@ -571,6 +675,9 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
                     if len(listed):
                         last = int(listed[-1, B.PRICE])
                         day_prices.append(listed[:, B.PRICE])
+                        day_volume += int(listed[:, B.QTY].sum())
+            elif refused:
+                users.deliver(np.zeros((0, B.EVENT_WIDTH), np.int64), cmds, refused)
             bb, ba = engine.best_bid(), engine.best_ask()
             if bb and ba:
                 if bb[0] >= ba[0]:
@@ -584,6 +691,10 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
         _absorb(ev, n_commands, trades, rejects, accepted, day_events)
         closed = ev[ev[:, B.KIND] == EventKind.DAY_CLOSED]
         c = closed[-1]
+        if users:
+            users.deliver(ev, None)
+            users.day_closed(day, int(c[B.DAY_CLOSE]), int(c[B.DAY_LISTED_VOLUME]),
+                             int(c[B.DAY_BLOCK_VOLUME]))
         prices = np.concatenate(day_prices) if day_prices else np.zeros(0, np.int64)
         rows.append(DayRow(
             date.isoformat(), int(c[B.DAY_PRIOR_CLOSE]), int(c[B.DAY_CLOSE]), band[0], band[1],
@@ -603,6 +714,8 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             progress(date)
     if days and date_of_day(days[-1]) >= deadline:
         compliance.append(_compliance_row(deadline, agents, covered, year_bought, year_sold))
+    if users:
+        users.refresh(bal, days[-1] * DAY_US + DAY_CLOSE_US)
     result = SimResult(cfg, agents, engine, rows, commands.array(B.COMMAND_DTYPE),
                        trades.array(), rejects.array(), accepted.array(),
                        np.array(samples, dtype=np.int64).reshape(-1, 4), depth, compliance,
@@ -744,10 +857,66 @@ def summarize(r: SimResult, crossed: int = 0) -> dict:
         "mean_spread_cny": format_fen(round(sum(spreads) / len(spreads))) if spreads else None,
         "rejects": {Reason(i).name: int(n) for i, n in enumerate(reasons.tolist()) if n},
         "compliance": r.compliance,
+        "user_agents": user_agent_summary(r),
         "book_crossed_steps": crossed,
         "trade_checksum": checksum.hexdigest(),
         "seconds": round(r.seconds, 2),
     }
 
 
-__all__ = ["SimConfig", "SimConfigError", "SimResult", "load_config", "simulate"]
+def agent_results(r: SimResult) -> list[dict]:
+    """Per agent: orders, trades, tonnes bought and sold, opening and closing cash (fen) and
+    allowances (t), fees (fen) and P&L (fen) marked to the last close: the change in cash
+    plus the change in allowances at the last close (allowances surrendered count as
+    spent)."""
+    n = len(r.agents)
+    bal = r.engine.balances
+    cmds, trades = r.commands, r.trades
+    orders = np.bincount(cmds["account"][cmds["action"] == Action.NEW], minlength=n)[:n]
+    if len(trades):
+        buyer, seller, qty = trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2], trades[:, B.QTY]
+        n_trades = np.bincount(buyer, minlength=n)[:n] + np.bincount(seller, minlength=n)[:n]
+        bought = np.bincount(buyer, weights=qty, minlength=n)[:n].astype(np.int64)
+        sold = np.bincount(seller, weights=qty, minlength=n)[:n].astype(np.int64)
+    else:
+        n_trades = bought = sold = np.zeros(n, dtype=np.int64)
+    fees = np.zeros(n, dtype=np.int64)
+    if len(trades) and (r.config.fee_bps_listed or r.config.fee_bps_block):
+        from engine.accounts import fee
+
+        for t in trades.tolist():
+            bps = r.config.fee_bps_listed if t[B.SEGMENT] == Segment.LISTED else \
+                r.config.fee_bps_block
+            f = fee(t[B.PRICE] * t[B.QTY], bps)
+            fees[t[B.ACCOUNT]] += f
+            fees[t[B.ACCOUNT2]] += f
+    mark = r.days[-1].close if r.days else 0
+    out = []
+    for i, name in enumerate(r.agents.names):
+        cash, held = int(bal.cash[i, CA_TOTAL]), int(bal.holdings[i, HD_TOTAL])
+        opening_cash, opening_held = int(r.agents.cash[i]), int(r.agents.allowances[i])
+        out.append({
+            "agent": name, "kind": A.AgentKind(int(r.agents.kind[i])).name,
+            "account_type": r.agents.account_type(i).name, "orders": int(orders[i]),
+            "trades": int(n_trades[i]), "bought_t": int(bought[i]), "sold_t": int(sold[i]),
+            "opening_cash": opening_cash, "cash": cash, "opening_allowances": opening_held,
+            "allowances": held, "fees": int(fees[i]), "last_close": mark,
+            "pnl": cash - opening_cash + (held - opening_held) * mark})
+    return out
+
+
+def user_agent_summary(r: SimResult) -> list[dict]:
+    """``summary.json``'s ``user_agents``: each user agent's class, activity and P&L."""
+    users = r.agents.of(A.AgentKind.USER).tolist()
+    if not users or r.engine is None:  # via the server: from the sessions (sim.viaserver)
+        return []
+    classes = [ua.agent for _, ua in user_agent_names(r.config)]
+    rows = agent_results(r)
+    return [{"name": rows[i]["agent"], "class": cls, "orders": rows[i]["orders"],
+             "trades": rows[i]["trades"],
+             "position_t": rows[i]["allowances"] - rows[i]["opening_allowances"],
+             "pnl_cny": format_fen(rows[i]["pnl"])} for i, cls in zip(users, classes)]
+
+
+__all__ = ["SimConfig", "SimConfigError", "SimResult", "UserAgent", "agent_results", "load_config",
+           "simulate"]

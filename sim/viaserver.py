@@ -6,7 +6,9 @@ session (``gateway.client.Client``); the operator session steps the exchange clo
 each day with ``SetClock`` and watches the listed book's market data. At each step every
 agent asks for its balance (what it may spend and sell), the agents decide exactly as
 in-process (``sim.agents.decide``), their cancels and orders go over TCP, and the step ends
-when every one is answered. At 15:00 the server closes the day itself.
+when every one is answered. At 15:00 the server closes the day itself. A user's agents
+(``sim.agent.Agent``) have their sessions too: after the built-in agents' orders of a step,
+each sees its balances and the book and sends its own, and the step waits for their answers.
 
 The results come from the server's own records: after it stops, its journal is replayed
 (``gateway.journal.settled_events``) for the trades and the days, and its ledger gives the
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import batch as B
-from engine.codes import Action, EventKind, Segment
+from engine.codes import Action, EventKind, Segment, Side
 from engine.orderfile import parse_prior_close
 from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
@@ -87,6 +89,7 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
                        time.perf_counter() - t0)
     result.summary = summarize(result)
     result.summary["mode"] = "via-server"
+    result.summary["user_agents"] = run.user_summary(rows[-1].close if rows else 0)
     paths = _write(result, exchange, out)
     day = cfg.plot_day or rows[len(rows) // 2].date
     paths += plot_simulation(result, out, day)
@@ -100,6 +103,88 @@ class _Run:
         self.open_qty: dict[int, int] = {}
         self.last_trade = (0, 0)  # (trade id, price) of the latest listed trade seen
         self.reasons: list[int] = []
+        self.users: list = []  # (agent, its number, its client): the user agents
+        self.failure: Exception | None = None
+
+    def _guard(self, fn, *args) -> None:
+        """A user agent's callback from a client's reader: a failure stops the run."""
+        from .agent import AgentError
+
+        if self.failure is None:
+            try:
+                fn(*args)
+            except AgentError as e:
+                self.failure = e
+
+    def _user_report(self, agent):
+        """The report handler of a user agent's session (as ``cea agent`` has it)."""
+        from .agent import Fill, OrderUpdate, notify_fill, notify_order
+        from .live import EXEC_UPDATES
+        from gateway.protocol import reason_name
+
+        def on_report(r) -> None:
+            if r.exec in (3, 4):  # PARTIAL_FILL, FILL
+                self._guard(notify_fill, agent, Fill(
+                    r.cl_ord_id, Side(r.side), r.price, r.qty, r.trade_id, r.ts_us,
+                    Segment(r.segment), r.open))
+                if r.segment == Segment.LISTED and r.trade_id > self.last_trade[0]:
+                    self.last_trade = (int(r.trade_id), int(r.price))
+            elif r.exec in EXEC_UPDATES:
+                if r.exec == 2:
+                    self.reasons.append(int(r.reason))
+                self._guard(notify_order, agent, OrderUpdate(
+                    r.cl_ord_id, EXEC_UPDATES[r.exec],
+                    reason_name(r.reason) if r.reason else "", r.open, r.ts_us))
+
+        return on_report
+
+    async def _start_users(self, clients) -> None:
+        from .agent import call
+        from .simulate import user_agent_names, user_agents
+
+        instances, numbers = user_agents(self.cfg, self.agents)
+        self.user_classes = [ua.agent for _, ua in user_agent_names(self.cfg)]
+        for agent, i in zip(instances, numbers):
+            client = clients[i]
+            client.on_execution = self._user_report(agent)
+            agent.bind(_StepSender(client, self.cfg.instrument), self.agents.names[i],
+                       self.cfg.instrument, cash=int(self.agents.cash[i]),
+                       allowances=int(self.agents.allowances[i]), seed=self.cfg.seed)
+            self.users.append((agent, i, client))
+            call(agent, "on_start")
+
+    async def _step_users(self, balances, view, ts: int, last: int | None) -> None:
+        """Show the user agents the clock and the book; send what they decide; wait for
+        every answer."""
+        from .agent import Book, call
+
+        if not self.users:
+            return
+        book = Book(self.cfg.instrument, ts, [tuple(lv) for lv in view.bids[:5]],
+                    [tuple(lv) for lv in view.asks[:5]], last, self.day_prior, "OPEN",
+                    view.volume)
+        for agent, i, _ in self.users:
+            b = balances[i]
+            agent.now, agent.cash, agent.cash_available = ts, b.cash, b.cash_available
+            agent.allowances, agent.sellable = b.holdings[0][1], b.holdings[0][4]
+            if last is not None:
+                agent.last_price = last
+            call(agent, "on_book", book)
+            call(agent, "on_step", book)
+        waits = [w for agent, _, _ in self.users for w in agent.sender.take()]
+        if waits:
+            await asyncio.gather(*waits)
+        if self.failure is not None:
+            raise self.failure
+
+    def user_summary(self, mark: int) -> list[dict]:
+        """``summary.json``'s ``user_agents`` from the agents' final balances."""
+        from engine.units import format_fen
+
+        return [{"name": a.account, "class": cls, "orders": a.orders_sent,
+                 "trades": a.trades, "position_t": a.allowances - a.opening_allowances,
+                 "pnl_cny": format_fen(a.pnl(mark))}
+                for (a, _, _), cls in zip(self.users, self.user_classes)]
 
     def _on_execution(self, msg) -> None:
         from gateway.protocol import ExecKind
@@ -123,6 +208,14 @@ class _Run:
 
         if type(msg) is MdDaySummary and msg.segment == Segment.LISTED:
             self.prior = int(msg.close)  # the next day's band reference
+            if self.users:
+                from .agent import DayClose, call
+
+                d = str(msg.date)
+                day = DayClose(f"{d[:4]}-{d[4:6]}-{d[6:]}", msg.close, msg.volume, 0)
+                for agent, _, _ in self.users:
+                    agent.last_price = msg.close
+                    self._guard(call, agent, "on_day_close", day)
 
     async def main(self):
         from gateway.client import Client
@@ -138,6 +231,7 @@ class _Run:
             c.keep_reports = False
         for k in range(0, len(clients), 64):
             await asyncio.gather(*(c.connect() for c in clients[k:k + 64]))
+        await self._start_users(clients)
         prior = self.prior = parse_prior_close(cfg.prior_close)
         times = step_times(cfg.steps_per_hour)
         deadline = parse_date("deadline", cfg.deadline)
@@ -162,7 +256,7 @@ class _Run:
                 if not ack.ok:
                     raise RuntimeError(f"SetClock refused: {ack.text}")
                 if band is None:
-                    base = self.prior  # the last close the server published
+                    base = self.day_prior = self.prior  # the last close the server published
                     band = band_limits(base, Segment.LISTED)
                     block_band = band_limits(base, Segment.BLOCK)
                 balances = await asyncio.gather(*(c.balance() for c in clients))
@@ -176,6 +270,7 @@ class _Run:
                                   sellable, held)
                 d = A.decide(agents, market, self.rng, lambda h: self.open_qty.get(h, 0))
                 next_order = await self._send(d, clients, ts, next_order, sent)
+                await self._step_users(balances, book, ts, self.last_trade[1] or None)
                 bb, ba = book.best_bid, book.best_ask
                 samples.append((ts, bb[0] if bb else 0, ba[0] if ba else 0,
                                 self.last_trade[1]))
@@ -190,6 +285,11 @@ class _Run:
             fundamental = max(1, int(round(fundamental * (1 + step / 10_000))))
             if self.progress is not None:
                 self.progress(date)
+        for agent, i, client in self.users:  # their last balances, for the P&L
+            b = await client.balance()
+            agent.cash, agent.allowances = b.cash, b.holdings[0][1]
+        if self.failure is not None:
+            raise self.failure
         await asyncio.gather(*(c.close() for c in clients))
         await ops.close()
         cmds = np.concatenate(sent) if sent else B.empty_commands(0)
@@ -215,6 +315,37 @@ class _Run:
             await asyncio.gather(*waits)
         sent.append(cmds)
         return next_order
+
+
+class _StepSender:
+    """A user agent's commands over its session, the answers awaited at the step's end.
+    Order ids are ``ACCOUNT.N`` as in-process (the server is fresh: they never repeat)."""
+
+    def __init__(self, client, instrument: str):
+        self.client, self.instrument = client, instrument
+        self.waits: list = []
+
+    def take(self) -> list:
+        waits, self.waits = self.waits, []
+        return waits
+
+    def new(self, agent, side, qty, price, tif) -> str:
+        from engine.codes import OrderType
+
+        order_id = f"{agent.account}.{agent.orders_sent + 1}"
+        self.waits.append(self.client.place(
+            order_id, self.instrument, side, qty, price, tif=tif,
+            type=OrderType.LIMIT if price is not None else OrderType.MARKET))
+        return order_id
+
+    def cancel(self, agent, order_id) -> None:
+        self.waits.append(self.client.cancel_wait(order_id))
+
+    def amend(self, agent, order_id, price, qty) -> None:
+        self.waits.append(self.client.amend_wait(order_id, price, qty))
+
+    def cancel_all(self, agent, side) -> None:
+        self.waits.append(self.client.mass_cancel(self.instrument, int(side or 0)))
 
 
 def _day_rows(ev: np.ndarray, trades: np.ndarray, samples: np.ndarray) -> list[DayRow]:
