@@ -70,6 +70,8 @@ def agent(
                                     help="Given to the class's constructor (repeat)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE",
                                        help="Also write the figures to this JSON file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display on stderr "
+                               "(the figures are printed all the same)."),
 ) -> None:
     """Run your agent against a running cea serve; print its trades' totals and P&L.
 
@@ -86,19 +88,26 @@ def agent(
         instance = make_agent(spec, _params(param))
     except AgentError as e:
         fail(str(e))
+    from cea import progress
+    from engine.units import format_fen
     from gateway.client import ClientError
 
     try:
-        figures = run_live(instance, host, port, account, the_token, instrument=instrument,
-                           step=step, duration=duration)
+        with progress.status(f"{account}: logging on to {host}:{port}", quiet) as show:
+            def stepped(a, left) -> None:
+                until = "Ctrl-C stops" if left is None else f"{left:.0f} s left"
+                show(f"{a.account}: {a.orders_sent} orders, {a.trades} trades, position "
+                     f"{a.allowances - a.opening_allowances:+,} t, P&L "
+                     f"{format_fen(a.pnl())} CNY ({until})")
+
+            figures = run_live(instance, host, port, account, the_token, instrument=instrument,
+                               step=step, duration=duration, progress=stepped)
     except AgentError as e:
         fail(str(e), 1)
     except ClientError as e:
         fail(f"{host}:{port}: {e}", 1)
     except OSError as e:
         fail(f"cannot reach the exchange at {host}:{port}: {e.strerror or e}", 1)
-    from engine.units import format_fen
-
     if out is not None:
         out.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     f = figures

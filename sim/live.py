@@ -66,7 +66,9 @@ class LiveRun:
     """One agent's session (see the module's documentation)."""
 
     def __init__(self, agent: Agent, host: str, port: int, account: str, token: str,
-                 instrument: str = "CEA", step: float = 1.0, duration: float | None = None):
+                 instrument: str = "CEA", step: float = 1.0, duration: float | None = None,
+                 progress=None):
+        self.progress = progress  # progress(agent, seconds left or None) after each step
         self.agent, self.host, self.port = agent, host, port
         self.account, self.token, self.instrument = account, token, instrument
         self.step, self.duration = step, duration
@@ -175,6 +177,8 @@ class LiveRun:
                     break
                 await self._balance()
                 call(a, "on_step", self._book())
+                if self.progress is not None:
+                    self.progress(a, None if end is None else max(end - loop.time(), 0.0))
             if self.failure is not None:
                 raise self.failure
             await asyncio.sleep(0.05)  # the reports of the last step's orders

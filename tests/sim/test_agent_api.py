@@ -274,3 +274,12 @@ def test_the_same_class_runs_via_server_in_a_simulation(tmp_path, monkeypatch):
     assert trades.count(",EVERY,") == user["trades"] > 0
     assert result.summary["ledger_reconciles"] is True
     assert "MALFORMED" in result.summary["rejects"]  # its MARKET FOK, as in-process
+
+
+def test_the_docs_show_the_example_as_it_is():
+    """docs/agents.md's example is the tested file's code, line for line."""
+    docs = (EXAMPLE.parents[1] / "agents.md").read_text()
+    code = EXAMPLE.read_text()
+    shown = docs.split("```python\n", 1)[1].split("```\n", 1)[0]
+    assert shown == code[code.index("from sim.agent import Agent"):]
+    assert len(shown.splitlines()) <= 40  # "a 30-line agent": the class is about that
