@@ -71,11 +71,11 @@ from sim.loadtest import local_server
 
 HOST = "127.0.0.1"  # loopback only, by design
 _ROOT = Path(__file__).resolve().parent.parent
-_TOKENS = ("account,token\nA001,A001-test-token-0001\nA002,A002-test-token-0002\n"
+TOKENS_CSV = ("account,token\nA001,A001-test-token-0001\nA002,A002-test-token-0002\n"
            "OPS,OPS-test-token-00000\n")
-_ACCOUNTS = ("account,type,cash,CEA\nA001,COVERED_ENTITY,100000000000.00,0\n"
+ACCOUNTS_CSV = ("account,type,cash,CEA\nA001,COVERED_ENTITY,100000000000.00,0\n"
              "A002,COVERED_ENTITY,0.00,1000000000\n")
-_SESSIONS = (("A001", "A001-test-token-0001", 1),  # (account, token, side)
+SESSIONS = (("A001", "A001-test-token-0001", 1),  # (account, token, side)
              ("A002", "A002-test-token-0002", 2))
 NEW_SIZE = P.NEW_ORDER.itemsize
 REPORT_SIZE = P.EXECUTION_REPORT.itemsize
@@ -215,7 +215,7 @@ def running_server(fsync: bool, data_root: Path):
     tree: list[int] = []
     starts: dict[int, str] = {}
     try:
-        with local_server(data_root, _ACCOUNTS, _TOKENS, fsync=fsync) as port:
+        with local_server(data_root, ACCOUNTS_CSV, TOKENS_CSV, fsync=fsync) as port:
             pid = _find_server_pid()
             if pid is not None:
                 tree = [pid, *_descendants(pid)]
@@ -423,7 +423,7 @@ def pipelined_throughput(port: int, orders: int, server_pid: int | None = None,
     timeout = timeout if timeout is not None else 60 + orders / 5000
     sessions = []
     try:
-        for account, token, side in _SESSIONS:
+        for account, token, side in SESSIONS:
             if msgpack:
                 sock = _mp_logon(port, account)
                 sessions.append((sock, memoryview(_mp_blob(side, half)), _MpAcks(sock)))

@@ -486,6 +486,9 @@ def serve(
                                   help="Journal, snapshots, ledger and tokens live here."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(7878, "--port", min=0, max=65535, help="TCP port (0: any free)."),
+    fix_port: Optional[int] = typer.Option(
+        None, "--fix-port", min=0, max=65535, metavar="PORT", help="Also accept FIX 4.4 "
+        "sessions on this port, same host (0: any free; see docs/fix.md). Default: off."),
     prior_close: List[str] = typer.Option(
         ["60.00"], "--prior-close", metavar="PRICE", help="First prior close, CNY (NAME=60.00 "
         "per instrument; repeat). Used when the data directory is new."),
@@ -607,7 +610,8 @@ def _serve(o: dict) -> None:
     if path["tokens"] is not None:  # (the accounts file's reader says it all itself)
         check_input(path["tokens"], name("tokens"))
     config = ServerConfig(
-        data_dir=data_dir, host=o["host"], port=o["port"], fsync=fsync_on,
+        data_dir=data_dir, host=o["host"], port=o["port"], fix_port=o["fix_port"],
+        fsync=fsync_on,
         instruments=instruments, fee_bps_listed=o["fee_bps_listed"],
         fee_bps_block=o["fee_bps_block"], clock=clock, rate_limit=o["rate_limit"],
         burst=o["burst"], query_rate=o["query_rate"], query_burst=o["query_burst"],
@@ -620,6 +624,8 @@ def _serve(o: dict) -> None:
         # compiled); on an existing one, the directory's lock answers first (serve takes it)
         if not data_dir.exists():
             check_listen(o["host"], o["port"])
+            if o["fix_port"]:
+                check_listen(o["host"], o["fix_port"])
         if path["credentials_out"] is not None and not (data_dir / JOURNAL).exists():
             check_credentials_out(path["credentials_out"], data_dir)
         if o["start"] is not None:
@@ -649,6 +655,9 @@ def _serve(o: dict) -> None:
         typer.echo(f"cea serve: journal {data_dir / 'journal.log'} (fsync "
                    f"{'on' if fsync_on else 'off'}), clock {clock} at "
                    f"{format_time(server.clock.now())[:19]}")
+        if server.fix_address is not None:
+            fhost, fport = server.fix_address
+            typer.echo(f"cea serve: FIX 4.4 acceptor on {fhost}:{fport} (TargetCompID CEA)")
         typer.echo(f"cea serve: listening on {host}:{port}  (Ctrl-C stops)", )
 
     try:
@@ -1077,6 +1086,33 @@ def bench_gateway(
         check_new_file(json_path, "--json")
     _bench("bench gateway", run_gateway_benchmark, quiet, orders=orders, rate=rate,
            seconds=seconds, json_path=json_path, pin=pin)
+
+
+@bench_app.command("fix")
+def bench_fix(
+    orders: int = typer.Option(20_000, "--orders", min=1000,
+                               help="Orders pipelined through each port for throughput."),
+    rate: int = typer.Option(5_000, "--rate", min=100, help="Orders/s offered, open loop, "
+                             "for the round trips."),
+    seconds: float = typer.Option(3.0, "--seconds", min=0.5, help="Length of each latency "
+                                  "run."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE",
+                                             help="Write the figures here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+) -> None:
+    """cea serve --fix-port: orders/s and round trips through FIX and the native port.
+
+    One server (fsync on), both ports measured in the same run; the ratios against the
+    target of 3 (the FIX path within 3x the native one).
+
+    Example: cea bench fix --orders 20000 --rate 5000 --seconds 3
+    """
+    from bench.fix import run_fix_benchmark
+
+    if json_path is not None:
+        check_new_file(json_path, "--json")
+    _bench("bench fix", run_fix_benchmark, quiet, orders=orders, rate=rate, seconds=seconds,
+           json_path=json_path)
 
 
 # commands kept in their own modules, one per part of the market they serve

@@ -51,6 +51,7 @@ class ServeFile(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: _Str = UNSET
     host: _Str = UNSET
     port: _int(0, 65535) = UNSET
+    fix_port: _int(0, 65535) = UNSET
     prior_close: Union[list[str], str, UnsetType] = UNSET
     accounts: _Str = UNSET
     tokens: _Str = UNSET
@@ -78,7 +79,7 @@ class ServeFile(msgspec.Struct, forbid_unknown_fields=True):
 KEYS = tuple(ServeFile.__struct_fields__)
 
 #: What ``--print-config`` shows, commented out, for the keys that have no default.
-EXAMPLES = {"accounts": "accounts.csv", "tokens": "tokens.csv",
+EXAMPLES = {"fix_port": 9878, "accounts": "accounts.csv", "tokens": "tokens.csv",
             "credentials_out": "credentials.csv", "start": "2024-03-04"}
 
 #: The keys of a fixed set of values, and what they are.

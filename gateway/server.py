@@ -78,6 +78,7 @@ class ServerConfig:
     data_dir: Path = Path("cea-data")
     host: str = "127.0.0.1"
     port: int = 7878  # 0: any free port (the server reports the one it got)
+    fix_port: int | None = None  # the FIX 4.4 acceptor's port (gateway.fix); None: off
     fsync: bool = True
     instruments: list[tuple[str, int]] = field(default_factory=lambda: [("CEA", 6000)])
     fee_bps_listed: int = 0
@@ -188,6 +189,9 @@ class ExchangeServer:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.sessions: dict[int, Session] = {}
+        self.fix_sessions: dict = {}  # account -> its FIX session (gateway.fix)
+        self.fix_server = None
+        self.fix_address: tuple[str, int] | None = None
         self.by_account: dict[int, Session] = {}
         self.subscribers: list[set[Session]] = []
         self.captured_seq: list[int] = []  # market data released, per channel
@@ -395,6 +399,12 @@ class ExchangeServer:
         cfg = self.config
         self.server = await self.loop.create_server(lambda: Session(self), cfg.host, cfg.port,
                                                     backlog=cfg.backlog)
+        if cfg.fix_port is not None:
+            from .fix import FixSession
+
+            self.fix_server = await self.loop.create_server(
+                lambda: FixSession(self), cfg.host, cfg.fix_port, backlog=cfg.backlog)
+            self.fix_address = self.fix_server.sockets[0].getsockname()[:2]
         self.durable = self.exchange.seq
         if self.journal.fsync and self.config.sync_thread:
             self.sync = SyncThread(self.journal.fd, self._on_durable)
@@ -408,6 +418,8 @@ class ExchangeServer:
         """Stop accepting, settle what is queued, snapshot, close the journal and ledger."""
         if self.server is not None:
             self.server.close()
+        if self.fix_server is not None:
+            self.fix_server.close()
         if getattr(self, "_timer", None):
             self._timer.cancel()
         for session in list(self.sessions.values()):

@@ -248,7 +248,7 @@ def test_gateway_runs_flag_rejected_orders(tmp_path, monkeypatch):
     accepted sells, the open-loop run every order rejected; both flag the run."""
     import bench.gateway as G
 
-    monkeypatch.setattr(G, "_ACCOUNTS", "account,type,cash,CEA\n"
+    monkeypatch.setattr(G, "ACCOUNTS_CSV", "account,type,cash,CEA\n"
                         "A001,COVERED_ENTITY,10.00,0\nA002,COVERED_ENTITY,0.00,1000000000\n")
     with G.running_server(True, tmp_path) as (port, _pid):
         run = G.pipelined_throughput(port, 1000)
@@ -260,3 +260,17 @@ def test_gateway_runs_flag_rejected_orders(tmp_path, monkeypatch):
     assert not replies["ok"]
     assert (replies["accepted"], replies["rejected"], replies["unanswered"]) == (0, 200, 0)
     assert replies["rejected_by_reason"] == {"INSUFFICIENT_FUNDS": 200}
+
+
+def test_bench_fix_small_run(tmp_path):
+    """``cea bench fix``: both ports measured in one run, every FIX order answered."""
+    out = tmp_path / "fix.json"
+    result = invoke("bench", "fix", "--orders", "2000", "--rate", "1000", "--seconds", "0.5",
+                    "--json", out)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["fix_rtt"]["answered"] == figures["fix_rtt"]["orders"] == 500
+    for key in ("native_orders_per_s", "fix_orders_per_s", "native_rtt_p50_us",
+                "fix_rtt_p99_us", "ratio_throughput", "ratio_rtt_p50", "ratio_rtt_p99"):
+        assert figures[key] > 0, key
+    assert "FIX pipelined, fsync on" in result.output

@@ -65,6 +65,7 @@ def d(tmp_path_factory):
 def tripwires(monkeypatch):
     """Every piece of real work raises: a bad command line must fail before any."""
     import bench.core
+    import bench.fix
     import bench.gateway
     import bench.ledger
     import cea.match
@@ -86,6 +87,7 @@ def tripwires(monkeypatch):
                          (bench.core, "run_core_benchmark"),
                          (bench.ledger, "run_ledger_benchmark"),
                          (bench.gateway, "run_gateway_benchmark"),
+                         (bench.fix, "run_fix_benchmark"),
                          (engine.orderfile, "run_match"), (cea.match, "run_match"),
                          (gateway.journal, "verify"), (gateway.journal, "replay"),
                          (progress, "warm_up"), (sim.live, "run_live")):
@@ -189,6 +191,9 @@ CASES = [
     (["bench", "ledger", "--json", "{d}"], ["--json", "is a directory"]),
     (["bench", "gateway", "--seconds", "0"], ["--seconds must be at least 0.5"]),
     (["bench", "gateway", "--json", "{d}/nodir/g.json"], ["--json", "nodir"]),
+    (["bench", "fix", "--orders", "10"], ["--orders must be at least 1000"]),
+    (["bench", "fix", "--rate", "5"], ["--rate"]),
+    (["bench", "fix", "--json", "{d}/nodir/f.json"], ["--json", "nodir"]),
     # ledger
     (["ledger", "balances", "--ledger", "{d}/none.sqlite"], ["no ledger at", "none.sqlite"]),
     (["ledger", "balances", "--ledger", "{d}/garbage.sqlite"], ["garbage.sqlite"]),
@@ -248,6 +253,7 @@ CASES = [
      ["--out"]),
     (["simulate", "--agent", "no_such_module_xyz:A", "--out", "{d}/sim"], ["cannot import"]),
     (["simulate", "--agent", "sim.agent", "--out", "{d}/sim"], ["MODULE:CLASS"]),
+    (["serve", "--fix-port", "70000", "--data-dir", "{d}/srv"], ["--fix-port"]),
     # the group
     (["matc"], ["No such command 'matc'"]),
 ]

@@ -1,0 +1,884 @@
+"""FIX 4.4 acceptor (``cea serve --fix-port``): the FIX session layer, and a translation of
+FIX application messages into the native protocol's frames, in the same process and
+sequencer as the native gateway.
+
+Each FIX connection (``FixSession``) owns one native ``Session`` of the server whose
+transport is this adapter: a FIX NewOrderSingle becomes a native NewOrder frame in that
+session's input, so FIX orders are admitted, sequenced, journalled, matched and settled by
+exactly the stages native orders go through, interleaved with them in one sequence; the
+native session's output (LogonAck, ExecutionReports, AdminAcks, errors) comes back here and
+is translated into FIX. The account's native report stream (``report_seq``) is what makes a
+FIX session lose nothing: the last number translated is kept with the session's sequence
+numbers, and the next logon resumes the stream from there, so a fill made while the FIX
+session was away arrives on its next logon.
+
+Session layer (FIX 4.4 "Session Protocol"): Logon (SenderCompID = account, TargetCompID =
+``CEA``, Password (554) = the account's token, EncryptMethod 0, HeartBtInt, optional
+ResetSeqNumFlag), Heartbeat, TestRequest, ResendRequest answered from the session's store
+(application messages resent with PossDupFlag and OrigSendingTime, session messages replaced
+by SequenceReset-GapFill), SequenceReset (gap fill and reset), Reject (35=3) with
+SessionRejectReason for messages that are well formed but wrong, Logout. Garbled messages
+(bad BodyLength or CheckSum, see ``gateway.fixcodec``) are ignored, as the specification
+says. Sequence numbers and sent messages are kept per account in ``DATA_DIR/fix/``.
+
+The messages, tags and code mappings: docs/fix.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from engine.codes import OrderType, Side, Stp, TimeInForce
+
+from . import protocol as P
+from .fixcodec import FixMessage, FixReader, Garbled, encode
+
+log = logging.getLogger("cea.fix")
+
+TARGET = "CEA"  # the exchange's CompID
+#: SessionRejectReason (373)
+REQUIRED_TAG_MISSING, UNDEFINED_TAG, TAG_NO_VALUE, VALUE_INCORRECT, DATA_FORMAT = 1, 0, 4, 5, 6
+COMPID_PROBLEM, SENDING_TIME_ACCURACY, INVALID_MSGTYPE = 9, 10, 11
+#: message types of the session layer (never resent: gap-filled instead)
+ADMIN = frozenset("0A12345")
+APP_TYPES = {"D": "NewOrderSingle", "F": "OrderCancelRequest",
+             "G": "OrderCancelReplaceRequest", "q": "OrderMassCancelRequest",
+             "V": "MarketDataRequest"}
+#: TradingSessionID (336) names the segment a MarketDataRequest is for
+SEGMENTS = {"LISTED": 0, "BLOCK": 1}
+_SEGMENT_NAME = {0: "LISTED", 1: "BLOCK"}
+_SIDES = {"1": Side.BUY, "2": Side.SELL}
+_FIX_SIDE = {Side.BUY: "1", Side.SELL: "2"}
+_ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT}
+_TIFS = {"0": TimeInForce.DAY, "3": TimeInForce.IOC, "4": TimeInForce.FOK}
+#: OrdRejReason (103) for our reject reasons; the rest are 99 (Other), named in Text (58)
+_ORD_REJ = {"UNKNOWN_INSTRUMENT": 1, "MARKET_CLOSED": 2, "INSTRUMENT_HALTED": 2,
+            "DUPLICATE_ORDER_ID": 6, "INSUFFICIENT_FUNDS": 3, "INSUFFICIENT_ALLOWANCES": 3,
+            "POSITION_LIMIT": 3, "UNKNOWN_ACCOUNT": 0, "ACCOUNT_FROZEN": 0,
+            "ACCOUNT_NOT_ADMITTED": 0, "PRICE_OUTSIDE_BAND": 99, "INVALID_PRICE": 99,
+            "INVALID_QTY": 99, "MALFORMED": 99, "THROTTLED": 99, "OPEN_ORDER_LIMIT": 3}
+
+
+def fix_time(ts: float | None = None) -> str:
+    """UTCTimestamp with milliseconds: YYYYMMDD-HH:MM:SS.sss."""
+    t = dt.datetime.fromtimestamp(time.time() if ts is None else ts, dt.timezone.utc)
+    return t.strftime("%Y%m%d-%H:%M:%S.") + f"{t.microsecond // 1000:03d}"
+
+
+def fix_price(fen: int) -> str:
+    """Fen as a FIX Price: CNY with two decimals."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def parse_price(text: str) -> int | None:
+    """A FIX Price in CNY (at most two decimals) as fen; None if it is not one.
+
+    >>> parse_price("60.1"), parse_price("60.10"), parse_price("60"), parse_price("60.105")
+    (6010, 6010, 6000, None)
+    """
+    whole, dot, frac = text.partition(".")
+    if not whole.isdigit() or (dot and not (frac.isdigit() and len(frac) <= 2)) or \
+            len(whole) > 12:
+        return None
+    return int(whole) * 100 + int((frac + "00")[:2] if dot else 0)
+
+
+def parse_qty(text: str) -> int | None:
+    """A quantity in whole tonnes ("500" or "500.0"); None otherwise."""
+    whole, dot, frac = text.partition(".")
+    if not whole.isdigit() or len(whole) > 12 or (dot and frac.strip("0")):
+        return None
+    return int(whole)
+
+
+def avg_px(value: int, qty: int) -> str:
+    """The average price of ``qty`` tonnes worth ``value`` fen, CNY to four decimals."""
+    if qty <= 0:
+        return "0"
+    ten_thousandths = (value * 100 + qty // 2) // qty  # fen * 100 -> 0.0001 CNY
+    return f"{ten_thousandths // 10000}.{ten_thousandths % 10000:04d}"
+
+
+class FixStore:
+    """One account's FIX session state, in ``DIR/<account>.*``:
+
+    - ``.seq``: the next sequence numbers in and out and the last native report translated,
+      one fixed-width line rewritten in place (cheap enough for every batch);
+    - ``.orders``: the orders' FIX ids and figures, a JSON line appended per change (read
+      back, and compacted, when the session logs on again);
+    - ``.msgs``: every message sent, for resends.
+    """
+
+    SEQ_WIDTH = 64
+
+    def __init__(self, root: Path, account: str):
+        root.mkdir(mode=0o700, exist_ok=True)
+        self.seq_path = root / f"{account}.seq"
+        self.orders_path = root / f"{account}.orders"
+        self.log_path = root / f"{account}.msgs"
+        self.next_in = self.next_out = 1
+        self.report_seq = -1  # none yet: the next logon starts the stream from now
+        self.orders: dict[str, dict] = {}  # root cl_ord_id -> what FIX reports need
+        self.aliases: dict[str, str] = {}  # every FIX ClOrdID of an order -> its root
+        if self.seq_path.exists():
+            fields = self.seq_path.read_text().split()
+            self.next_in, self.next_out, self.report_seq = map(int, fields[:3])
+        if self.orders_path.exists():
+            for line in self.orders_path.read_text().splitlines():
+                try:
+                    root_id, order = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line (a crash mid-write): the rest stands
+                self.orders[root_id] = order
+                for alias in order.get("ids", [root_id]):
+                    self.aliases[alias] = root_id
+            with open(self.orders_path.with_suffix(".tmp"), "w") as f:  # compacted
+                f.writelines(json.dumps([k, v]) + "\n" for k, v in self.orders.items())
+            os.replace(self.orders_path.with_suffix(".tmp"), self.orders_path)
+        self.seq_fd = os.open(self.seq_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.orders_file = open(self.orders_path, "a")
+        self.log = open(self.log_path, "ab")
+        self.changed: set[str] = set()
+
+    def touch(self, root_id: str) -> None:
+        """The order ``root_id`` changed: written at the next ``flush``."""
+        self.changed.add(root_id)
+
+    def alias(self, clid: str, root_id: str) -> None:
+        self.aliases[clid] = root_id
+        ids = self.orders[root_id].setdefault("ids", [root_id])
+        if clid not in ids:
+            ids.append(clid)
+        self.touch(root_id)
+
+    def save(self) -> None:
+        line = f"{self.next_in} {self.next_out} {self.report_seq}"
+        os.pwrite(self.seq_fd, line.ljust(self.SEQ_WIDTH - 1).encode() + b"\n", 0)
+
+    def sent(self, seq: int, raw: bytes) -> None:
+        self.log.write(b"%d %d\n" % (seq, len(raw)) + raw + b"\n")
+
+    def flush(self) -> None:
+        for root_id in self.changed:
+            self.orders_file.write(json.dumps([root_id, self.orders[root_id]]) + "\n")
+        self.changed.clear()
+        self.orders_file.flush()
+        self.log.flush()
+        self.save()
+
+    def sent_between(self, begin: int, end: int) -> list[tuple[int, bytes]]:
+        """The messages sent with sequence numbers ``begin``..``end`` (0: no end), the last
+        one sent under each number."""
+        self.log.flush()
+        found: dict[int, bytes] = {}
+        with open(self.log_path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            nl = data.index(b"\n", pos)
+            seq, n = map(int, data[pos:nl].split())
+            raw = data[nl + 1:nl + 1 + n]
+            pos = nl + 2 + n
+            if seq >= begin and (end == 0 or seq <= end):
+                found[seq] = raw
+        return sorted(found.items())
+
+    def reset(self) -> None:
+        """New sequence numbers (ResetSeqNumFlag): both sides start from 1, the stored
+        messages are forgotten; the report stream and the orders are kept."""
+        self.next_in = self.next_out = 1
+        self.log.close()
+        self.log = open(self.log_path, "wb")
+        self.save()
+
+    def close(self) -> None:
+        self.flush()
+        self.log.close()
+        self.orders_file.close()
+        os.close(self.seq_fd)
+
+
+class _NativeTransport:
+    """The transport of a FIX session's native ``Session``: what the server writes to it is
+    translated into FIX; closing it ends the FIX connection."""
+
+    def __init__(self, fix: "FixSession"):
+        self.fix = fix
+
+    def write(self, data: bytes) -> None:
+        self.fix.from_native(data)
+
+    def get_extra_info(self, name, default=None):
+        return self.fix.transport.get_extra_info(name, default)
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return self.fix.transport.get_write_buffer_size()
+
+    def is_closing(self) -> bool:
+        return self.fix.transport.is_closing()
+
+    def close(self) -> None:
+        self.fix.native_closed()
+
+    def abort(self) -> None:
+        self.fix.transport.abort()
+
+    def pause_reading(self) -> None:
+        self.fix.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.fix.transport.resume_reading()
+
+
+class FixSession(asyncio.Protocol):
+    """One FIX connection (see the module's documentation)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.reader = FixReader()
+        self.native = None
+        self.transport = None
+        self.store: FixStore | None = None
+        self.account = ""
+        self.logged_on = False
+        self.logon_seq = 0
+        self.reset_asked = False
+        self.heartbeat_s = 30.0
+        self.last_rx = self.last_tx = time.monotonic()
+        self.test_sent_at: float | None = None
+        self.resend_asked_to = 0  # a ResendRequest is out up to this number
+        self.closed = False
+        self.instruments: list[str] = []
+        self.pending: dict[str, tuple] = {}  # ClOrdID -> the NewOrderSingle, until answered
+        self.cancels: dict[str, list[str]] = {}  # root -> ClOrdIDs of cancels in flight
+        self.replaces: dict[str, list[tuple]] = {}  # root -> (ClOrdID, qty, price) in flight
+        self.mass: list[tuple[str, str, str]] = []  # (ClOrdID, 530, symbol) in flight
+        #: market data asked for: (symbol, segment) -> the request and the book last sent
+        self.md: dict[tuple[str, int], dict] = {}
+        self._native_reader = None
+        self._timer = None
+
+    # -------------------------------------------------------------- asyncio
+
+    def connection_made(self, transport) -> None:
+        from .client import BatchReader
+        from .session import Session
+
+        self.transport = transport
+        self._native_reader = BatchReader()
+        self.native = Session(self.server)
+        self.native.connection_made(_NativeTransport(self))
+        self._timer = asyncio.get_running_loop().create_task(self._heartbeats())
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.native is not None and not self.native.closing:
+            self.native.connection_lost(exc)
+        if self.store is not None:
+            self.store.close()
+            self.server.fix_sessions.pop(self.account, None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_rx = time.monotonic()
+        if self.native is not None:
+            self.native.last_rx = self.last_rx  # FIX traffic keeps the native session alive
+        for item in self.reader.feed(data):
+            if self.closed:
+                return
+            if isinstance(item, Garbled):
+                log.info("fix %s: garbled message ignored: %s", self.account or "-", item.why)
+                continue
+            self._on_message(item)
+        if self.store is not None:
+            self.store.flush()
+
+    # -------------------------------------------------------------- output
+
+    def send(self, msg_type: str, body: list, header: list = ()) -> None:
+        if self.closed or self.store is None:
+            return
+        seq = self.store.next_out
+        raw = encode(msg_type, body, TARGET, self.account, seq, fix_time(), header)
+        self.store.next_out += 1
+        self.store.sent(seq, raw)
+        self.transport.write(raw)
+        self.last_tx = time.monotonic()
+
+    def _logout(self, text: str) -> None:
+        """Logout with ``text``, then disconnect."""
+        self.send("5", [(58, text)])
+        self._close()
+
+    def _close(self) -> None:
+        if self.store is not None:
+            self.store.flush()
+        self.closed = True
+        self.transport.close()
+        if self.native is not None and not self.native.closing:
+            self.native.connection_lost(None)
+
+    def _reject(self, msg: FixMessage, reason: int, text: str, tag: int | None = None) -> None:
+        body = [(45, msg.get(34, "0")), (372, msg.msg_type), (373, reason), (58, text)]
+        if tag is not None:
+            body.insert(1, (371, tag))
+        self.send("3", body)
+
+    # -------------------------------------------------------------- input
+
+    def _on_message(self, msg: FixMessage) -> None:
+        seq_text = msg.get(34)
+        if not self.logged_on:
+            if msg.msg_type != "A":
+                log.info("fix: first message %s is not a Logon: disconnected", msg.msg_type)
+                self._close()
+                return
+            self._logon(msg)
+            return
+        if seq_text is None or not seq_text.isdigit():
+            self._reject(msg, REQUIRED_TAG_MISSING if seq_text is None else DATA_FORMAT,
+                         "MsgSeqNum (34) missing or not a number", 34)
+            return
+        if msg.get(49) != self.account or msg.get(56) != TARGET:
+            self._reject(msg, COMPID_PROBLEM, "SenderCompID/TargetCompID do not match the "
+                         "session", 49 if msg.get(49) != self.account else 56)
+            self._logout("CompID problem")
+            return
+        seq = int(seq_text)
+        store = self.store
+        if msg.msg_type == "4" and msg.get(123) != "Y":  # SequenceReset-Reset: seq ignored
+            self._sequence_reset(msg)
+            return
+        if seq > store.next_in:
+            if self.resend_asked_to < seq:
+                self.send("2", [(7, store.next_in), (16, 0)])
+                self.resend_asked_to = seq
+            if msg.msg_type == "2":  # answered even so: two sides each waiting on the
+                self._resend(msg)    # other's resend would never move
+            elif msg.msg_type == "5":
+                self._on_logout(msg)
+            return
+        if seq < store.next_in:
+            if msg.get(43) == "Y":
+                return  # a possible duplicate we have: ignored
+            self._logout(f"MsgSeqNum too low, expecting {store.next_in} but received {seq}")
+            return
+        store.next_in = seq + 1
+        t = msg.msg_type
+        if t == "0":
+            if msg.has(112):
+                self.test_sent_at = None
+        elif t == "1":
+            if not msg.has(112):
+                self._reject(msg, REQUIRED_TAG_MISSING, "TestReqID (112) missing", 112)
+            else:
+                self.send("0", [(112, msg.get(112))])
+        elif t == "2":
+            self._resend(msg)
+        elif t == "4":
+            self._sequence_reset(msg)
+        elif t == "3":
+            log.info("fix %s: peer rejected its message %s: %s", self.account, msg.get(45),
+                     msg.get(58))
+        elif t == "5":
+            self._on_logout(msg)
+        elif t == "A":
+            self._reject(msg, VALUE_INCORRECT, "already logged on")
+        elif t in APP_TYPES:
+            getattr(self, f"_app_{t}")(msg)
+        else:
+            self.send("j", [(45, seq), (372, t), (380, 3),
+                            (58, f"unsupported message type {t}")])
+
+    def _on_logout(self, msg: FixMessage) -> None:
+        self.send("5", [(58, "logout acknowledged")])
+        self._close()
+
+    def _logon(self, msg: FixMessage) -> None:
+        account, target, password = msg.get(49), msg.get(56), msg.get(554)
+        seq_text, hb = msg.get(34, ""), msg.get(108, "")
+        if not account or target != TARGET or password is None or not seq_text.isdigit() \
+                or not hb.isdigit() or msg.get(98, "0") != "0":
+            why = ("TargetCompID must be CEA" if target != TARGET else
+                   "Logon needs SenderCompID (49), Password (554), MsgSeqNum (34), "
+                   "HeartBtInt (108) and EncryptMethod 0 (98)")
+            log.info("fix: logon refused: %s", why)
+            raw = encode("5", [(58, why)], TARGET, account or "?", 1, fix_time())
+            self.transport.write(raw)
+            self._close()
+            return
+        if account in self.server.fix_sessions:
+            raw = encode("5", [(58, "this account already has a FIX session")], TARGET,
+                         account, 1, fix_time())
+            self.transport.write(raw)
+            self._close()
+            return
+        self.account = account
+        self.server.fix_sessions[account] = self
+        self.store = FixStore(self.server.data_dir / "fix", account)
+        self.reset_asked = msg.get(141) == "Y"
+        if self.reset_asked:
+            self.store.reset()
+        seq = int(seq_text)
+        if seq < self.store.next_in:
+            self.logged_on = True  # so the Logout below is sent in sequence
+            self._logout(f"MsgSeqNum too low, expecting {self.store.next_in} but received "
+                         f"{seq}")
+            return
+        self.logon_seq = seq
+        self.heartbeat_s = max(1, min(int(hb), 300))
+        # tag 8013 (CancelOrdersOnDisconnect, as several venues name it): N keeps the
+        # account's orders resting when the session ends; Y, the default, cancels them
+        keep = msg.get(8013) == "N"
+        logon = P.Logon(account, password, not keep, int(self.heartbeat_s * 1000),
+                        self.store.report_seq)
+        try:
+            frame = P.encode(logon)
+        except (ValueError, OverflowError):
+            self.logged_on = True
+            self._logout("Password or SenderCompID not acceptable")
+            return
+        self.native.data_received(frame)  # answered through from_native
+
+    def _logon_accepted(self, ack: P.LogonAck) -> None:
+        self.logged_on = True
+        self.instruments = list(ack.instruments)
+        store = self.store
+        if store.report_seq < 0:
+            store.report_seq = ack.report_seq  # a first logon: the stream from now
+        body = [(98, 0), (108, int(self.heartbeat_s))]
+        if self.reset_asked:
+            body.append((141, "Y"))
+        self.send("A", body)
+        if self.logon_seq > store.next_in:
+            self.send("2", [(7, store.next_in), (16, 0)])
+            self.resend_asked_to = self.logon_seq
+        else:
+            store.next_in = self.logon_seq + 1
+        store.flush()
+
+    def _resend(self, msg: FixMessage) -> None:
+        begin, end = msg.get(7, ""), msg.get(16, "")
+        if not begin.isdigit() or not end.isdigit():
+            self._reject(msg, REQUIRED_TAG_MISSING if not (msg.has(7) and msg.has(16))
+                         else DATA_FORMAT, "BeginSeqNo (7) and EndSeqNo (16) needed",
+                         7 if not begin.isdigit() else 16)
+            return
+        begin, end = int(begin), int(end)
+        last = self.store.next_out - 1
+        end = last if end == 0 or end > last else end
+        gap_from = None
+        for seq, raw in self.store.sent_between(begin, end):
+            old = FixReader().feed(raw)
+            if not old or isinstance(old[0], Garbled):
+                continue
+            old = old[0]
+            if old.msg_type in ADMIN:
+                gap_from = gap_from or seq
+                continue
+            if gap_from is not None:
+                self._gap_fill(gap_from, seq)
+                gap_from = None
+            body = [(tag, value) for tag, value in old.fields[7:-1]]  # after 8,9,35,49,56,34,52
+            raw2 = encode(old.msg_type, body, TARGET, self.account, seq, fix_time(),
+                          [(43, "Y"), (122, old.get(52))])
+            self.transport.write(raw2)
+        if gap_from is not None:
+            self._gap_fill(gap_from, end + 1)
+        elif begin <= end and not self.store.sent_between(begin, end):
+            self._gap_fill(begin, end + 1)
+        self.last_tx = time.monotonic()
+
+    def _gap_fill(self, seq: int, new_seq: int) -> None:
+        raw = encode("4", [(123, "Y"), (36, new_seq)], TARGET, self.account, seq, fix_time(),
+                     [(43, "Y")])
+        self.transport.write(raw)
+
+    def _sequence_reset(self, msg: FixMessage) -> None:
+        new = msg.get(36, "")
+        if not new.isdigit():
+            self._reject(msg, REQUIRED_TAG_MISSING if not msg.has(36) else DATA_FORMAT,
+                         "NewSeqNo (36) needed", 36)
+            return
+        new = int(new)
+        if new < self.store.next_in:
+            self._reject(msg, VALUE_INCORRECT, f"NewSeqNo {new} is below the next expected "
+                         f"{self.store.next_in}", 36)
+            return
+        self.store.next_in = new
+
+    # -------------------------------------------------------------- application
+
+    def _required(self, msg: FixMessage, tags) -> bool:
+        for tag in tags:
+            if not msg.has(tag):
+                self._reject(msg, REQUIRED_TAG_MISSING, f"required tag {tag} missing", tag)
+                return False
+        return True
+
+    def _field(self, msg: FixMessage, tag: int, table: dict):
+        value = table.get(msg.get(tag))
+        if value is None:
+            self._reject(msg, VALUE_INCORRECT, f"tag {tag}: value {msg.get(tag)!r} is not "
+                         f"one of {', '.join(table)}", tag)
+        return value
+
+    def _clid(self, msg: FixMessage, tag: int = 11) -> str | None:
+        clid = msg.get(tag)
+        try:
+            P.encode_clid(clid)
+        except ValueError:
+            self._reject(msg, VALUE_INCORRECT, f"tag {tag}: at most 20 printable ASCII "
+                         "characters", tag)
+            return None
+        return clid
+
+    def _to_native(self, frame: bytes) -> None:
+        self.native.data_received(frame)
+
+    def _app_D(self, msg: FixMessage) -> None:
+        if not self._required(msg, (11, 55, 54, 60, 38, 40)):
+            return
+        clid = self._clid(msg)
+        side = self._field(msg, 54, _SIDES)
+        ord_type = self._field(msg, 40, _ORD_TYPES) if side is not None else None
+        tif = self._field(msg, 59, _TIFS) if msg.has(59) and ord_type is not None else \
+            TimeInForce.DAY if msg.get(40) == "2" else TimeInForce.IOC
+        if clid is None or side is None or ord_type is None or tif is None:
+            return
+        qty = parse_qty(msg.get(38))
+        if qty is None:
+            self._reject(msg, DATA_FORMAT, "OrderQty (38) must be whole tonnes", 38)
+            return
+        price = None
+        if ord_type == OrderType.LIMIT:
+            if not self._required(msg, (44,)):
+                return
+            price = parse_price(msg.get(44))
+            if price is None:
+                self._reject(msg, DATA_FORMAT, "Price (44) must be CNY with at most two "
+                             "decimals", 44)
+                return
+        symbol = msg.get(55)
+        self.pending[clid] = (symbol, side, qty, price)
+        instrument = self.instruments.index(symbol) if symbol in self.instruments else \
+            P.NO_INSTRUMENT - 1
+        self._to_native(P.encode(P.NewOrder(clid, instrument, int(side), qty, price,
+                                            int(ord_type), int(tif), int(Stp.CANCEL_NEWEST))))
+
+    def _root(self, clid: str) -> str:
+        return self.store.aliases.get(clid, clid)
+
+    def _app_F(self, msg: FixMessage) -> None:
+        if not self._required(msg, (11, 41, 55, 54, 60)):
+            return
+        clid, orig = self._clid(msg), self._clid(msg, 41)
+        if clid is None or orig is None:
+            return
+        root = self._root(orig)
+        self.cancels.setdefault(root, []).append(clid)
+        self._to_native(P.encode(P.Cancel(root)))
+
+    def _app_G(self, msg: FixMessage) -> None:
+        if not self._required(msg, (11, 41, 55, 54, 60, 40, 38, 44)):
+            return
+        clid, orig = self._clid(msg), self._clid(msg, 41)
+        if clid is None or orig is None:
+            return
+        qty, price = parse_qty(msg.get(38)), parse_price(msg.get(44))
+        if qty is None or price is None:
+            self._reject(msg, DATA_FORMAT, "OrderQty (38) in whole tonnes and Price (44) in "
+                         "CNY with at most two decimals", 38 if qty is None else 44)
+            return
+        root = self._root(orig)
+        order = self.store.orders.get(root, {})
+        open_qty = max(qty - order.get("cum_qty", 0), 0)  # FIX: the total; ours: what is open
+        self.replaces.setdefault(root, []).append((clid, qty, price))
+        self._to_native(P.encode(P.Amend(root, price, open_qty)))
+
+    def _app_q(self, msg: FixMessage) -> None:
+        if not self._required(msg, (11, 530, 60)):
+            return
+        kind = msg.get(530)
+        if kind not in ("1", "7"):
+            self._reject(msg, VALUE_INCORRECT, "MassCancelRequestType (530): 1 (by symbol) "
+                         "or 7 (all orders)", 530)
+            return
+        if kind == "1" and not self._required(msg, (55,)):
+            return
+        symbol = msg.get(55, "") if kind == "1" else ""
+        self.mass.append((msg.get(11), kind, symbol))
+        self._to_native(P.encode(P.MassCancel(symbol, 0)))
+
+    def _app_V(self, msg: FixMessage) -> None:
+        """MarketDataRequest: per symbol (146 group) and segment (386 group of 336
+        TradingSessionID LISTED or BLOCK; default LISTED), a snapshot (W) of the top
+        ``MarketDepth`` levels (at most five) and the last trade, then with 263=1
+        incremental refreshes (X) of the levels and the trades; 263=2 ends them."""
+        if not self._required(msg, (262, 263, 264, 146)):
+            return
+        req, kind, depth = msg.get(262), msg.get(263), msg.get(264, "")
+        if kind not in ("0", "1", "2") or not depth.isdigit():
+            self._reject(msg, VALUE_INCORRECT, "SubscriptionRequestType (263) 0, 1 or 2 and "
+                         "MarketDepth (264) a number", 263 if kind not in "012" else 264)
+            return
+        symbols = [v for t, v in msg.fields if t == 55]
+        sessions = [v for t, v in msg.fields if t == 336] or ["LISTED"]
+        if not symbols:
+            self._reject(msg, REQUIRED_TAG_MISSING, "Symbol (55) in NoRelatedSym", 55)
+            return
+        bad = next((n for n in sessions if n not in SEGMENTS), None)
+        if bad is not None:
+            self._reject(msg, VALUE_INCORRECT, f"TradingSessionID {bad}: LISTED or BLOCK", 336)
+            return
+        unknown = next((sym for sym in symbols if sym not in self.instruments), None)
+        if unknown is not None:
+            self.send("Y", [(262, req), (281, 0), (58, f"unknown symbol {unknown}")])
+            return
+        for symbol in symbols:
+            for name in sessions:
+                key = (symbol, SEGMENTS[name])
+                if kind == "2":
+                    self.md.pop(key, None)
+                    continue
+                self.md[key] = {"req": req, "depth": min(int(depth) or 5, 5),
+                                "stream": kind == "1", "bids": {}, "asks": {}}
+                # (again if subscribed already: the native answer is a fresh snapshot)
+                self._to_native(P.encode(P.Subscribe(symbol, key[1])))
+
+    def _md_entries(self, key, bids, asks) -> tuple[list, list]:
+        """The levels to send now: (full entries for a snapshot, incremental changes)."""
+        sub = self.md[key]
+        n = sub["depth"]
+        segment = _SEGMENT_NAME.get(key[1], "LISTED")
+        new = {"bids": {lv[0]: (lv[1], lv[2]) for lv in list(bids)[:n]},
+               "asks": {lv[0]: (lv[1], lv[2]) for lv in list(asks)[:n]}}
+        changes = []
+        for side, entry_type in (("bids", "0"), ("asks", "1")):
+            old = sub[side]
+            for price in old:
+                if price not in new[side]:
+                    changes.append([(279, 2), (269, entry_type), (55, key[0]),
+                                    (270, fix_price(price)), (336, segment)])
+            for price, (qty, count) in new[side].items():
+                if price not in old:
+                    action = 0
+                elif old[price] != (qty, count):
+                    action = 1
+                else:
+                    continue
+                changes.append([(279, action), (269, entry_type), (55, key[0]),
+                                (270, fix_price(price)), (271, qty), (336, segment),
+                                (346, count)])
+            sub[side] = new[side]
+        full = [[(269, t), (270, fix_price(p)), (271, q), (336, segment), (346, c)]
+                for side, t in (("bids", "0"), ("asks", "1"))
+                for p, (q, c) in new[side].items()]
+        return full, changes
+
+    def _md(self, item) -> None:
+        if isinstance(item, P.MdSnapshot):
+            key = (item.instrument, item.segment)
+            sub = self.md.get(key)
+            if sub is None:
+                return
+            sub["bids"], sub["asks"] = {}, {}
+            full, _ = self._md_entries(key, item.bids, item.asks)
+            if item.last_price is not None:
+                full.append([(269, "2"), (270, fix_price(item.last_price)),
+                             (336, _SEGMENT_NAME.get(item.segment, "LISTED"))])
+            body = [(262, sub["req"]), (55, item.instrument), (268, len(full))]
+            for entry in full:
+                body += entry
+            self.send("W", body)
+            if not sub["stream"]:
+                self.md.pop(key, None)
+            return
+        name = self.instruments[item.instrument] if 0 <= item.instrument < \
+            len(self.instruments) else ""
+        key = (name, item.segment)
+        sub = self.md.get(key)
+        if sub is None:
+            return
+        if isinstance(item, P.MdDepth):
+            _, changes = self._md_entries(key, item.bids, item.asks)
+        elif isinstance(item, P.MdTrade):
+            changes = [[(279, 0), (269, "2"), (55, name), (270, fix_price(item.price)),
+                        (271, item.qty), (336, _SEGMENT_NAME.get(item.segment, "LISTED"))]]
+        else:
+            return
+        if changes:
+            body = [(262, sub["req"]), (268, len(changes))]
+            for entry in changes:
+                body += entry
+            self.send("X", body)
+
+    # -------------------------------------------------------------- from the exchange
+
+    def from_native(self, data: bytes) -> None:
+        """The native session's output: translate it into FIX."""
+        import numpy as np
+
+        if self.closed:
+            return
+        for item in self._native_reader.feed(data):
+            if isinstance(item, np.ndarray):
+                for row in item:
+                    self._report(P.report_from_row(row))
+            elif isinstance(item, P.LogonAck):
+                self._logon_accepted(item)
+            elif isinstance(item, P.LogonReject):
+                self.logged_on = True
+                self._logout(f"logon refused: {item.text}")
+            elif isinstance(item, P.Error):
+                self.logged_on = True
+                self._logout(f"{P.reason_name(item.reason)}: {item.text}")
+            elif isinstance(item, (P.MdSnapshot, P.MdDepth, P.MdTrade)):
+                self._md(item)
+            elif isinstance(item, P.AdminAck) and item.command == "MassCancel" and self.mass:
+                clid, kind, symbol = self.mass.pop(0)
+                body = [(11, clid), (37, "NONE"), (530, kind), (531, kind if item.ok else 0)]
+                if symbol:
+                    body.append((55, symbol))
+                if not item.ok:
+                    body += [(532, 99), (58, item.text)]
+                self.send("r", body)
+        if self.store is not None:
+            self.store.flush()
+
+    def native_closed(self) -> None:
+        """The server closed the native session (after an Error, a heartbeat timeout, ...)."""
+        if not self.closed:
+            self.logged_on = True
+            self._logout("session ended by the exchange")
+
+    def _report(self, r: P.ExecutionReport) -> None:
+        store = self.store
+        if r.report_seq:
+            if r.report_seq <= store.report_seq:
+                return  # already translated (a resumed stream overlapping)
+            store.report_seq = r.report_seq
+        root = r.cl_ord_id
+        order = store.orders.get(root)
+        kind = r.exec
+        symbol = self.instruments[r.instrument] if 0 <= r.instrument < len(self.instruments) \
+            else ""
+        if kind == P.ExecKind.REJECTED:
+            sym, side, qty, price = self.pending.pop(root, (symbol, r.side, r.qty, r.price))
+            reason = P.reason_name(r.reason)
+            body = [(37, "NONE"), (11, root), (17, self._exec_id(r)), (150, "8"), (39, "8"),
+                    (55, sym), (54, _FIX_SIDE.get(side, "1")), (38, qty), (151, 0), (14, 0),
+                    (6, "0"), (103, _ORD_REJ.get(reason, 99)), (58, reason)]
+            if price is not None:
+                body.insert(8, (44, fix_price(price)))
+            self.send("8", body)
+            return
+        if kind in (P.ExecKind.CANCEL_REJECTED, P.ExecKind.AMEND_REJECTED):
+            cancel = kind == P.ExecKind.CANCEL_REJECTED
+            waiting = (self.cancels if cancel else self.replaces).get(root)
+            ask = waiting.pop(0) if waiting else None
+            asked = ask if cancel else (ask[0] if ask else None)
+            reason = P.reason_name(r.reason)
+            status = "2" if r.open == 0 and r.filled else "4" if r.open == 0 else \
+                "1" if r.filled else "0"
+            if order is None:
+                status = "8"  # no such order
+            self.send("9", [(37, f"{self.account}:{root}" if order else "NONE"),
+                            (11, asked or root), (41, order["latest"] if order else root),
+                            (39, status), (434, "1" if cancel else "2"),
+                            (102, 1 if reason == "UNKNOWN_ORDER" else 99), (58, reason)])
+            return
+        if order is None:  # first seen: accepted now, or placed before (another session)
+            self.pending.pop(root, None)
+            order = store.orders[root] = {"latest": root, "symbol": symbol, "side": r.side,
+                                          "qty": r.filled + r.open, "price": r.price,
+                                          "cum_qty": 0, "cum_value": 0}
+            store.aliases[root] = root
+        store.touch(root)
+        if kind in (P.ExecKind.PARTIAL_FILL, P.ExecKind.FILL):
+            order["cum_qty"] += r.qty
+            order["cum_value"] += r.price * r.qty
+        clid, orig = order["latest"], None
+        if kind == P.ExecKind.ACCEPTED:
+            exec_type, status = "0", "0"
+        elif kind in (P.ExecKind.PARTIAL_FILL, P.ExecKind.FILL):
+            exec_type, status = "F", "2" if kind == P.ExecKind.FILL else "1"
+        elif kind == P.ExecKind.CANCELLED:
+            exec_type, status = "4", "4"
+            waiting = self.cancels.get(root)
+            if waiting:
+                clid, orig = waiting.pop(0), order["latest"]
+                order["latest"] = clid
+                store.alias(clid, root)
+        elif kind == P.ExecKind.EXPIRED:
+            exec_type, status = "C", "C"
+        elif kind == P.ExecKind.AMENDED:
+            waiting = self.replaces.get(root)
+            if waiting:
+                new, _, _ = waiting.pop(0)
+                clid, orig = new, order["latest"]
+                order["latest"] = new
+                store.alias(new, root)
+            order["qty"] = order["cum_qty"] + r.open
+            order["price"] = r.price
+            exec_type, status = "5", "1" if order["cum_qty"] else "0"
+        else:
+            return
+        body = [(37, f"{self.account}:{root}"), (11, clid)]
+        if orig is not None:
+            body.append((41, orig))
+        body += [(17, self._exec_id(r)), (150, exec_type), (39, status),
+                 (55, order["symbol"] or symbol), (54, _FIX_SIDE.get(order["side"], "1")),
+                 (38, order["qty"])]
+        if order["price"] is not None:
+            body.append((44, fix_price(order["price"])))
+        if exec_type == "F":
+            body += [(31, fix_price(r.price)), (32, r.qty)]
+        body += [(151, r.open), (14, order["cum_qty"]),
+                 (6, avg_px(order["cum_value"], order["cum_qty"])),
+                 (60, fix_time(r.ts_us / 1e6 - 8 * 3600))]
+        if r.reason and kind == P.ExecKind.CANCELLED:
+            body.append((58, P.reason_name(r.reason)))
+        self.send("8", body)
+
+    def _exec_id(self, r: P.ExecutionReport) -> str:
+        return f"{self.account}-{r.report_seq}" if r.report_seq else \
+            f"{self.account}-g{self.store.next_out}"
+
+    # -------------------------------------------------------------- heartbeats
+
+    async def _heartbeats(self) -> None:
+        try:
+            while not self.closed:
+                await asyncio.sleep(min(1.0, self.heartbeat_s / 4))
+                if not self.logged_on or self.closed:
+                    continue
+                now = time.monotonic()
+                if self.test_sent_at is not None and now - self.test_sent_at > self.heartbeat_s:
+                    self._logout("no answer to TestRequest")
+                    return
+                if self.test_sent_at is None and now - self.last_rx > self.heartbeat_s * 1.2:
+                    self.test_sent_at = now
+                    self.send("1", [(112, f"T{int(now)}")])
+                elif now - self.last_tx >= self.heartbeat_s:
+                    self.send("0", [])
+                if self.store is not None:
+                    self.store.flush()
+        except asyncio.CancelledError:
+            pass
+
+
+__all__ = ["FixSession", "FixStore", "TARGET", "fix_price", "parse_price", "parse_qty"]
