@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -42,6 +44,8 @@ from .fixcodec import FixMessage, FixReader, Garbled, encode
 log = logging.getLogger("cea.fix")
 
 TARGET = "CEA"  # the exchange's CompID
+#: the longest HeartBtInt accepted, s (the native session behind caps its interval there)
+MAX_HEARTBEAT_S = 60
 #: SessionRejectReason (373)
 REQUIRED_TAG_MISSING, UNDEFINED_TAG, TAG_NO_VALUE, VALUE_INCORRECT, DATA_FORMAT = 1, 0, 4, 5, 6
 COMPID_PROBLEM, SENDING_TIME_ACCURACY, INVALID_MSGTYPE = 9, 10, 11
@@ -63,6 +67,20 @@ _ORD_REJ = {"UNKNOWN_INSTRUMENT": 1, "MARKET_CLOSED": 2, "INSTRUMENT_HALTED": 2,
             "POSITION_LIMIT": 3, "UNKNOWN_ACCOUNT": 0, "ACCOUNT_FROZEN": 0,
             "ACCOUNT_NOT_ADMITTED": 0, "PRICE_OUTSIDE_BAND": 99, "INVALID_PRICE": 99,
             "INVALID_QTY": 99, "MALFORMED": 99, "THROTTLED": 99, "OPEN_ORDER_LIMIT": 3}
+
+
+def _defined(msg_type: str) -> bool:
+    """Whether ``msg_type`` is a FIX 4.4 message type (a letter or digit, or two letters
+    AA..BH); a defined type we do not handle gets a BusinessMessageReject, an undefined one
+    a session Reject (SessionRejectReason 11).
+
+    >>> _defined("V"), _defined("BE"), _defined("ZZ"), _defined("")
+    (True, True, False, False)
+    """
+    if len(msg_type) == 1:
+        return msg_type.isascii() and msg_type.isalnum()
+    return len(msg_type) == 2 and (msg_type[0] == "A" and "A" <= msg_type[1] <= "Z"
+                                   or msg_type[0] == "B" and "A" <= msg_type[1] <= "H")
 
 
 def fix_time(ts: float | None = None) -> str:
@@ -106,6 +124,16 @@ def avg_px(value: int, qty: int) -> str:
     return f"{ten_thousandths // 10000}.{ten_thousandths % 10000:04d}"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _private(path: Path, mode: str):
+    """``open(path, mode)``, the file created 0600 if new (the data directory's files are
+    the exchange's alone)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 class FixStore:
     """One account's FIX session state, in ``DIR/<account>.*``:
 
@@ -118,11 +146,29 @@ class FixStore:
 
     SEQ_WIDTH = 64
 
+    @staticmethod
+    def stem(account: str) -> str:
+        """The files' name for ``account``: the name itself when it is plain letters, digits,
+        ``_`` and ``-``, else a hash of it (an account name is never a path)."""
+        if _PLAIN.fullmatch(account):
+            return account
+        return "h" + hashlib.sha256(account.encode()).hexdigest()[:24]
+
+    @classmethod
+    def peek_report_seq(cls, root: Path, account: str) -> int:
+        """The last report translated for ``account`` (-1 if none), read without creating
+        or changing anything (the peer is not authenticated yet)."""
+        try:
+            return int((root / f"{cls.stem(account)}.seq").read_text().split()[2])
+        except (OSError, ValueError, IndexError):
+            return -1
+
     def __init__(self, root: Path, account: str):
         root.mkdir(mode=0o700, exist_ok=True)
-        self.seq_path = root / f"{account}.seq"
-        self.orders_path = root / f"{account}.orders"
-        self.log_path = root / f"{account}.msgs"
+        stem = self.stem(account)
+        self.seq_path = root / f"{stem}.seq"
+        self.orders_path = root / f"{stem}.orders"
+        self.log_path = root / f"{stem}.msgs"
         self.next_in = self.next_out = 1
         self.report_seq = -1  # none yet: the next logon starts the stream from now
         self.orders: dict[str, dict] = {}  # root cl_ord_id -> what FIX reports need
@@ -136,20 +182,30 @@ class FixStore:
                     root_id, order = json.loads(line)
                 except ValueError:
                     continue  # a torn last line (a crash mid-write): the rest stands
+                if order is None:
+                    self.orders.pop(root_id, None)
+                    continue
                 self.orders[root_id] = order
+            for root_id, order in self.orders.items():
                 for alias in order.get("ids", [root_id]):
                     self.aliases[alias] = root_id
-            with open(self.orders_path.with_suffix(".tmp"), "w") as f:  # compacted
+            tmp = self.orders_path.with_suffix(".tmp")
+            with _private(tmp, "w") as f:  # compacted
                 f.writelines(json.dumps([k, v]) + "\n" for k, v in self.orders.items())
-            os.replace(self.orders_path.with_suffix(".tmp"), self.orders_path)
+            os.replace(tmp, self.orders_path)
         self.seq_fd = os.open(self.seq_path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.orders_file = open(self.orders_path, "a")
-        self.log = open(self.log_path, "ab")
+        self.orders_file = _private(self.orders_path, "a")
+        self.log = _private(self.log_path, "ab")
         self.changed: set[str] = set()
 
     def touch(self, root_id: str) -> None:
         """The order ``root_id`` changed: written at the next ``flush``."""
         self.changed.add(root_id)
+
+    def forget(self, root_id: str) -> None:
+        """An order that never was (rejected): its entry goes at the next compaction."""
+        self.changed.discard(root_id)
+        self.orders_file.write(json.dumps([root_id, None]) + "\n")
 
     def alias(self, clid: str, root_id: str) -> None:
         self.aliases[clid] = root_id
@@ -195,7 +251,7 @@ class FixStore:
         messages are forgotten; the report stream and the orders are kept."""
         self.next_in = self.next_out = 1
         self.log.close()
-        self.log = open(self.log_path, "wb")
+        self.log = _private(self.log_path, "wb")
         self.save()
 
     def close(self) -> None:
@@ -251,7 +307,7 @@ class FixSession(asyncio.Protocol):
         self.store: FixStore | None = None
         self.account = ""
         self.logged_on = False
-        self.logon_seq = 0
+        self.logon_msg: FixMessage | None = None
         self.reset_asked = False
         self.heartbeat_s = 30.0
         self.last_rx = self.last_tx = time.monotonic()
@@ -399,75 +455,82 @@ class FixSession(asyncio.Protocol):
             self._reject(msg, VALUE_INCORRECT, "already logged on")
         elif t in APP_TYPES:
             getattr(self, f"_app_{t}")(msg)
-        else:
+        elif _defined(t):
             self.send("j", [(45, seq), (372, t), (380, 3),
                             (58, f"unsupported message type {t}")])
+        else:
+            self._reject(msg, INVALID_MSGTYPE, f"MsgType {t!r} is not a FIX 4.4 type", 35)
 
     def _on_logout(self, msg: FixMessage) -> None:
         self.send("5", [(58, "logout acknowledged")])
         self._close()
 
+    def _refuse(self, text: str) -> None:
+        """Logout with ``text`` outside any session's numbering (the peer is not logged on:
+        nothing of the account's is read or changed), then disconnect."""
+        log.info("fix %s: logon refused: %s", self.account or "-", text)
+        self.transport.write(encode("5", [(58, text)], TARGET, self.account or "?", 1,
+                                    fix_time()))
+        self._close()
+
     def _logon(self, msg: FixMessage) -> None:
+        """A Logon: checked here, then the account and token by the exchange (a native
+        Logon through this connection's session); nothing of the account's FIX state is
+        touched until the exchange accepts it (``_logon_accepted``)."""
         account, target, password = msg.get(49), msg.get(56), msg.get(554)
         seq_text, hb = msg.get(34, ""), msg.get(108, "")
-        if not account or target != TARGET or password is None or not seq_text.isdigit() \
-                or not hb.isdigit() or msg.get(98, "0") != "0":
-            why = ("TargetCompID must be CEA" if target != TARGET else
-                   "Logon needs SenderCompID (49), Password (554), MsgSeqNum (34), "
-                   "HeartBtInt (108) and EncryptMethod 0 (98)")
-            log.info("fix: logon refused: %s", why)
-            raw = encode("5", [(58, why)], TARGET, account or "?", 1, fix_time())
-            self.transport.write(raw)
-            self._close()
+        self.account = account or ""
+        if target != TARGET:
+            self._refuse("TargetCompID must be CEA")
             return
-        if account in self.server.fix_sessions:
-            raw = encode("5", [(58, "this account already has a FIX session")], TARGET,
-                         account, 1, fix_time())
-            self.transport.write(raw)
-            self._close()
+        if not account or password is None or not seq_text.isdigit() or not hb.isdigit() \
+                or msg.get(98, "0") != "0":
+            self._refuse("Logon needs SenderCompID (49), Password (554), MsgSeqNum (34), "
+                         "HeartBtInt (108) and EncryptMethod 0 (98)")
             return
-        self.account = account
-        self.server.fix_sessions[account] = self
-        self.store = FixStore(self.server.data_dir / "fix", account)
-        self.reset_asked = msg.get(141) == "Y"
-        if self.reset_asked:
-            self.store.reset()
-        seq = int(seq_text)
-        if seq < self.store.next_in:
-            self.logged_on = True  # so the Logout below is sent in sequence
-            self._logout(f"MsgSeqNum too low, expecting {self.store.next_in} but received "
-                         f"{seq}")
+        if not 1 <= int(hb) <= MAX_HEARTBEAT_S:
+            self._refuse(f"HeartBtInt must be 1..{MAX_HEARTBEAT_S} seconds")
             return
-        self.logon_seq = seq
-        self.heartbeat_s = max(1, min(int(hb), 300))
+        self.logon_msg = msg
+        self.heartbeat_s = int(hb)
         # tag 8013 (CancelOrdersOnDisconnect, as several venues name it): N keeps the
         # account's orders resting when the session ends; Y, the default, cancels them
         keep = msg.get(8013) == "N"
-        logon = P.Logon(account, password, not keep, int(self.heartbeat_s * 1000),
-                        self.store.report_seq)
+        report_seq = -1 if msg.get(141) == "Y" else \
+            FixStore.peek_report_seq(self.server.data_dir / "fix", account)
         try:
-            frame = P.encode(logon)
+            frame = P.encode(P.Logon(account, password, not keep,
+                                     int(self.heartbeat_s * 1000), report_seq))
         except (ValueError, OverflowError):
-            self.logged_on = True
-            self._logout("Password or SenderCompID not acceptable")
+            self._refuse("SenderCompID or Password not acceptable")
             return
         self.native.data_received(frame)  # answered through from_native
 
     def _logon_accepted(self, ack: P.LogonAck) -> None:
+        """The exchange accepted the account and token: the FIX session's own checks."""
+        msg = self.logon_msg
         self.logged_on = True
         self.instruments = list(ack.instruments)
-        store = self.store
-        if store.report_seq < 0:
+        self.server.fix_sessions[self.account] = self
+        store = self.store = FixStore(self.server.data_dir / "fix", self.account)
+        self.reset_asked = msg.get(141) == "Y"
+        if self.reset_asked:
+            store.reset()
+        seq = int(msg.get(34))
+        if seq < store.next_in:
+            self._logout(f"MsgSeqNum too low, expecting {store.next_in} but received {seq}")
+            return
+        if store.report_seq < 0 or self.reset_asked and store.report_seq < ack.report_seq:
             store.report_seq = ack.report_seq  # a first logon: the stream from now
-        body = [(98, 0), (108, int(self.heartbeat_s))]
+        body = [(98, 0), (108, self.heartbeat_s)]
         if self.reset_asked:
             body.append((141, "Y"))
         self.send("A", body)
-        if self.logon_seq > store.next_in:
+        if seq > store.next_in:
             self.send("2", [(7, store.next_in), (16, 0)])
-            self.resend_asked_to = self.logon_seq
+            self.resend_asked_to = seq
         else:
-            store.next_in = self.logon_seq + 1
+            store.next_in = seq + 1
         store.flush()
 
     def _resend(self, msg: FixMessage) -> None:
@@ -553,12 +616,20 @@ class FixSession(asyncio.Protocol):
         if not self._required(msg, (11, 55, 54, 60, 38, 40)):
             return
         clid = self._clid(msg)
-        side = self._field(msg, 54, _SIDES)
-        ord_type = self._field(msg, 40, _ORD_TYPES) if side is not None else None
-        tif = self._field(msg, 59, _TIFS) if msg.has(59) and ord_type is not None else \
-            TimeInForce.DAY if msg.get(40) == "2" else TimeInForce.IOC
-        if clid is None or side is None or ord_type is None or tif is None:
+        if clid is None:
             return
+        side = self._field(msg, 54, _SIDES)
+        if side is None:
+            return
+        ord_type = self._field(msg, 40, _ORD_TYPES)
+        if ord_type is None:
+            return
+        if msg.has(59):
+            tif = self._field(msg, 59, _TIFS)
+            if tif is None:
+                return
+        else:  # the default: DAY for a limit order, IOC (the only kind allowed) for MARKET
+            tif = TimeInForce.DAY if ord_type == OrderType.LIMIT else TimeInForce.IOC
         qty = parse_qty(msg.get(38))
         if qty is None:
             self._reject(msg, DATA_FORMAT, "OrderQty (38) must be whole tonnes", 38)
@@ -573,11 +644,24 @@ class FixSession(asyncio.Protocol):
                              "decimals", 44)
                 return
         symbol = msg.get(55)
-        self.pending[clid] = (symbol, side, qty, price)
-        instrument = self.instruments.index(symbol) if symbol in self.instruments else \
-            P.NO_INSTRUMENT - 1
-        self._to_native(P.encode(P.NewOrder(clid, instrument, int(side), qty, price,
-                                            int(ord_type), int(tif), int(Stp.CANCEL_NEWEST))))
+        if symbol not in self.instruments:  # answered here: the exchange lists no such one
+            self.send("8", [(37, "NONE"), (11, clid), (17, f"{self.account}-u{clid}"),
+                            (150, "8"), (39, "8"), (55, symbol), (54, _FIX_SIDE[side]),
+                            (38, qty), (151, 0), (14, 0), (6, "0"), (103, 1),
+                            (58, f"unknown symbol {symbol}")])
+            return
+        store = self.store
+        if clid in store.aliases:
+            self.pending[clid] = (symbol, int(side), qty, price)  # a duplicate: rejected
+        else:
+            store.orders[clid] = {"latest": clid, "symbol": symbol, "side": int(side),
+                                  "qty": qty, "price": price, "cum_qty": 0, "cum_value": 0,
+                                  "status": "A"}  # A: pending new, until the exchange says
+            store.aliases[clid] = clid
+            store.touch(clid)
+        self._to_native(P.encode(P.NewOrder(clid, self.instruments.index(symbol), int(side),
+                                            qty, price, int(ord_type), int(tif),
+                                            int(Stp.CANCEL_NEWEST))))
 
     def _root(self, clid: str) -> str:
         return self.store.aliases.get(clid, clid)
@@ -633,7 +717,7 @@ class FixSession(asyncio.Protocol):
         req, kind, depth = msg.get(262), msg.get(263), msg.get(264, "")
         if kind not in ("0", "1", "2") or not depth.isdigit():
             self._reject(msg, VALUE_INCORRECT, "SubscriptionRequestType (263) 0, 1 or 2 and "
-                         "MarketDepth (264) a number", 263 if kind not in "012" else 264)
+                         "MarketDepth (264) a number", 263 if kind not in ("0", "1", "2") else 264)
             return
         symbols = [v for t, v in msg.fields if t == 55]
         sessions = [v for t, v in msg.fields if t == 336] or ["LISTED"]
@@ -741,11 +825,13 @@ class FixSession(asyncio.Protocol):
             elif isinstance(item, P.LogonAck):
                 self._logon_accepted(item)
             elif isinstance(item, P.LogonReject):
-                self.logged_on = True
-                self._logout(f"logon refused: {item.text}")
+                self._refuse(f"logon refused: {item.text}")
             elif isinstance(item, P.Error):
-                self.logged_on = True
-                self._logout(f"{P.reason_name(item.reason)}: {item.text}")
+                text = f"{P.reason_name(item.reason)}: {item.text}"
+                if self.store is None:
+                    self._refuse(text)
+                else:
+                    self._logout(text)
             elif isinstance(item, (P.MdSnapshot, P.MdDepth, P.MdTrade)):
                 self._md(item)
             elif isinstance(item, P.AdminAck) and item.command == "MassCancel" and self.mass:
@@ -762,8 +848,10 @@ class FixSession(asyncio.Protocol):
     def native_closed(self) -> None:
         """The server closed the native session (after an Error, a heartbeat timeout, ...)."""
         if not self.closed:
-            self.logged_on = True
-            self._logout("session ended by the exchange")
+            if self.store is None:
+                self._refuse("session ended by the exchange")
+            else:
+                self._logout("session ended by the exchange")
 
     def _report(self, r: P.ExecutionReport) -> None:
         store = self.store
@@ -777,7 +865,17 @@ class FixSession(asyncio.Protocol):
         symbol = self.instruments[r.instrument] if 0 <= r.instrument < len(self.instruments) \
             else ""
         if kind == P.ExecKind.REJECTED:
-            sym, side, qty, price = self.pending.pop(root, (symbol, r.side, r.qty, r.price))
+            if root in self.pending:  # a duplicate ClOrdID: the order it names stands
+                sym, side, qty, price = self.pending.pop(root)
+            elif order is not None and order.get("status") == "A":
+                sym, side, qty, price = (order["symbol"], order["side"], order["qty"],
+                                         order["price"])
+                del store.orders[root]
+                store.aliases.pop(root, None)
+                store.forget(root)
+            else:  # not known here (sent before this store existed)
+                sym, side, qty, price = (symbol or (self.instruments or ["?"])[0],
+                                         r.side or Side.BUY, r.qty, r.price)
             reason = P.reason_name(r.reason)
             body = [(37, "NONE"), (11, root), (17, self._exec_id(r)), (150, "8"), (39, "8"),
                     (55, sym), (54, _FIX_SIDE.get(side, "1")), (38, qty), (151, 0), (14, 0),
@@ -792,21 +890,21 @@ class FixSession(asyncio.Protocol):
             ask = waiting.pop(0) if waiting else None
             asked = ask if cancel else (ask[0] if ask else None)
             reason = P.reason_name(r.reason)
-            status = "2" if r.open == 0 and r.filled else "4" if r.open == 0 else \
-                "1" if r.filled else "0"
-            if order is None:
-                status = "8"  # no such order
+            # the order's status as this session last reported it ("8": no such order)
+            status = order.get("status", "0") if order is not None else "8"
+            status = "0" if status == "A" else status
             self.send("9", [(37, f"{self.account}:{root}" if order else "NONE"),
                             (11, asked or root), (41, order["latest"] if order else root),
                             (39, status), (434, "1" if cancel else "2"),
                             (102, 1 if reason == "UNKNOWN_ORDER" else 99), (58, reason)])
             return
-        if order is None:  # first seen: accepted now, or placed before (another session)
-            self.pending.pop(root, None)
+        if order is None:  # first seen: placed before this store existed
             order = store.orders[root] = {"latest": root, "symbol": symbol, "side": r.side,
                                           "qty": r.filled + r.open, "price": r.price,
                                           "cum_qty": 0, "cum_value": 0}
             store.aliases[root] = root
+        if kind == P.ExecKind.ACCEPTED:
+            order["qty"] = r.filled + r.open
         store.touch(root)
         if kind in (P.ExecKind.PARTIAL_FILL, P.ExecKind.FILL):
             order["cum_qty"] += r.qty
@@ -837,6 +935,7 @@ class FixSession(asyncio.Protocol):
             exec_type, status = "5", "1" if order["cum_qty"] else "0"
         else:
             return
+        order["status"] = status
         body = [(37, f"{self.account}:{root}"), (11, clid)]
         if orig is not None:
             body.append((41, orig))

@@ -106,6 +106,9 @@ def test_rejects_cancel_replace_and_mass_cancel(tmp_path):
         fix.send("BE", [(923, "u1")])  # UserRequest: not supported here
         bmr = await fix.expect("j")
         assert (bmr.get(372), bmr.get(380)) == ("BE", "3")
+        fix.send("ZZ", [(58, "?")])  # no such message type in FIX 4.4
+        bad = await fix.expect("3")
+        assert (bad.get(373), bad.get(371), bad.get(372)) == ("11", "35", "ZZ")
 
     run(tmp_path, body)
 
@@ -356,5 +359,59 @@ def test_market_data_snapshot_and_incrementals(tmp_path):
             fix.send("V", md_request("md4", kind=0, sessions=("BLOCK",)))
             block = await fix.expect("W")
             assert block.get(262) == "md4" and entries(block) == []
+
+    run(tmp_path, body)
+
+
+def test_an_unauthenticated_logon_changes_nothing(tmp_path):
+    """Nothing of an account's FIX state is read out, created or reset before the exchange
+    accepts its token; a SenderCompID is never a path."""
+    async def body(server, fhost, fport, host, port):
+        fix = FixPeer(fhost, fport, "A001")
+        await fix.connect()
+        await fix.logon(TOKENS["A001"])
+        fix.send("5", [])
+        await fix.expect("5")
+        store = server.data_dir / "fix"
+        before = {p.name: p.read_bytes() for p in store.iterdir()}
+        for account, token, hb, reset in (("A001", "wrong-token-00000000", 30, True),
+                                          ("../../escaped", "x" * 20, 30, True),
+                                          ("A001", TOKENS["A001"], 0, False),
+                                          ("A001", TOKENS["A001"], 61, False)):
+            peer = FixPeer(fhost, fport, account)
+            peer.next_in = None
+            await peer.connect()
+            body = [(98, 0), (108, hb), (554, token)] + ([(141, "Y")] if reset else [])
+            peer.send("A", body, seq=1)  # far too low for A001, were it believed
+            out = await peer.expect("5")
+            assert "too low" not in out.get(58) and out.get(34) == "1", out
+            assert await peer.closed()
+        await asyncio.sleep(0.1)
+        assert {p.name: p.read_bytes() for p in store.iterdir()} == before
+        assert not (tmp_path / "escaped.seq").exists() and not list(tmp_path.glob("*.msgs"))
+
+    run(tmp_path, body)
+
+
+def test_unknown_symbol_and_duplicate_clordid(tmp_path):
+    async def body(server, fhost, fport, host, port):
+        fix = FixPeer(fhost, fport, "A001")
+        await fix.connect()
+        await fix.logon(TOKENS["A001"])
+        fix.send("D", order("u1", symbol="XYZ"))
+        rej = await fix.expect("8")
+        assert (rej.get(150), rej.get(103), rej.get(55)) == ("8", "1", "XYZ")
+        fix.send("D", order("d1", "1", 100, "59.00"))
+        assert (await fix.expect("8")).get(150) == "0"
+        fix.send("D", order("d1", "2", 300, "61.00"))  # the same ClOrdID again
+        dup = await fix.expect("8")
+        assert (dup.get(150), dup.get(58), dup.get(54), dup.get(38)) == \
+            ("8", "DUPLICATE_ORDER_ID", "2", "300")
+        fix.send("F", [(11, "d1c"), (41, "d1"), (55, "CEA"), (54, "1"), (60, NOW)])
+        can = await fix.expect("8")  # the first d1 still stands, and is cancelled
+        assert (can.get(150), can.get(41), can.get(38)) == ("4", "d1", "100")
+        fix.send("F", [(11, "d1c2"), (41, "d1"), (55, "CEA"), (54, "1"), (60, NOW)])
+        cxl = await fix.expect("9")
+        assert (cxl.get(39), cxl.get(41)) == ("4", "d1c")  # as last reported: cancelled
 
     run(tmp_path, body)

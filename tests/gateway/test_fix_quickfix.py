@@ -186,6 +186,19 @@ def test_quickfix_initiator_trades_is_dropped_and_recovers_every_report(tmp_path
             _, rep = await next_event(app)
             assert (rep[150], rep[11], rep[41], rep[151], rep[14]) == \
                 ("5", "q1r", "q1", "500", "400")
+            # a resting order cancelled, and a cancel of an order that does not exist
+            qf.Session.sendToTarget(new_order(qf, "q5", "2", 100, "65.00"), sid)
+            assert (await next_event(app))[1][150] == "0"
+            for clid, orig in (("q5c", "q5"), ("q6c", "nope")):
+                cancel = q44.OrderCancelRequest()
+                for f in (qf.OrigClOrdID(orig), qf.ClOrdID(clid), qf.Side("2"),
+                          qf.TransactTime(), qf.Symbol("CEA")):
+                    cancel.setField(f)
+                qf.Session.sendToTarget(cancel, sid)
+            _, can = await next_event(app)
+            assert (can[35], can[150], can[39], can[11], can[41]) == ("8", "4", "4", "q5c", "q5")
+            _, cxl = await next_event(app)
+            assert (cxl[35], cxl[434], cxl[102], cxl[11]) == ("9", "1", "1", "q6c")
             # dropped: the connection is cut, no Logout; a fill arrives while it is away,
             # then QuickFIX reconnects by itself (ReconnectInterval) and logs on again
             server.fix_sessions["A001"].transport.abort()
