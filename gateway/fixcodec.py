@@ -65,10 +65,13 @@ def checksum(data: bytes) -> int:
 
 
 class FixReader:
-    """Splits a byte stream into ``FixMessage`` and ``Garbled`` items."""
+    """Splits a byte stream into ``FixMessage`` and ``Garbled`` items. It reads from a cursor
+    and drops what it consumed once per ``feed`` (not per message: a pipelined burst is one
+    pass, not a memmove per message)."""
 
     def __init__(self):
         self.buf = bytearray()
+        self.pos = 0
 
     def feed(self, data: bytes) -> list:
         self.buf += data
@@ -76,62 +79,65 @@ class FixReader:
         while True:
             item = self._next()
             if item is None:
-                return out
+                break
             out.append(item)
+        del self.buf[:self.pos]
+        self.pos = 0
+        return out
+
+    def _take(self, n: int) -> bytes:
+        raw = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return raw
 
     def _next(self):
-        buf = self.buf
-        if not buf:
+        buf, o = self.buf, self.pos
+        size = len(buf) - o
+        if size <= 0:
             return None
-        start = buf.find(b"8=FIX")
+        start = buf.find(b"8=FIX", o)
         if start < 0:
             # keep a possible begin string's start, drop the rest as noise
-            keep = max(len(buf) - 4, 0)
-            if keep:
-                noise = bytes(buf[:keep])
-                del buf[:keep]
-                return Garbled("bytes before a begin string", noise)
+            if size > 4:
+                return Garbled("bytes before a begin string", self._take(size - 4))
             return None
-        if start > 0:
-            noise = bytes(buf[:start])
-            del buf[:start]
-            return Garbled("bytes before a begin string", noise)
-        if len(buf) < len(BEGIN) + 4:
+        if start > o:
+            return Garbled("bytes before a begin string", self._take(start - o))
+        if size < len(BEGIN) + 4:
             return None
-        if not buf.startswith(BEGIN):
-            end = buf.find(SOH)
-            if end < 0 and len(buf) < 32:
+        if not buf.startswith(BEGIN, o):
+            end = buf.find(SOH, o)
+            if end < 0 and size < 32:
                 return None
-            return self._drop(max(end + 1, 1), "BeginString is not FIX.4.4")
-        p = len(BEGIN)
+            return self._drop(max(end + 1 - o, 1), "BeginString is not FIX.4.4")
+        p = o + len(BEGIN)
         if not buf.startswith(b"9=", p):
-            return self._drop(p, "BodyLength (9) is not the second field")
-        end9 = buf.find(SOH, p)
+            return self._drop(p - o, "BodyLength (9) is not the second field")
+        end9 = buf.find(SOH, p, p + 12)
         if end9 < 0:
-            return None if len(buf) - p < 12 else self._drop(p, "BodyLength is not a number")
+            return None if len(buf) - p < 12 else self._drop(p - o, "BodyLength is not a number")
         length_text = bytes(buf[p + 2:end9])
         if not length_text.isdigit() or len(length_text) > 6:
-            return self._drop(p, "BodyLength is not a number")
+            return self._drop(p - o, "BodyLength is not a number")
         body_start = end9 + 1
         body_end = body_start + int(length_text)
-        if body_end - 0 > MAX_MESSAGE:
-            return self._drop(p, f"message longer than {MAX_MESSAGE} bytes")
+        if body_end - o > MAX_MESSAGE:
+            return self._drop(p - o, f"message longer than {MAX_MESSAGE} bytes")
         if len(buf) < body_end + 7:
             # a begin string inside the declared body: the length was wrong (too long), and
             # the next message has started; garbled up to it
             nxt = buf.find(SOH + BEGIN, body_start)
             if nxt >= 0:
-                return self._drop(nxt + 1, "BodyLength does not match")
+                return self._drop(nxt + 1 - o, "BodyLength does not match")
             return None
         trailer = bytes(buf[body_end:body_end + 7])
         if not (trailer.startswith(b"10=") and trailer[6:7] == SOH and trailer[3:6].isdigit()):
             # the length did not lead to a checksum: garbled; resynchronise on the next
             # begin string
-            nxt = buf.find(b"8=FIX", 1)
-            return self._drop(nxt if nxt > 0 else len(buf), "BodyLength does not match")
-        raw = bytes(buf[:body_end + 7])
-        del buf[:body_end + 7]
-        if int(trailer[3:6]) != checksum(raw[:body_end]):
+            nxt = buf.find(b"8=FIX", o + 1)
+            return self._drop((nxt if nxt > 0 else len(buf)) - o, "BodyLength does not match")
+        raw = self._take(body_end + 7 - o)
+        if int(trailer[3:6]) != checksum(raw[:body_end - o]):
             return Garbled("CheckSum does not match", raw)
         fields = []
         for part in raw[:-1].split(SOH):
@@ -144,9 +150,7 @@ class FixReader:
         return FixMessage(fields, raw)
 
     def _drop(self, n: int, why: str) -> Garbled:
-        raw = bytes(self.buf[:n])
-        del self.buf[:n]
-        return Garbled(why, raw)
+        return Garbled(why, self._take(n))
 
 
 def encode(msg_type: str, body: list[tuple[int, object]], sender: str, target: str, seq: int,
