@@ -48,7 +48,7 @@ TARGET = "CEA"  # the exchange's CompID
 MAX_HEARTBEAT_S = 60
 #: SessionRejectReason (373)
 REQUIRED_TAG_MISSING, UNDEFINED_TAG, TAG_NO_VALUE, VALUE_INCORRECT, DATA_FORMAT = 1, 0, 4, 5, 6
-COMPID_PROBLEM, SENDING_TIME_ACCURACY, INVALID_MSGTYPE = 9, 10, 11
+COMPID_PROBLEM, SENDING_TIME_ACCURACY, INVALID_MSGTYPE, OTHER = 9, 10, 11, 99
 #: message types of the session layer (never resent: gap-filled instead)
 ADMIN = frozenset("0A12345")
 APP_TYPES = {"D": "NewOrderSingle", "F": "OrderCancelRequest",
@@ -434,6 +434,12 @@ class FixSession(asyncio.Protocol):
             return
         store.next_in = seq + 1
         t = msg.msg_type
+        if t in ("1", "2"):  # answered in Python: they draw on the session's query bucket
+            bucket = self.native.queries
+            if bucket.available(time.monotonic()) <= 0:
+                self._reject(msg, OTHER, "throttled: too many TestRequests/ResendRequests")
+                return
+            bucket.spend(1)
         if t == "0":
             if msg.has(112):
                 self.test_sent_at = None

@@ -415,3 +415,17 @@ def test_unknown_symbol_and_duplicate_clordid(tmp_path):
         assert (cxl.get(39), cxl.get(41)) == ("4", "d1c")  # as last reported: cancelled
 
     run(tmp_path, body)
+
+
+def test_test_and_resend_requests_are_throttled(tmp_path):
+    async def body(server, fhost, fport, host, port):
+        fix = FixPeer(fhost, fport, "A001")
+        await fix.connect()
+        await fix.logon(TOKENS["A001"])
+        for k in range(8):
+            fix.send("1", [(112, f"t{k}")])
+        got = [await fix.expect("0", "3") for _ in range(8)]
+        assert [m.msg_type for m in got].count("0") == 5  # the bucket's burst
+        assert all(m.get(373) == "99" for m in got if m.msg_type == "3")
+
+    run(tmp_path, body, query_rate=1, query_burst=5)
