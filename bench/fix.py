@@ -30,16 +30,11 @@ import numpy as np
 from gateway.fix import fix_time
 from gateway.fixcodec import FixMessage, FixReader, encode
 
+from .pgserver import free_port
 from .gateway import HOST, ACCOUNTS_CSV, SESSIONS, TOKENS_CSV, open_loop_latency, \
     pipelined_throughput
 
 _ACK = re.compile(rb"\x01150=[08]\x01")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _fix_logon(port: int, account: str, token: str, timeout: float = 10.0) -> socket.socket:
@@ -170,7 +165,7 @@ def run_fix_benchmark(orders: int = 20_000, rate: int = 5_000, seconds: float = 
     from sim.loadtest import local_server
 
     out: dict = {"fsync": "on", "orders": orders, "rate": rate, "seconds": seconds}
-    fix_port = _free_port()
+    fix_port = free_port()
     with tempfile.TemporaryDirectory(prefix="cea-bench-fix-") as root:
         with local_server(Path(root), ACCOUNTS_CSV, TOKENS_CSV, fsync=True,
                           extra=("--fix-port", str(fix_port))) as port:

@@ -57,7 +57,8 @@ def postgres_unavailable_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now (bound and released: a later bind may race)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -93,7 +94,7 @@ def start_postgres(base_dir: str, timeout: float = 60.0):
     subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
                              "-E", "UTF8", "--no-locale"], check=True, capture_output=True,
                    timeout=300)
-    port = _free_port()
+    port = free_port()
     log = base / "server.log"
     log.touch()
     if os.geteuid() == 0:

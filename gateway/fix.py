@@ -36,6 +36,8 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from engine.codes import OrderType, Side, Stp, TimeInForce
 
 from . import protocol as P
@@ -550,7 +552,8 @@ class FixSession(asyncio.Protocol):
         last = self.store.next_out - 1
         end = last if end == 0 or end > last else end
         gap_from = None
-        for seq, raw in self.store.sent_between(begin, end):
+        stored = self.store.sent_between(begin, end)
+        for seq, raw in stored:
             old = FixReader().feed(raw)
             if not old or isinstance(old[0], Garbled):
                 continue
@@ -567,7 +570,7 @@ class FixSession(asyncio.Protocol):
             self.transport.write(raw2)
         if gap_from is not None:
             self._gap_fill(gap_from, end + 1)
-        elif begin <= end and not self.store.sent_between(begin, end):
+        elif begin <= end and not stored:
             self._gap_fill(begin, end + 1)
         self.last_tx = time.monotonic()
 
@@ -820,8 +823,6 @@ class FixSession(asyncio.Protocol):
 
     def from_native(self, data: bytes) -> None:
         """The native session's output: translate it into FIX."""
-        import numpy as np
-
         if self.closed:
             return
         for item in self._native_reader.feed(data):

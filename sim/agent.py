@@ -365,6 +365,9 @@ def notify_order(agent: Agent, update: OrderUpdate) -> None:
 
 # ---------------------------------------------------------------------- loading
 
+_by_path: dict[Path, object] = {}  # the user modules loaded from a file, by their path
+
+
 def load_agent_class(spec: str) -> type[Agent]:
     """The class named by ``module:Class`` (an importable module, or a path to a ``.py``
     file); the working directory is importable. Raises ``AgentError`` saying what is wrong.
@@ -383,11 +386,14 @@ def load_agent_class(spec: str) -> type[Agent]:
                 raise AgentError(f"agent {spec!r}: no file {path}")
             if path.suffix != ".py":
                 raise AgentError(f"agent {spec!r}: {path} is not a .py file")
-            name = f"cea_user_agent_{path.stem}"
-            loader = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[name] = module
-            loader.loader.exec_module(module)
+            module = _by_path.get(path.resolve())
+            if module is None:  # executed once: the configuration's checks and the run
+                name = f"cea_user_agent_{path.stem}"  # get the same class
+                loader = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(loader)
+                sys.modules[name] = module
+                loader.loader.exec_module(module)
+                _by_path[path.resolve()] = module
         else:
             if "" not in sys.path and str(Path.cwd()) not in sys.path:
                 sys.path.insert(0, str(Path.cwd()))

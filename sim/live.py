@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 from engine.codes import OrderType, Segment, Side
 
 from .agent import Agent, AgentError, Book, DayClose, Fill, OrderUpdate, Sender, call, \
     notify_fill, notify_order
+from .loadtest import run_tag
 
 
 class LiveSender(Sender):
@@ -49,17 +49,24 @@ class LiveSender(Sender):
         self.client.send(P.MassCancel(self.instrument, int(side or 0)))
 
 
-def _tag() -> str:
-    digits, n, out = "0123456789abcdefghijklmnopqrstuvwxyz", int(time.time() * 1000), ""
-    while n:
-        n, d = divmod(n, 36)
-        out = digits[d] + out
-    return out[-8:] + "-"
-
-
 #: the report kinds (``gateway.protocol.ExecKind``) that are order updates, by status name
 EXEC_UPDATES = {1: "ACCEPTED", 2: "REJECTED", 5: "CANCELLED", 6: "EXPIRED",
                 7: "AMENDED", 8: "CANCEL_REJECTED", 9: "AMEND_REJECTED"}
+
+
+def tell(agent: Agent, r, guard) -> None:
+    """Give ``agent`` what the ExecutionReport ``r`` says about one of its orders: a fill
+    (``on_execution``) or an order update (``on_order``); the callback runs through
+    ``guard(fn, *args)``, which decides what an agent's failure does to the run."""
+    from gateway.protocol import ExecKind, reason_name
+
+    if r.exec in (ExecKind.PARTIAL_FILL, ExecKind.FILL):
+        guard(notify_fill, agent, Fill(r.cl_ord_id, Side(r.side), r.price, r.qty, r.trade_id,
+                                       r.ts_us, Segment(r.segment), r.open))
+    elif r.exec in EXEC_UPDATES:
+        guard(notify_order, agent, OrderUpdate(r.cl_ord_id, EXEC_UPDATES[r.exec],
+                                               reason_name(r.reason) if r.reason else "",
+                                               r.open, r.ts_us))
 
 
 class LiveRun:
@@ -75,7 +82,7 @@ class LiveRun:
         self.failure: Exception | None = None
         self.view = None
         self.now = 0
-        self.tag = _tag()
+        self.tag = run_tag() + "-"  # fresh per run: ids never repeat on the account
         self.stop = None
 
     def _book(self) -> Book:
@@ -98,16 +105,7 @@ class LiveRun:
         if not r.cl_ord_id.startswith(self.tag):
             return  # another session's order of the same account
         self.now = max(self.now, r.ts_us)
-        if r.exec in (3, 4):  # PARTIAL_FILL, FILL
-            self._guard(notify_fill, self.agent, Fill(
-                r.cl_ord_id, Side(r.side), r.price, r.qty, r.trade_id, r.ts_us,
-                Segment(r.segment), r.open))
-        elif r.exec in EXEC_UPDATES:
-            from gateway.protocol import reason_name
-
-            self._guard(notify_order, self.agent, OrderUpdate(
-                r.cl_ord_id, EXEC_UPDATES[r.exec],
-                reason_name(r.reason) if r.reason else "", r.open, r.ts_us))
+        tell(self.agent, r, self._guard)
 
     def _on_market_data(self, msg) -> None:
         from gateway import protocol as P

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import batch as B
-from engine.codes import Action, EventKind, Segment, Side
+from engine.codes import Action, EventKind, Segment
 from engine.orderfile import parse_prior_close
 from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
@@ -117,24 +117,19 @@ class _Run:
                 self.failure = e
 
     def _user_report(self, agent):
-        """The report handler of a user agent's session (as ``cea agent`` has it)."""
-        from .agent import Fill, OrderUpdate, notify_fill, notify_order
-        from .live import EXEC_UPDATES
-        from gateway.protocol import reason_name
+        """The report handler of a user agent's session (``sim.live.tell``, as ``cea agent``
+        has it), which also keeps the run's last trade and reject reasons."""
+        from gateway.protocol import ExecKind
+
+        from .live import tell
 
         def on_report(r) -> None:
-            if r.exec in (3, 4):  # PARTIAL_FILL, FILL
-                self._guard(notify_fill, agent, Fill(
-                    r.cl_ord_id, Side(r.side), r.price, r.qty, r.trade_id, r.ts_us,
-                    Segment(r.segment), r.open))
-                if r.segment == Segment.LISTED and r.trade_id > self.last_trade[0]:
-                    self.last_trade = (int(r.trade_id), int(r.price))
-            elif r.exec in EXEC_UPDATES:
-                if r.exec == 2:
-                    self.reasons.append(int(r.reason))
-                self._guard(notify_order, agent, OrderUpdate(
-                    r.cl_ord_id, EXEC_UPDATES[r.exec],
-                    reason_name(r.reason) if r.reason else "", r.open, r.ts_us))
+            tell(agent, r, self._guard)
+            if r.exec in (ExecKind.PARTIAL_FILL, ExecKind.FILL) and \
+                    r.segment == Segment.LISTED and r.trade_id > self.last_trade[0]:
+                self.last_trade = (int(r.trade_id), int(r.price))
+            elif r.exec == ExecKind.REJECTED:
+                self.reasons.append(int(r.reason))
 
         return on_report
 
