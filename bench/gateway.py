@@ -209,22 +209,52 @@ def pinned(server_pid: int | None):
 
 
 @contextmanager
-def running_server(fsync: bool, data_root: Path):
+def running_server(fsync: bool, data_root: Path, viewer: dict | None = None):
     """``cea serve`` in a subprocess on a free port; yields (port, pid). Its process tree
-    (the ledger process) is killed on the way out if stopping it left any of it running."""
+    (the ledger process) is killed on the way out if stopping it left any of it running.
+    ``viewer``: the server also serves its web view (``--web-port``), watched for the whole
+    run by one browser's stand-in (``bench.webviewer``), whose counts go into this dict."""
     tree: list[int] = []
     starts: dict[int, str] = {}
+    urls: list[str] = []
     try:
-        with local_server(data_root, ACCOUNTS_CSV, TOKENS_CSV, fsync=fsync) as port:
+        with local_server(data_root, ACCOUNTS_CSV, TOKENS_CSV, fsync=fsync,
+                          web_port=0 if viewer is not None else None,
+                          on_web=urls.append) as port:
             pid = _find_server_pid()
             if pid is not None:
                 tree = [pid, *_descendants(pid)]
                 starts = {p: (_stat(p) or [""] * 20)[19] for p in tree}
-            yield port, pid
+            if viewer is None:
+                yield port, pid
+            else:
+                with web_viewer(urls[0], viewer):
+                    yield port, pid
     finally:
         if tree:
             time.sleep(0.2)
             _kill_tree(tree, starts)
+
+
+@contextmanager
+def web_viewer(url: str, counts: dict, timeout: float = 30.0):
+    """``python -m bench.webviewer URL`` for the body's length, connected before it starts;
+    its counts (messages, bytes, updates) put into ``counts``."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.webviewer", url], cwd=_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        time.sleep(1.0)  # the page loaded and the WebSocket open before the load starts
+        yield
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+        if proc.returncode != 0 or not out.strip():
+            raise RuntimeError(f"the web viewer failed: {err.strip()[-500:]}")
+        counts.update(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
 
 
 @contextmanager
@@ -749,10 +779,12 @@ def _targets(out: dict) -> list[dict]:
 
 
 def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: float = 5.0,
-                          json_path: Path | None = None, echo=print, pin: bool = True) -> dict:
+                          json_path: Path | None = None, echo=print, pin: bool = True,
+                          web: bool = False) -> dict:
     """All the figures of the module's docstring, in one run; printed through ``echo`` and
     written to ``json_path``. ``pin``: the open-loop runs with the client and the server on
-    different CPUs (``pinned``)."""
+    different CPUs (``pinned``). ``web``: the pipelined run and the fsync-on round trips once
+    more on a server with its web view on and watched (``web``: side by side)."""
     out: dict = {"fsync": "on", "cpu_tick_ms": 1000 / _TICK}
     replies: dict[str, dict] = {}  # per run: what the orders got (every one accepted, once)
     busy = cpus_busy()
@@ -842,6 +874,8 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
             out["rtt" if fsync else "rtt_fsync_off"] = lat
             replies["rtt" if fsync else "rtt_fsync_off"] = lat["replies"]
             show(f"cea serve, fsync {'on' if fsync else 'off'}", lat)
+        if web:
+            out["web"] = _web_runs(root, orders, rate, seconds, pin, out, replies, echo)
     out["rtt_p50_us"] = out["rtt"]["p50_us"]
     out["rtt_p99_us"] = out["rtt"]["p99_us"]
     out["rtt_offered_per_s"] = rate
@@ -865,6 +899,41 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
         raise SystemExit("cea: error: orders rejected, unanswered or answered twice in "
                          + "; ".join(f"{name}: {_show_replies(replies[name])}" for name in bad))
     return out
+
+
+def _web_runs(root: Path, orders: int, rate: int, seconds: float, pin: bool, out: dict,
+              replies: dict, echo) -> dict:
+    """The pipelined run and the fsync-on round trips again, the server serving its web view
+    to one watching viewer; side by side with the same runs without it (``out``)."""
+    viewer: dict = {}
+    with running_server(True, root, viewer=viewer) as (port, pid):
+        tp = _with_others(lambda: pipelined_throughput(port, orders, server_pid=pid))
+    replies["pipelined_web"] = _pipelined_replies(tp)
+    viewer_rtt: dict = {}
+    with running_server(True, root, viewer=viewer_rtt) as (port, pid), \
+            pinned(pid if pin else None):
+        lat = _with_others(lambda: open_loop_latency(port, rate, seconds))
+    replies["rtt_web"] = lat["replies"]
+    base, rtt = out["pipelined"], out["rtt"]
+    w = {"pipelined": tp, "rtt": lat, "viewer_pipelined": viewer, "viewer_rtt": viewer_rtt,
+         "orders_per_s": tp["orders_per_s"], "orders_per_s_without": base["orders_per_s"],
+         "orders_per_s_ratio": round(tp["orders_per_s"] / base["orders_per_s"], 3),
+         "server_cpu_us_per_order": tp.get("server_cpu_us_per_order"),
+         "server_cpu_us_per_order_without": base.get("server_cpu_us_per_order"),
+         "rtt_p50_us": lat["p50_us"], "rtt_p50_us_without": rtt["p50_us"],
+         "rtt_p99_us": lat["p99_us"], "rtt_p99_us_without": rtt["p99_us"]}
+    echo(f"web view on, one viewer watching: pipelined {w['orders_per_s']:,} orders/s "
+         f"(without: {w['orders_per_s_without']:,}; ratio {w['orders_per_s_ratio']}), server "
+         f"CPU {w['server_cpu_us_per_order']} us/order (without: "
+         f"{w['server_cpu_us_per_order_without']}); the viewer got {viewer.get('updates')} "
+         f"updates, {viewer.get('bytes', 0):,} bytes")
+    echo(f"  open loop {rate:,}/s, fsync on: p50 {lat['p50_us']} us, p99 {lat['p99_us']}, "
+         f"p99.9 {lat['p999_us']}, max {lat['max_us']} (without: p50 {rtt['p50_us']}, p99 "
+         f"{rtt['p99_us']}, p99.9 {rtt['p999_us']}, max {rtt['max_us']}); the viewer got "
+         f"{viewer_rtt.get('updates')} updates, {viewer_rtt.get('bytes', 0):,} bytes")
+    echo("  replies: " + _show_replies(replies["pipelined_web"]) + "; "
+         + _show_replies(replies["rtt_web"]))
+    return w
 
 
 def _pipelined_replies(run: dict) -> dict:

@@ -489,6 +489,12 @@ def serve(
     fix_port: Optional[int] = typer.Option(
         None, "--fix-port", min=0, max=65535, metavar="PORT", help="Also accept FIX 4.4 "
         "sessions on this port, same host (0: any free; see docs/fix.md). Default: off."),
+    web_port: Optional[int] = typer.Option(
+        None, "--web-port", min=0, max=65535, metavar="PORT", help="Also serve the live web "
+        "view (book, trades, price against the bands, operator panel) on this port (0: any "
+        "free; see docs/web.md). Default: off."),
+    web_host: str = typer.Option("127.0.0.1", "--web-host", metavar="ADDRESS",
+                                 help="Address of the web view (loopback unless you open it)."),
     prior_close: List[str] = typer.Option(
         ["60.00"], "--prior-close", metavar="PRICE", help="First prior close, CNY (NAME=60.00 "
         "per instrument; repeat). Used when the data directory is new."),
@@ -550,7 +556,7 @@ def serve(
     Options may come from a TOML file (--config FILE; cea serve --print-config > serve.toml
     writes one with every default); options on the command line override it.
 
-    Example: cea serve --data-dir cea-data --port 7878 --prior-close 60.00
+    Example: cea serve --data-dir cea-data --port 7878 --prior-close 60.00 --web-port 8080
     """
     given = dict(locals())  # the options' values, before any other local
     from cea.serveconfig import KEYS, ServeConfigError, default_toml, read_config
@@ -611,7 +617,7 @@ def _serve(o: dict) -> None:
         check_input(path["tokens"], name("tokens"))
     config = ServerConfig(
         data_dir=data_dir, host=o["host"], port=o["port"], fix_port=o["fix_port"],
-        fsync=fsync_on,
+        web_port=o["web_port"], web_host=o["web_host"], fsync=fsync_on,
         instruments=instruments, fee_bps_listed=o["fee_bps_listed"],
         fee_bps_block=o["fee_bps_block"], clock=clock, rate_limit=o["rate_limit"],
         burst=o["burst"], query_rate=o["query_rate"], query_burst=o["query_burst"],
@@ -626,6 +632,8 @@ def _serve(o: dict) -> None:
             check_listen(o["host"], o["port"])
             if o["fix_port"]:
                 check_listen(o["host"], o["fix_port"])
+        if o["web_port"]:  # the web view's port, checked before anything is compiled
+            check_listen(o["web_host"], o["web_port"])
         if path["credentials_out"] is not None and not (data_dir / JOURNAL).exists():
             check_credentials_out(path["credentials_out"], data_dir)
         if o["start"] is not None:
@@ -658,6 +666,10 @@ def _serve(o: dict) -> None:
         if server.fix_address is not None:
             fhost, fport = server.fix_address
             typer.echo(f"cea serve: FIX 4.4 acceptor on {fhost}:{fport} (TargetCompID CEA)")
+        if server.web_address is not None:
+            whost, wport = server.web_address
+            typer.echo(f"cea serve: web view on http://{whost}:{wport}/ (operator panel: the "
+                       f"{server.exchange.genesis.operator} account's token)")
         typer.echo(f"cea serve: listening on {host}:{port}  (Ctrl-C stops)", )
 
     try:
@@ -810,6 +822,14 @@ def replay(
                f"{', '.join(str(p) for p in plots)}")
 
 
+WEB_PORT_HELP = ("The server it starts also serves its live web view on this port (0: any "
+                 "free), to watch the market move; the address is printed. Default: off.")
+
+
+def _say_web(url: str) -> None:
+    typer.echo(f"web view on {url} (the server stops when the run ends)", err=True)
+
+
 @app.command()
 def simulate(
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML "
@@ -825,6 +845,9 @@ def simulate(
                              "plots."),
     via_server: bool = typer.Option(False, "--via-server", help="Run the agents as clients "
                                     "of a fresh cea serve on loopback instead of in-process."),
+    web_port: Optional[int] = typer.Option(None, "--web-port", min=0, max=65535,
+                                           metavar="PORT", help="With --via-server: "
+                                           + WEB_PORT_HELP),
     print_config: bool = typer.Option(False, "--print-config", help="Print the default "
                                       "configuration as TOML and exit."),
     agent: List[str] = typer.Option([], "--agent", metavar="MODULE:CLASS", help="Your own "
@@ -849,6 +872,9 @@ def simulate(
     if print_config:
         typer.echo(default_config_toml(), nl=False)
         return
+    if web_port is not None and not via_server:
+        fail("--web-port needs --via-server (an in-process run has no server to watch; "
+             "cea view DIR shows its results)")
     if config is not None:
         check_input(config, "--config")
     check_out(out)
@@ -873,7 +899,8 @@ def simulate(
             if via_server:
                 from sim.viaserver import run_via_server
 
-                result, paths = run_via_server(cfg, staged.path, progress=day_done)
+                result, paths = run_via_server(cfg, staged.path, progress=day_done,
+                                               web_port=web_port, on_web=_say_web)
             else:
                 from sim.simout import run
 
@@ -940,11 +967,13 @@ def loadtest(
     fsync: OnOff = typer.Option(OnOff.on, "--fsync", help="The server's journal fsync."),
     out: Path = typer.Option(Path("loadtest"), "--out", metavar="DIR",
                              help="loadtest.json and plots here."),
+    web_port: Optional[int] = typer.Option(None, "--web-port", min=0, max=65535,
+                                           metavar="PORT", help=WEB_PORT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Open-loop load against a fresh cea serve on loopback: latency percentiles, plots.
 
-    Example: cea loadtest --rates 5k,10k,20k --duration 5 --out loadtest
+    Example: cea loadtest --rates 5k,10k,20k --duration 5 --out loadtest --web-port 8080
     """
     import tempfile
     from contextlib import ExitStack
@@ -965,8 +994,9 @@ def loadtest(
             staged = stack.enter_context(staged_outputs(out))
             root = stack.enter_context(tempfile.TemporaryDirectory())
             with progress.status(starting, quiet):
-                port = stack.enter_context(lt.local_server(Path(root), accounts_csv, tokens_csv,
-                                                           fsync == OnOff.on))
+                port = stack.enter_context(lt.local_server(
+                    Path(root), accounts_csv, tokens_csv, fsync == OnOff.on,
+                    web_port=web_port, on_web=_say_web))
             for r in sweep:
                 what = (f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
                         f"from {processes} process(es)")
@@ -1071,6 +1101,9 @@ def bench_gateway(
                                              help="Write the figures here."),
     pin: bool = typer.Option(True, "--pin/--no-pin", help="Latency runs: the client and the "
                              "server on different CPUs (a remote client's view)."),
+    web: bool = typer.Option(True, "--web/--no-web", help="Also the pipelined run and the "
+                             "fsync-on round trips with the web view on and one viewer "
+                             "watching, side by side with them without it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """cea serve over loopback: orders/s, server CPU per order, latency with fsync on and off.
@@ -1085,7 +1118,7 @@ def bench_gateway(
     if json_path is not None:
         check_new_file(json_path, "--json")
     _bench("bench gateway", run_gateway_benchmark, quiet, orders=orders, rate=rate,
-           seconds=seconds, json_path=json_path, pin=pin)
+           seconds=seconds, json_path=json_path, pin=pin, web=web)
 
 
 @bench_app.command("fix")
@@ -1116,9 +1149,9 @@ def bench_fix(
 
 
 # commands kept in their own modules, one per part of the market they serve
-from cea import agent_cmd, auction_cmd, compliance_cmd, registry_cmd  # noqa: E402
+from cea import agent_cmd, auction_cmd, compliance_cmd, registry_cmd, view_cmd  # noqa: E402
 
-for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd):
+for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd, view_cmd):
     _module.register(app)
 _reflow_help(app)
 

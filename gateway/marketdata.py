@@ -51,7 +51,10 @@ F_VOLUME = 3
 F_TURNOVER = 4
 F_DEPTH_BIDS = 5  # levels of the last published depth
 F_DEPTH_ASKS = 6
-FIGURES = 7
+F_OPEN = 7  # the day's first, highest and lowest trade price on this channel (NULL_PRICE
+F_HIGH = 8  # before one): what a screen shows beside the last price, exact however fast
+F_LOW = 9  # the frames pass (a reader of the rings may fall behind them)
+FIGURES = 10
 
 _TRADE, _DAY = int(EventKind.TRADE), int(EventKind.DAY_CLOSED)
 
@@ -69,6 +72,14 @@ def publish_events(events, n, figures, rings, changed):
         if kind == _TRADE:
             c = events[k, B.INSTRUMENT] * 2 + events[k, B.SEGMENT]
             price, qty = events[k, B.PRICE], events[k, B.QTY]
+            if figures[c, F_OPEN] == NULL_PRICE:
+                figures[c, F_OPEN] = price
+                figures[c, F_HIGH] = price
+                figures[c, F_LOW] = price
+            elif price > figures[c, F_HIGH]:
+                figures[c, F_HIGH] = price
+            elif price < figures[c, F_LOW]:
+                figures[c, F_LOW] = price
             figures[c, F_LAST] = price
             figures[c, F_VOLUME] += qty
             figures[c, F_TURNOVER] += price * qty
@@ -94,6 +105,9 @@ def publish_events(events, n, figures, rings, changed):
                                events[k, B.DAY_CLOSE],
                                volume, turnover)
                 figures[c, F_LAST] = NULL_PRICE  # a new day
+                figures[c, F_OPEN] = NULL_PRICE
+                figures[c, F_HIGH] = NULL_PRICE
+                figures[c, F_LOW] = NULL_PRICE
                 figures[c, F_VOLUME] = 0
                 figures[c, F_TURNOVER] = 0
             days += 1
@@ -203,6 +217,7 @@ class MarketData:
         self.figures = np.zeros((n, FIGURES), np.int64)
         self.figures[:, F_STATUS] = int(Status.CLOSED)
         self.figures[:, F_LAST] = NULL_PRICE
+        self.figures[:, F_OPEN:F_LOW + 1] = NULL_PRICE
         self.depths = np.zeros((n, 2 * DEPTH_LEVELS, 3), np.int64)
         self.ring = ring
         self.rings = np.zeros((n, ring, SLOT), np.uint8)  # pages are touched as frames come
@@ -294,7 +309,8 @@ class MarketData:
 
     def __setstate__(self, state):
         self.__init__(state["instruments"], state["ring"])
-        self.figures[:] = state["figures"]
+        figures = state["figures"]  # an older snapshot may lack the later columns
+        self.figures[:, :figures.shape[1]] = figures
         self.depths[:] = state["depths"]
         self.kept_from = self.figures[:, F_SEQ] + 1
 

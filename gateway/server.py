@@ -64,6 +64,8 @@ log = logging.getLogger("cea.serve")
 #: Shanghai keeps UTC+8 all year (no daylight saving): exchange time without a tz database.
 _SHANGHAI_US = 8 * 3600 * 1_000_000
 LOGON_TIMEOUT_S = 5.0
+#: Acknowledgement latencies kept for the operator's percentiles (the last this many turns).
+ACK_SAMPLES = 8_192
 
 DEMO_ACCOUNTS = [  # (name, type, cash fen, allowances t) for a first start with no --accounts
     ("A001", AccountType.COVERED_ENTITY, 100_000_000_00, 500_000),
@@ -79,6 +81,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7878  # 0: any free port (the server reports the one it got)
     fix_port: int | None = None  # the FIX 4.4 acceptor's port (gateway.fix); None: off
+    web_port: int | None = None  # the web view's port (gateway.web); None: off
+    web_host: str = "127.0.0.1"  # the web view's address: loopback unless asked
     fsync: bool = True
     instruments: list[tuple[str, int]] = field(default_factory=lambda: [("CEA", 6000)])
     fee_bps_listed: int = 0
@@ -215,6 +219,13 @@ class ExchangeServer:
         self.reports_rebuilt = 0  # reports recovery rebuilt from the journal
         self.guard = auth.LogonGuard(cap=config.logon_backoff_cap)  # failed-logon backoff
         self.replaying: set[Session] = set()  # sessions catching up on their report stream
+        self.web = None  # the web view (gateway.web.app.WebServer), if --web-port
+        self.web_address: tuple[str, int] | None = None
+        self.started = time.monotonic()
+        # acknowledgement latency, per turn: from the first byte of the oldest input the turn
+        # took to its output written (after the journal's sync), µs; the last ACK_SAMPLES
+        self.ack_us = np.zeros(ACK_SAMPLES, np.int64)
+        self.ack_count = 0
 
     # -------------------------------------------------------------- start and stop
 
@@ -411,11 +422,18 @@ class ExchangeServer:
             self.sync.attach(self.loop)
         self._clock_tick()  # publish the status the clock says now
         self._timer = self.loop.create_task(self._tick_loop())
+        if cfg.web_port is not None:
+            from .web.app import WebServer
+
+            self.web = WebServer(self)
+            self.web_address = await self.web.start(cfg.web_host, cfg.web_port)
         host, port = self.server.sockets[0].getsockname()[:2]
         return host, port
 
     async def stop(self, snapshot: bool = True) -> None:
         """Stop accepting, settle what is queued, snapshot, close the journal and ledger."""
+        if self.web is not None:
+            await self.web.stop()
         if self.server is not None:
             self.server.close()
         if self.fix_server is not None:
@@ -551,10 +569,13 @@ class ExchangeServer:
         adm.begin(max(self.clock.now(), ex.clock))
         queue, self.queue = self.queue, []
         again, ending = [], []
+        oldest = math.inf
         for session in queue:
             session.queued = False
             if session.account < 0 or (session.closing and not session.cancel_after_input):
                 continue
+            if session.rx_at < oldest:
+                oldest = session.rx_at
             if session.peer_slow and not session.closing:
                 continue  # resume_writing puts it back
             if self._take(session):
@@ -566,7 +587,7 @@ class ExchangeServer:
                 ending.append(session)
         system, self.system = self.system, []
         if not (adm.rows or adm.answers or adm.specials or system):
-            self._commit(None, self._stage(None, ending))
+            self._commit(None, self._stage(None, ending, oldest if self.answered else None))
             self._after(again)
             return
         try:
@@ -576,7 +597,7 @@ class ExchangeServer:
             log.exception("sequencer failed")
             self._fail(e)
             return
-        self._commit(turn, self._stage(turn, ending))
+        self._commit(turn, self._stage(turn, ending, oldest))
         self.stats["turns"] += 1
         self.stats["commands"] += adm.rows
         self.stats["max_batch"] = max(self.stats["max_batch"], adm.rows)
@@ -724,11 +745,12 @@ class ExchangeServer:
                                          for seq, record in turn.records]))
             self.records_since_snapshot += len(turn.records)
 
-    def _stage(self, turn, ending: list) -> tuple:
+    def _stage(self, turn, ending: list, oldest: float | None = None) -> tuple:
         """What the turn sends, copied out of the stages' buffers (the next turn reuses them):
         per session its query answers; per account its reports (and the gateway's answers
         among them) and their report-log records; per session the market data it subscribed
-        to; then the sessions to close, and what the ledger settles."""
+        to; then the sessions to close, what the ledger settles, and when the oldest input
+        it answers arrived (monotonic s; None: nothing answered)."""
         answers: dict[Session, bytes] = {}
         for session in self.answered:
             if not session.closing:
@@ -759,7 +781,7 @@ class ExchangeServer:
                 captured[c] = seq
         ledger = (ex.seq, turn.settled, turn.ledger_ops) if turn is not None and \
             turn.records and self.ledger is not None else None
-        return answers, groups, log, md_parts, ending, ledger
+        return answers, groups, log, md_parts, ending, ledger, oldest
 
     def _commit(self, turn, staged) -> None:
         """Release the staged output once the journal holds the turn durably: after an
@@ -796,7 +818,7 @@ class ExchangeServer:
         """The turn is durable: its reports go into the report log, then out, each session's
         share in one write. A session still catching up on its stream gets only the
         unsequenced answers now; its reports come from the log in order (``_catch_up``)."""
-        answers, groups, log, md_parts, ending, ledger = staged
+        answers, groups, log, md_parts, ending, ledger, oldest = staged
         if log is not None:
             self.reportlog.append(*log)
         parts: dict[Session, list] = {s: [data] for s, data in answers.items()}
@@ -823,6 +845,9 @@ class ExchangeServer:
                     session.flush()
         for session in ending:
             self._finish(session)
+        if oldest is not None and oldest != math.inf:
+            self.ack_us[self.ack_count % ACK_SAMPLES] = (time.monotonic() - oldest) * 1e6
+            self.ack_count += 1
         if self.replaying:
             for session in list(self.replaying):
                 self._catch_up(session)
@@ -929,6 +954,14 @@ class ExchangeServer:
                 self._clock_tick()
         except asyncio.CancelledError:
             pass
+
+    # -------------------------------------------------------------- operator, from the web
+
+    def system_op(self, op: AdminOp) -> None:
+        """An operation the exchange itself sequences (journaled like an operator's), in the
+        next turn: the web view's halt and resume."""
+        self.system.append((SYSTEM, op))
+        self._schedule()
 
     def _clock_tick(self) -> None:
         if self.failed is not None:

@@ -79,6 +79,7 @@ class Session(asyncio.Protocol):
         self.bucket = Bucket(cfg.rate_limit, cfg.burst, now)
         self.queries = Bucket(cfg.query_rate, cfg.query_burst, now)
         self.opened = self.last_rx = self.last_tx = now
+        self.rx_at = now  # when the oldest unprocessed input arrived (an upper bound of its age)
         self.subscriptions: set[int] = set()
         self.closing = False
         self.queued = False  # in the server's list for the next turn
@@ -125,6 +126,8 @@ class Session(asyncio.Protocol):
             data = self._logon(data)
             if not data:
                 return
+        if not self.inbuf:
+            self.rx_at = self.last_rx
         self.inbuf += data
         if len(self.inbuf) > self.server.config.max_in_buffer and not self.reading_paused:
             self.reading_paused = True

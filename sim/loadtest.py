@@ -806,11 +806,13 @@ def accounts_for(pairs: int) -> tuple[str, str, list]:
 @contextmanager
 def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: bool = True,
                  start: str = "2024-03-04T09:30:00", extra: tuple[str, ...] = (),
-                 workdir: Path | None = None, start_timeout: float = 300.0):
+                 workdir: Path | None = None, start_timeout: float = 300.0,
+                 web_port: int | None = None, on_web=None):
     """``cea serve`` in a subprocess on a free loopback port, for the given accounts and
     tokens, rate and open-order limits off; yields the port; stopped (SIGTERM) on exit. Its files go in
     ``workdir`` (data in ``workdir/data``), or a fresh directory under ``data_root``;
-    ``extra`` are more ``cea serve`` options."""
+    ``extra`` are more ``cea serve`` options. ``web_port``: also serve the web view there
+    (0: any free port); ``on_web(url)`` is told its address once the server listens."""
     import signal
     import subprocess
     import sys
@@ -829,7 +831,8 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
         [sys.executable, "-m", "cea", "serve", "--data-dir", str(d / "data"), "--port", "0",
          "--tokens", str(d / "tokens.csv"), "--accounts", str(d / "accounts.csv"),
          "--start", start, "--rate-limit", "0", "--max-open-orders", "0",
-         "--fsync", "on" if fsync else "off", *extra],
+         "--fsync", "on" if fsync else "off", *extra,
+         *(("--web-port", str(web_port)) if web_port is not None else ())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=functools.partial(ask_death_signal, signal.SIGTERM))
 
@@ -844,9 +847,12 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
     watchdog = threading.Timer(start_timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.daemon = True
     watchdog.start()
-    port = None
+    port = web = None
     try:
         for line in proc.stdout:
+            m = re.search(r"web view on (http://\S+)", line)
+            if m:
+                web = m.group(1)
             m = re.search(r"listening on [\d.]+:(\d+)", line)
             if m:
                 port = int(m.group(1))
@@ -859,6 +865,8 @@ def local_server(data_root: Path, accounts_csv: str, tokens_csv: str, fsync: boo
     if port is None:
         _, err = proc.communicate()
         raise RuntimeError(f"cea serve did not start: {err.strip()}")
+    if web is not None and on_web is not None:
+        on_web(web)
     try:
         yield port
     finally:

@@ -112,7 +112,9 @@ def _deadline_lines(ax, deadlines: list[dt.date]) -> None:
                     fontsize=7, annotation_clip=False)
 
 
-def _in_range(deadlines, first: dt.date, last: dt.date) -> list[dt.date]:
+def deadlines_in_range(deadlines, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The ``deadlines`` (dates or ``YYYY-MM-DD``) from ``first`` to a week after ``last``
+    (a run that ends just before a deadline still shows it), sorted, without repeats."""
     days = sorted({d if isinstance(d, dt.date) else dt.date.fromisoformat(d)
                    for d in deadlines})
     return [d for d in days if first <= d <= last + _DEADLINE_AFTER]
@@ -172,7 +174,7 @@ def _volume_axes(ax, dates, listed, block, gaps=(), deadlines=()) -> str:
     ax.bar(starts, bv, width=widths, bottom=lv, align=align, color="C1", label="block", lw=0)
     _no_data(ax, list(gaps))
     if dates:
-        marks = _in_range(deadlines, dates[0], dates[-1])
+        marks = deadlines_in_range(deadlines, dates[0], dates[-1])
         _deadline_lines(ax, marks)
         # the bars' extent (a day's bar is centred on it, a week's or month's starts there)
         shift = [-w / 2 if period == "day" else 0.0 for w in widths]
@@ -276,7 +278,13 @@ def plot_day_samples(r, date: str) -> tuple[np.ndarray, np.ndarray]:
 def run_deadlines(config, first: dt.date, last: dt.date) -> list[dt.date]:
     """The surrender deadlines of a run from ``first`` to ``last``: the configured one and,
     as the simulator rolls it a year forward after each, the later ones the run reaches."""
-    day = dt.date.fromisoformat(config.deadline)
+    return rolled_deadlines(config.deadline, first, last)
+
+
+def rolled_deadlines(deadline: str, first: dt.date, last: dt.date) -> list[dt.date]:
+    """``deadline`` (``YYYY-MM-DD``) and the same date of each following year, as the
+    simulator rolls it, from ``first`` to a week after ``last``."""
+    day = dt.date.fromisoformat(deadline)
     out = []
     while day <= last + _DEADLINE_AFTER:
         out.append(day)

@@ -220,13 +220,16 @@ def _result(day: HistoryDay, plan: DayPlan, events) -> ReplayedDay:
         day.block_volume, sum(e.qty for e in block))
 
 
+#: ``days.csv``'s columns: ``ReplayedDay``'s fields, in order.
+DAY_COLUMNS = tuple(ReplayedDay.__dataclass_fields__)
+
+
 def write_outputs(result: ReplayResult, out: Path) -> dict:
     """``days.csv`` (history against the replay, per day) and ``summary.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    fields = list(ReplayedDay.__dataclass_fields__)
     with open(out / "days.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(fields)
+        w.writerow(DAY_COLUMNS)
         for r in result.rows:
             w.writerow([_cell(name, v) for name, v in asdict(r).items()])
     summary = result.summary()
@@ -234,11 +237,16 @@ def write_outputs(result: ReplayResult, out: Path) -> dict:
     return summary
 
 
+def price_column(name: str) -> bool:
+    """Whether ``days.csv``'s column ``name`` is a price (CNY/t in the file, fen inside)."""
+    return name.startswith(("hist_", "replayed_", "target_", "prior_")) and "volume" not in name
+
+
 def _cell(name: str, value):
     if value is None:
         return ""
     if isinstance(value, bool):
         return int(value)
-    if name.startswith(("hist_", "replayed_", "target_", "prior_")) and "volume" not in name:
+    if price_column(name):
         return format_fen(value)
     return value

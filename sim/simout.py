@@ -90,18 +90,27 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
     return paths
 
 
+#: ``agents.csv``'s columns; of them, ``AGENT_MONEY`` are CNY (fen inside), the rest text
+#: (``AGENT_TEXT``) or integers.
+AGENT_COLUMNS = ("agent", "kind", "account_type", "orders", "trades", "bought_t", "sold_t",
+                 "opening_cash", "cash", "opening_allowances", "allowances", "fees",
+                 "last_close", "pnl")
+AGENT_MONEY = ("opening_cash", "cash", "fees", "last_close", "pnl")
+AGENT_TEXT = ("agent", "kind", "account_type")
+#: ``days.csv``'s columns (as ``cea match`` writes them); of them ``DAY_MONEY`` are CNY.
+DAY_COLUMNS = ("date", "prior_close", "close", "listed_volume", "block_volume",
+               "listed_turnover", "block_turnover")
+DAY_MONEY = ("prior_close", "close", "listed_turnover", "block_turnover")
+
+
 def agent_rows(r: SimResult) -> list[list]:
     """``agents.csv``: every agent's activity, balances and P&L (CNY) marked to the last
     close (``sim.simulate.agent_results``)."""
     from .simulate import agent_results
 
     results = agent_results(r)
-    money = ("opening_cash", "cash", "fees", "last_close", "pnl")
-    header = ["agent", "kind", "account_type", "orders", "trades", "bought_t", "sold_t",
-              "opening_cash", "cash", "opening_allowances", "allowances", "fees",
-              "last_close", "pnl"]
-    return [header] + [[format_fen(row[k]) if k in money else row[k] for k in header]
-                       for row in results]
+    return [list(AGENT_COLUMNS)] + [[format_fen(row[k]) if k in AGENT_MONEY else row[k]
+                                     for k in AGENT_COLUMNS] for row in results]
 
 
 def account_rows(agents, instrument: str) -> list[list]:
@@ -128,8 +137,7 @@ def trade_rows(trades: np.ndarray, order_name, account_name) -> list[list]:
 
 def day_rows(days) -> list[list]:
     """``days.csv`` as ``cea match`` writes it."""
-    rows = [["date", "prior_close", "close", "listed_volume", "block_volume",
-             "listed_turnover", "block_turnover"]]
+    rows = [list(DAY_COLUMNS)]
     for d in days:
         rows.append([d.date, format_fen(d.prior_close), format_fen(d.close), d.listed_volume,
                      d.block_volume, format_fen(d.listed_turnover), format_fen(d.block_turnover)])

@@ -57,8 +57,10 @@ def _files(agents: A.Agents, instrument: str) -> tuple[str, str]:
     return accounts, "\n".join(tokens) + "\n"
 
 
-def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]]:
-    """Run ``cfg``'s agents against a fresh ``cea serve``; write the results into ``out``."""
+def run_via_server(cfg, out: Path, progress=None, web_port: int | None = None,
+                   on_web=None) -> tuple[SimResult, list[Path]]:
+    """Run ``cfg``'s agents against a fresh ``cea serve``; write the results into ``out``.
+    ``web_port``: the server also serves its web view there (``on_web(url)`` says where)."""
     from .loadtest import local_server
     from .plots import plot_simulation
 
@@ -74,9 +76,11 @@ def run_via_server(cfg, out: Path, progress=None) -> tuple[SimResult, list[Path]
     start = format_time(days[0] * DAY_US + 9 * 3_600_000_000)  # 09:00, before the open
     extra = ("--prior-close", f"{cfg.instrument}={cfg.prior_close}",
              "--fee-bps-listed", str(cfg.fee_bps_listed),
-             "--fee-bps-block", str(cfg.fee_bps_block))
+             "--fee-bps-block", str(cfg.fee_bps_block),
+             # a session per agent, the operator's and the users' agents': room for all
+             "--max-connections", str(len(agents.names) + sum(a.count for a in cfg.agents) + 64))
     with local_server(out, accounts_csv, tokens_csv, fsync=False, start=start, extra=extra,
-                      workdir=workdir) as port:
+                      workdir=workdir, web_port=web_port, on_web=on_web) as port:
         run = _Run(cfg, agents, rng, port, days, progress)
         samples, depth, rejects, sent = asyncio.run(run.main())
     from gateway.journal import settled_events

@@ -230,6 +230,15 @@ CASES = [
     (["compliance", "report", "--period", "2023", "--out", "{d}/afile", *L],
      ["{d}/afile exists and is not a directory"]),
     (["compliance", "periods", "--bogus"], ["--bogus"]),
+    # view (a finished run's output directory in the browser)
+    (["view", "{d}/none"], ["no such directory"]),
+    (["view", "{d}"], ["not a cea simulate or cea replay output directory"]),
+    (["view", "{d}/afile"], ["is a file, not an output directory"]),
+    (["view", "{d}", "--port", "70000"], ["--port"]),
+    # serve --web-port
+    (["serve", "--web-port", "70000", "--data-dir", "{d}/s"], ["--web-port", "70000"]),
+    (["simulate", "--web-port", "0", "--out", "{d}/sim"], ["--web-port needs --via-server"]),
+    (["loadtest", "--web-port", "-1", "--out", "{d}/lt"], ["--web-port"]),
     # agent (a user's agent class against a running server)
     (["agent", "no_such_module_xyz:A", "--account", "A001", "--token", "t" * 16],
      ["no_such_module_xyz", "cannot import"]),
