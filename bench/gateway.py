@@ -903,8 +903,8 @@ def run_gateway_benchmark(orders: int = 200_000, rate: int = 10_000, seconds: fl
 
 def _web_runs(root: Path, orders: int, rate: int, seconds: float, pin: bool, out: dict,
               replies: dict, echo) -> dict:
-    """The pipelined run and the fsync-on round trips again, the server serving its web view
-    to one watching viewer; side by side with the same runs without it (``out``)."""
+    """The pipelined run and the round trips (fsync on and off) again, the server serving its
+    web view to one watching viewer; side by side with the same runs without it (``out``)."""
     viewer: dict = {}
     with running_server(True, root, viewer=viewer) as (port, pid):
         tp = _with_others(lambda: pipelined_throughput(port, orders, server_pid=pid))
@@ -914,14 +914,23 @@ def _web_runs(root: Path, orders: int, rate: int, seconds: float, pin: bool, out
             pinned(pid if pin else None):
         lat = _with_others(lambda: open_loop_latency(port, rate, seconds))
     replies["rtt_web"] = lat["replies"]
-    base, rtt = out["pipelined"], out["rtt"]
+    viewer_off: dict = {}
+    with running_server(False, root, viewer=viewer_off) as (port, pid), \
+            pinned(pid if pin else None):
+        off = _with_others(lambda: open_loop_latency(port, rate, seconds))
+    replies["rtt_fsync_off_web"] = off["replies"]
+    base, rtt, rtt_off = out["pipelined"], out["rtt"], out["rtt_fsync_off"]
     w = {"pipelined": tp, "rtt": lat, "viewer_pipelined": viewer, "viewer_rtt": viewer_rtt,
          "orders_per_s": tp["orders_per_s"], "orders_per_s_without": base["orders_per_s"],
          "orders_per_s_ratio": round(tp["orders_per_s"] / base["orders_per_s"], 3),
          "server_cpu_us_per_order": tp.get("server_cpu_us_per_order"),
          "server_cpu_us_per_order_without": base.get("server_cpu_us_per_order"),
          "rtt_p50_us": lat["p50_us"], "rtt_p50_us_without": rtt["p50_us"],
-         "rtt_p99_us": lat["p99_us"], "rtt_p99_us_without": rtt["p99_us"]}
+         "rtt_p99_us": lat["p99_us"], "rtt_p99_us_without": rtt["p99_us"],
+         "rtt_fsync_off": off, "viewer_rtt_fsync_off": viewer_off,
+         "rtt_fsync_off_p50_us": off["p50_us"], "rtt_fsync_off_p50_us_without": rtt_off["p50_us"],
+         "rtt_fsync_off_p99_us": off["p99_us"],
+         "rtt_fsync_off_p99_us_without": rtt_off["p99_us"]}
     echo(f"web view on, one viewer watching: pipelined {w['orders_per_s']:,} orders/s "
          f"(without: {w['orders_per_s_without']:,}; ratio {w['orders_per_s_ratio']}), server "
          f"CPU {w['server_cpu_us_per_order']} us/order (without: "
@@ -931,8 +940,12 @@ def _web_runs(root: Path, orders: int, rate: int, seconds: float, pin: bool, out
          f"p99.9 {lat['p999_us']}, max {lat['max_us']} (without: p50 {rtt['p50_us']}, p99 "
          f"{rtt['p99_us']}, p99.9 {rtt['p999_us']}, max {rtt['max_us']}); the viewer got "
          f"{viewer_rtt.get('updates')} updates, {viewer_rtt.get('bytes', 0):,} bytes")
-    echo("  replies: " + _show_replies(replies["pipelined_web"]) + "; "
-         + _show_replies(replies["rtt_web"]))
+    echo(f"  open loop {rate:,}/s, fsync off: p50 {off['p50_us']} us, p99 {off['p99_us']}, "
+         f"p99.9 {off['p999_us']}, max {off['max_us']} (without: p50 {rtt_off['p50_us']}, p99 "
+         f"{rtt_off['p99_us']}, p99.9 {rtt_off['p999_us']}, max {rtt_off['max_us']}); the "
+         f"viewer got {viewer_off.get('updates')} updates, {viewer_off.get('bytes', 0):,} bytes")
+    for name in ("pipelined_web", "rtt_web", "rtt_fsync_off_web"):
+        echo(f"  replies, {name}: " + _show_replies(replies[name]))
     return w
 
 

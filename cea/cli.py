@@ -1102,8 +1102,8 @@ def bench_gateway(
     pin: bool = typer.Option(True, "--pin/--no-pin", help="Latency runs: the client and the "
                              "server on different CPUs (a remote client's view)."),
     web: bool = typer.Option(True, "--web/--no-web", help="Also the pipelined run and the "
-                             "fsync-on round trips with the web view on and one viewer "
-                             "watching, side by side with them without it."),
+                             "round trips with the web view on and one viewer watching, side "
+                             "by side with them without it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """cea serve over loopback: orders/s, server CPU per order, latency with fsync on and off.
