@@ -969,9 +969,22 @@ def loadtest(
                              help="loadtest.json and plots here."),
     web_port: Optional[int] = typer.Option(None, "--web-port", min=0, max=65535,
                                            metavar="PORT", help=WEB_PORT_HELP),
+    server_port: Optional[int] = typer.Option(
+        None, "--server-port", min=1, max=65535, metavar="PORT", help="Load the cea serve "
+        "already listening on 127.0.0.1:PORT instead of starting one (its accounts from "
+        "--token-file: buys 1 t at 60.00 DAY, sells 1 t IOC)."),
+    token_file: Optional[Path] = typer.Option(
+        None, "--token-file", metavar="FILE", help="With --server-port: the accounts to load "
+        "it with, account,token lines (as cea serve --credentials-out writes them), paired "
+        "buyer/seller in order; the operator's is left out."),
+    operator: str = typer.Option("OPS", "--operator", help="With --server-port: the operator "
+                                 "account in --token-file, which places no orders."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
-    """Open-loop load against a fresh cea serve on loopback: latency percentiles, plots.
+    """Open-loop load against cea serve on loopback: latency percentiles, plots.
+
+    A fresh server by default; --server-port loads one already running (to watch it in its
+    web view: cea serve --web-port 8080).
 
     Example: cea loadtest --rates 5k,10k,20k --duration 5 --out loadtest --web-port 8080
     """
@@ -981,8 +994,23 @@ def loadtest(
     import sim.loadtest as lt
 
     sweep = _rates(rates) if rates is not None else [rate]
+    if (server_port is None) != (token_file is None):
+        fail("--server-port and --token-file go together (the running server, and the "
+             "accounts to load it with)")
+    if server_port is not None and web_port is not None:
+        fail("--web-port starts the view of a server the load test starts; with "
+             "--server-port, start that server with cea serve --web-port")
+    if server_port is not None:
+        check_input(token_file, "--token-file")
+        try:
+            sessions = lt.pairs_from_tokens(token_file.read_text(encoding="utf-8"), pairs,
+                                            operator)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            fail(f"--token-file {token_file}: {e}")
+        pairs = len(sessions)
+    else:
+        accounts_csv, tokens_csv, sessions = lt.accounts_for(pairs)
     check_out(out)
-    accounts_csv, tokens_csv, sessions = lt.accounts_for(pairs)
     runs = []
     echo = _Echo()  # results as each rate ends; the files at the end whatever stdout does
     show = progress.active(quiet)
@@ -993,10 +1021,13 @@ def loadtest(
         with ExitStack() as stack:
             staged = stack.enter_context(staged_outputs(out))
             root = stack.enter_context(tempfile.TemporaryDirectory())
-            with progress.status(starting, quiet):
-                port = stack.enter_context(lt.local_server(
-                    Path(root), accounts_csv, tokens_csv, fsync == OnOff.on,
-                    web_port=web_port, on_web=_say_web))
+            if server_port is not None:
+                port = server_port
+            else:
+                with progress.status(starting, quiet):
+                    port = stack.enter_context(lt.local_server(
+                        Path(root), accounts_csv, tokens_csv, fsync == OnOff.on,
+                        web_port=web_port, on_web=_say_web))
             for r in sweep:
                 what = (f"offering {r:,} orders/s for {duration} s on {2 * pairs} sessions "
                         f"from {processes} process(es)")
@@ -1017,9 +1048,12 @@ def loadtest(
             with progress.status("writing the report and plots", quiet):
                 report = lt.write_report(runs, staged.path,
                                          p99_bound_us if len(sweep) > 1 else None,
-                                         fsync=fsync == OnOff.on, pairs=pairs)
-    except RuntimeError as e:  # the server did not start
+                                         fsync=None if server_port else fsync == OnOff.on,
+                                         pairs=pairs)
+    except RuntimeError as e:  # the server did not start, or refused a logon
         fail(str(e), 1)
+    except OSError as e:  # no server on --server-port
+        fail(f"--server-port {server_port}: {e.strerror or e}", 1)
     if "highest_rate_held" in report:
         echo(f"highest rate held with p99 <= {p99_bound_us} us: {report['highest_rate_held']}")
     echo(f"wrote {out / 'loadtest.json'} and plots in {out}")

@@ -787,6 +787,27 @@ def write_report(runs: list[dict], out: Path, p99_bound_us: int | None = None, *
     return report
 
 
+def pairs_from_tokens(text: str, pairs: int, operator: str = "OPS") -> list:
+    """Buyer/seller pairs for a load against a running server, from an ``account,token``
+    file (as ``cea serve --credentials-out`` writes it): its accounts in order, the operator
+    left out, taken two by two, ``pairs`` of them at most. ``ValueError`` if there are not
+    two accounts.
+
+    >>> pairs_from_tokens("account,token\\nA001,t1\\nA002,t2\\nOPS,t3\\nA003,t4\\n", 4)
+    [(('A001', 't1'), ('A002', 't2'))]
+    """
+    accounts = []
+    for line in text.splitlines():
+        name, _, token = line.strip().partition(",")
+        if name and token and name != operator and (name, token) != ("account", "token"):
+            accounts.append((name, token))
+    if len(accounts) < 2:
+        raise ValueError("the token file names fewer than two trading accounts (lines "
+                         "account,token; the operator's is left out)")
+    return [(accounts[2 * i], accounts[2 * i + 1])
+            for i in range(min(pairs, len(accounts) // 2))]
+
+
 def accounts_for(pairs: int) -> tuple[str, str, list]:
     """Accounts and tokens CSV texts for ``pairs`` buyer/seller pairs, and the pairs."""
     accounts = ["account,type,cash,CEA"]

@@ -23,6 +23,8 @@ import asyncio
 import json
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -35,14 +37,16 @@ from engine.rules import closing_price
 from gateway import protocol as P
 from gateway.client import Client
 
+from .. import procs
 from ..gateway.support import server_process
+from ..test_cli import ROOT
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
 START = "2026-12-07T13:05:00"  # a Monday, 13:05: both segments trade
 PRIOR = {"CEA": 6000, "CEB": 5000, "CEC": 4000, "CED": 3000}  # fen
-ACCOUNTS = [f"L{k}" for k in range(1, 9)]
+ACCOUNTS = [f"L{k}" for k in range(1, 11)]  # L9, L10: the load test's
 WAIT_MS = 5_000  # what the page may take to show a state it was sent (bounded waits)
 TRADE_MS = 1_000  # a trade on the tape within a second
 
@@ -370,6 +374,37 @@ def test_the_operator_panel_needs_the_token(live, page):
 
 
 # ------------------------------------------------------------------ stopping
+
+def test_watching_a_load_test_run_against_the_server(live, page, tmp_path):
+    """The issue's scenario: cea serve --web-port runs, the page is open, and cea loadtest
+    --server-port loads that server: the page's tape and volume move while it runs."""
+    tokens = tmp_path / "load-tokens.csv"
+    tokens.write_text("account,token\n" + "".join(f"{a},{live.tokens[a]}\n"
+                                                    for a in ("OPS", "L9", "L10")))
+    open_page(page, live, "CEA")
+    before = int(page.locator("#stat-volume").inner_text().split()[0].replace(",", ""))
+    port = live.desk.port
+    out = tmp_path / "lt"
+    proc = procs.popen([sys.executable, "-m", "cea", "loadtest", "--server-port", str(port),
+                        "--token-file", str(tokens), "--rate", "400", "--duration", "2",
+                        "--out", str(out), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    try:
+        # while it runs: trades of 1 t at 60.00 reach the tape, the volume grows
+        expect(page.locator("#tape tbody tr td.price").first).to_have_text("60.00",
+                                                                         timeout=WAIT_MS)
+        expect(page.locator("#tape tbody tr td.qty").first).to_have_text("1")
+        o, e = proc.communicate(timeout=120)
+    finally:
+        procs.kill_group(proc)
+    assert proc.returncode == 0, o + e
+    run = json.loads((out / "loadtest.json").read_text())["runs"][0]
+    assert run["sent"] == 800 and run["acked"] == 800, run
+    assert run["filled"] > 0  # one trade of 1 t per fill the load test counted
+    expect(page.locator("#stat-volume")).to_have_text(f"{before + run['filled']:,} t",
+                                                      timeout=WAIT_MS)
+    assert page.errors == [] and page.console_errors == []
+
 
 def test_the_server_stops_with_a_browser_watching(tmp_path, page):
     """Ctrl-C with a page open: the server closes the WebSocket and exits 0 promptly; the

@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const SEGMENTS = ["LISTED", "BLOCK"];
   const TAPE = 50;
-  const state = { channels: [], instruments: [], selected: 0, clock: 0, chart: null,
+  const state = { scale: "listed", channels: [], instruments: [], selected: 0, clock: 0, chart: null,
                   chartDay: -1, dirty: true, opTimer: null };
 
   // ------------------------------------------------------------ the feed
@@ -160,12 +160,13 @@
   // the price scale: the listed band and the trades, or (fit) the trades and the prior close
   function yRange(mn, mx) {
     const c = state.chartBands;
-    if (state.fit && mn !== null && mn !== undefined) {
+    if (state.scale === "trades" && mn !== null && mn !== undefined) {
       const lo0 = Math.min(mn, c.prior), hi0 = Math.max(mx, c.prior);
       const pad = Math.max((hi0 - lo0) * 0.08, c.prior * 0.005);  // at least ±0.5 %
       return [lo0 - pad, hi0 + pad];
     }
-    const lo = Math.min(c.lo10, mn ?? c.lo10), hi = Math.max(c.hi10, mx ?? c.hi10);
+    const [blo, bhi] = state.scale === "block" ? [c.lo30, c.hi30] : [c.lo10, c.hi10];
+    const lo = Math.min(blo, mn ?? blo), hi = Math.max(bhi, mx ?? bhi);
     const pad = (hi - lo) * 0.04;
     return [lo - pad, hi + pad];
   }
@@ -188,8 +189,8 @@
         const b1 = u.valToPos(state.chartRange[0] + 3.5 * 3600, "x", true);
         ctx.save(); ctx.fillStyle = "rgba(138,152,168,0.08)"; ctx.fillRect(b0, top, b1 - b0, height);
         ctx.fillStyle = CEA.css("--dim"); ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-        ctx.textAlign = "center"; ctx.textBaseline = "top";
-        ctx.fillText("midday break", (b0 + b1) / 2, top + 4 * devicePixelRatio); ctx.restore();
+        ctx.textAlign = "center"; ctx.textBaseline = "bottom";  // below the band lines
+        ctx.fillText("midday break", (b0 + b1) / 2, top + height - 4 * devicePixelRatio); ctx.restore();
         const yline = (v, color, dash, label) => {
           const y = u.valToPos(v, "y", true);
           if (y < top || y > top + height) return;
@@ -306,9 +307,11 @@
     else $("op-error").textContent = "refused: " + (d.error || status);
   });
   $("op-logout").addEventListener("click", async () => { await api("/api/operator/logout", {}); opShow(false); });
+  // the price scale: the listed band (±10 %), the block band (±30 %), or the day's trades
+  const SCALES = { listed: "scale: ±10 % band", block: "scale: ±30 % band", trades: "scale: the trades" };
   $("chart-fit").addEventListener("click", (e) => {
-    state.fit = !state.fit;
-    e.target.textContent = state.fit ? "scale: the bands" : "scale: fit the trades";
+    state.scale = { listed: "block", block: "trades", trades: "listed" }[state.scale];
+    e.target.textContent = SCALES[state.scale];
     state.dirty = true; render();
   });
   $("instrument").addEventListener("change", (e) => {
