@@ -834,7 +834,11 @@ def _say_web(url: str) -> None:
 def simulate(
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="TOML "
                                           "configuration (see --print-config for every field "
-                                          "and its default)."),
+                                          "and its default); over --scenario's, key by key."),
+    scenario: Optional[str] = typer.Option(
+        None, "--scenario", metavar="NAME", help="A named scenario shipped with the package: "
+        "first-period (2021-07-16..2021-12-31, covered entities only) or 2024 (see "
+        "docs/simulate.md); --print-config with it prints it whole."),
     days: Optional[int] = typer.Option(None, "--days", help="Trading days to simulate "
                                        "(1..5000; default: the configuration's, 250)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random draw: the "
@@ -866,10 +870,10 @@ def simulate(
     import msgspec
 
     from sim.agent import AgentError
-    from sim.simulate import SimConfigError, UserAgent, check_config, default_config_toml, \
-        load_config
+    from sim.simulate import SimConfigError, UserAgent, check_config, config_toml, \
+        default_config_toml, load_config
 
-    if print_config:
+    if print_config and scenario is None:
         typer.echo(default_config_toml(), nl=False)
         return
     if web_port is not None and not via_server:
@@ -879,7 +883,10 @@ def simulate(
         check_input(config, "--config")
     check_out(out)
     try:
-        cfg = load_config(config, days=days, seed=seed)
+        cfg = load_config(config, scenario=scenario, days=days, seed=seed)
+        if print_config:
+            typer.echo(config_toml(cfg), nl=False)
+            return
         if agent:
             cfg = msgspec.structs.replace(
                 cfg, agents=cfg.agents + [UserAgent(agent=spec) for spec in agent])
@@ -1183,9 +1190,10 @@ def bench_fix(
 
 
 # commands kept in their own modules, one per part of the market they serve
-from cea import agent_cmd, auction_cmd, compliance_cmd, registry_cmd, view_cmd  # noqa: E402
+from cea import agent_cmd, auction_cmd, compliance_cmd, realism_cmd, registry_cmd, \
+    view_cmd  # noqa: E402
 
-for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd, view_cmd):
+for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd, view_cmd, realism_cmd):
     _module.register(app)
 _reflow_help(app)
 

@@ -108,6 +108,37 @@ class Market:
     cash: np.ndarray  # available cash per agent (fen)
     sellable: np.ndarray  # sellable allowances per agent (t)
     holdings: np.ndarray  # allowances held per agent (t), sellable or not
+    activity: float = 1.0  # the day's activity: a factor on every act probability
+
+
+def next_value(value: int, anchor: int, p: dict, rng: np.random.Generator) -> int:
+    """The value of an allowance the next day (fen): a lognormal step (``daily_vol_bps``,
+    ``drift_bps``), pulled ``mean_reversion_pct`` of the way back to ``anchor``."""
+    step = rng.normal(p["drift_bps"], p["daily_vol_bps"]) / 10_000
+    value = value * (1 + step)
+    value += (anchor - value) * p.get("mean_reversion_pct", 0) / 100
+    return max(1, int(round(value)))
+
+
+def day_conditions(p: dict, rng: np.random.Generator, fundamental: int) -> tuple[float, int]:
+    """One day's activity factor and value of an allowance (``p``: the ``[day]`` table).
+    Draws from ``rng`` only what is switched on: quiet and busy days (a lognormal factor,
+    and now and then a quiet day), and news days on which the value jumps.
+
+    >>> day_conditions({"activity_sigma": 0.0, "quiet_probability": 0.0, "quiet_activity": 0.05,
+    ...                 "jump_probability": 0.0, "jump_pct": 0.0}, None, 6000)
+    (1.0, 6000)
+    """
+    activity = 1.0
+    if p["activity_sigma"] > 0:
+        sigma = p["activity_sigma"]
+        activity = float(rng.lognormal(-sigma * sigma / 2, sigma))  # mean 1
+    if p["quiet_probability"] > 0 and rng.random() < p["quiet_probability"]:
+        activity *= p["quiet_activity"]
+    if p["jump_probability"] > 0 and rng.random() < p["jump_probability"]:
+        sign = 1 if rng.random() < 0.5 else -1
+        fundamental = max(1, int(round(fundamental * (1 + sign * p["jump_pct"] / 100))))
+    return activity, fundamental
 
 
 @dataclass
@@ -192,9 +223,10 @@ def build(counts: dict[AgentKind, int], needs: np.ndarray, names: list[str] | No
                   need_all.copy(), np.full((len(kind), 2), -1, dtype=np.int64), params)
 
 
-def _acting(idx: np.ndarray, rng, p: dict) -> np.ndarray:
-    """The agents of ``idx`` that act at this step, each with ``act_probability``."""
-    return idx[rng.random(len(idx)) < p["act_probability"]]
+def _acting(idx: np.ndarray, rng, p: dict, activity: float = 1.0) -> np.ndarray:
+    """The agents of ``idx`` that act at this step, each with ``act_probability`` (times the
+    day's activity)."""
+    return idx[rng.random(len(idx)) < p["act_probability"] * activity]
 
 
 def _ticks(rng, mean, sigma, n) -> np.ndarray:
@@ -289,10 +321,16 @@ def _replace_working(agents: Agents, who: np.ndarray, side: int, out: Orders, op
     agents.working[who, side - 1] = -1
 
 
-def urgency(days_left: int, p: dict) -> float:
-    """1 far from the deadline, rising linearly to ``urgency_max`` on the deadline."""
+def deadline_ramp(days_left: int, p: dict) -> float:
+    """0 until ``urgency_days`` before the deadline, rising to 1 on it (``urgency_power``
+    shapes the rise: above 1 it comes late)."""
     ramp = min(max(1 - days_left / p["urgency_days"], 0.0), 1.0)
-    return 1.0 + (p["urgency_max"] - 1.0) * ramp
+    return ramp ** p.get("urgency_power", 1.0)
+
+
+def urgency(days_left: int, p: dict) -> float:
+    """1 far from the deadline, rising to ``urgency_max`` on the deadline."""
+    return 1.0 + (p["urgency_max"] - 1.0) * deadline_ramp(days_left, p)
 
 
 def _covered(agents, m, rng, out, p, open_of) -> None:
@@ -303,13 +341,22 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
     need = agents.need[idx]
     # an entity with a bigger position trades more often: order flow follows the tonnes
     size = np.abs(agents.year_need[idx]).astype(np.float64)
-    weight = np.clip(size / max(size.mean(), 1.0), 0.1, 10.0)
+    weight = np.clip(size / max(size.mean(), 1.0), 0.1, 10.0) * m.activity
+    e = p.get("price_elasticity", 0.0)
+    if e:
+        # price-sensitive: surplus sells into a rising price and is banked when it falls;
+        # shortfall waits for a lower price, less and less so as the deadline comes
+        ratio = max(m.last, 1) / max(m.fundamental, 1)
+        ramp = deadline_ramp(m.days_left, p)
+        weight = weight * np.where(need < 0, ratio ** e, ratio ** (-e * (1 - ramp)))
     act = (need != 0) & (rng.random(len(idx)) < p["act_probability"] * u * weight)
     who, need = idx[act], need[act]
     if not len(who):
         return
     buy = need > 0
-    # far from the deadline they bid below the last price; close to it they pay up
+    # far from the deadline they bid below the last price; close to it they pay up; their
+    # prices start part of the way from the last price to the value (news moves them)
+    anchor = m.last + (m.fundamental - m.last) * p.get("value_chase_pct", 0) // 100
     offset = _ticks(rng, p["aggression_ticks"] * (u - 1) - p["patience_ticks"],
                     p["price_sigma_ticks"], len(who))
     block = m.afternoon & (np.abs(need) >= BLOCK_MIN_QTY) & \
@@ -325,8 +372,11 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
             continue
         _replace_working(agents, w, side, out, open_of)
         sign = 1 if side == Side.BUY else -1
-        price = m.last + sign * offset[mask]
-        price = np.where(block[mask], _clip(price, m.block_band), _clip(price, m.band))
+        price = anchor + sign * offset[mask]
+        # block agreements are negotiated at a discount to the listed price
+        discounted = anchor - anchor * p.get("block_discount_bps", 0) // 10_000 + \
+            sign * offset[mask]
+        price = np.where(block[mask], _clip(discounted, m.block_band), _clip(price, m.band))
         q = qty[mask]
         q = _affordable(q, price, m.cash[w]) if side == Side.BUY else np.minimum(q, m.sellable[w])
         # a lot that shrank under the block minimum goes to the listed segment instead
@@ -362,7 +412,7 @@ def _noise(agents, m, rng, out, p, kind, careful: bool) -> None:
     idx = agents.of(kind)
     if not len(idx):
         return
-    who = _acting(idx, rng, p)
+    who = _acting(idx, rng, p, m.activity)
     if not len(who):
         return
     n = len(who)
@@ -393,7 +443,7 @@ def _institutions(agents, m, rng, out, p, open_of) -> None:
     gap = (m.fundamental - m.last) * 10_000 // max(m.last, 1)  # basis points
     if abs(gap) < p["threshold_bps"]:
         return
-    who = _acting(idx, rng, p)
+    who = _acting(idx, rng, p, m.activity)
     if not len(who):
         return
     side = Side.BUY if gap > 0 else Side.SELL
@@ -413,13 +463,14 @@ def _block_traders(agents, m, rng, out, p) -> None:
     idx = agents.of(AgentKind.BLOCK_TRADER)
     if not len(idx) or not m.afternoon:
         return
-    who = _acting(idx, rng, p)
+    who = _acting(idx, rng, p, m.activity)
     if not len(who):
         return
     n = len(who)
     buy = rng.random(n) < 0.5
-    # negotiated lots trade near the listed price, within a few percent either way
-    move = (m.last * rng.integers(-p["spread_bps"], p["spread_bps"] + 1, n)) // 10_000
+    # negotiated lots trade near the listed price less a discount, a few percent either way
+    move = (m.last * (rng.integers(-p["spread_bps"], p["spread_bps"] + 1, n)
+                      - p.get("discount_bps", 0))) // 10_000
     price = _clip(m.last + move, m.block_band)
     qty = rng.integers(BLOCK_MIN_QTY, p["qty_max"] + 1, n)
     qty = np.where(buy, _affordable(qty, price, m.cash[who]), np.minimum(qty, m.sellable[who]))

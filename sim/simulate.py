@@ -44,6 +44,10 @@ from ledger.opening import OpeningBalance, open_balances
 from . import agents as A
 
 
+#: the day conditions' own random stream (``[seed, DAY_STREAM]``): switched off, nothing is
+#: drawn from it and the agents' stream is what it always was
+DAY_STREAM = 19
+
 class SimConfigError(ValueError):
     """The configuration cannot be used; the message names the field."""
 
@@ -82,6 +86,17 @@ class CoveredEntity(msgspec.Struct, forbid_unknown_fields=True):
     lot_max: int = 50_000
     block_probability: float = 0.5  # afternoon: chance a large need goes to the block book
     block_lot_max: int = 300_000
+    #: the urgency ramp's shape: ramp ** power (above 1 the buying bunches up just before
+    #: the deadline, as the real deadlines' volume did; 1: linear)
+    urgency_power: float = 1.0
+    #: price-sensitive supply and demand: an entity with surplus acts (last / value) **
+    #: elasticity times as often (sells more as the price rises, banks when it falls), a
+    #: short one (value / last) ** (elasticity x (1 - ramp)) (the deadline overrides it); 0 off
+    price_elasticity: float = 0.0
+    #: their limit prices start this share of the way from the last price to the value
+    value_chase_pct: int = 0
+    #: block agreements are negotiated this far under the listed price (both sides), bps
+    block_discount_bps: int = 0
 
 
 class MarketMaker(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,6 +144,7 @@ class Institution(msgspec.Struct, forbid_unknown_fields=True):
 class BlockTrader(msgspec.Struct, forbid_unknown_fields=True):
     act_probability: float = 0.02  # per afternoon step
     spread_bps: int = 200  # lots priced within 2 % of the last listed price
+    discount_bps: int = 0  # ... around this discount to it
     qty_max: int = 500_000
     cash: int = 300_000_000
     allowances: int = 3_000_000
@@ -139,6 +155,24 @@ class Fundamental(msgspec.Struct, forbid_unknown_fields=True):
 
     daily_vol_bps: int = 150
     drift_bps: int = 0
+    #: each night it closes this share of its distance to the first prior close (a value
+    #: the market keeps coming back to, as the first period's 40-60 CNY range; 0: a walk)
+    mean_reversion_pct: int = 0
+
+
+class Day(msgspec.Struct, forbid_unknown_fields=True):
+    """What makes one trading day unlike the next (drawn from a generator of its own, so a
+    configuration with all of it off draws nothing and runs as before)."""
+
+    #: lognormal sigma of each day's activity, a factor on every agent's act probability
+    activity_sigma: float = 0.0
+    #: chance a day is quiet: its activity times ``quiet_activity`` (the real market had
+    #: many days with almost no listed trading)
+    quiet_probability: float = 0.0
+    quiet_activity: float = 0.05
+    #: news days: the value of an allowance jumps by ``jump_pct`` % up or down overnight
+    jump_probability: float = 0.0
+    jump_pct: float = 0.0
 
 
 class UserAgent(msgspec.Struct, forbid_unknown_fields=True):
@@ -178,24 +212,55 @@ class SimConfig(msgspec.Struct, forbid_unknown_fields=True):
     institution: Institution = msgspec.field(default_factory=Institution)
     block_trader: BlockTrader = msgspec.field(default_factory=BlockTrader)
     fundamental: Fundamental = msgspec.field(default_factory=Fundamental)
+    day: Day = msgspec.field(default_factory=Day)
     agents: list[UserAgent] = []
 
 
-def load_config(path: str | Path | None = None, **overrides) -> SimConfig:
-    """The configuration in the TOML file ``path`` (defaults for what it omits), with
-    ``overrides`` (top-level fields, None ignored) applied; checked at once."""
-    cfg = SimConfig()
+#: The named scenarios shipped with the package (``sim/scenarios/NAME.toml``).
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIOS.glob("*.toml"))
+
+
+def _toml_table(path: Path, what: str) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise SimConfigError(f"{path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise SimConfigError(f"{what}: not valid TOML: {e}") from None
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` laid on ``base``, table by table (a key of ``over`` replaces ``base``'s)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and \
+            isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None, scenario: str | None = None,
+                **overrides) -> SimConfig:
+    """The configuration: the defaults, then the named ``scenario``'s file (if any), then
+    the TOML file ``path`` (what it gives replaces the scenario's, key by key), then
+    ``overrides`` (top-level fields, None ignored); checked at once."""
+    table: dict = {}
+    if scenario is not None:
+        if scenario not in scenario_names():
+            raise SimConfigError(f"no scenario {scenario!r} (there are: "
+                                 f"{', '.join(scenario_names())})")
+        table = _toml_table(SCENARIOS / f"{scenario}.toml", f"scenario {scenario}")
     if path is not None:
-        try:
-            text = Path(path).read_bytes()
-        except OSError as e:
-            raise SimConfigError(f"{path}: {e.strerror}") from None
-        try:
-            cfg = msgspec.toml.decode(text, type=SimConfig)
-        except msgspec.ValidationError as e:
-            raise SimConfigError(f"{path}: {e}") from None
-        except msgspec.DecodeError as e:
-            raise SimConfigError(f"{path}: not valid TOML: {e}") from None
+        table = _merged(table, _toml_table(Path(path), str(path)))
+    try:
+        cfg = msgspec.convert(table, type=SimConfig)
+    except msgspec.ValidationError as e:
+        raise SimConfigError(f"{path or 'scenario ' + str(scenario)}: {e}") from None
     changes = {k: v for k, v in overrides.items() if v is not None}
     if changes:
         cfg = msgspec.structs.replace(cfg, **changes)
@@ -255,6 +320,14 @@ def check_config(cfg: SimConfig) -> None:
         p = getattr(cfg, section)
         if hasattr(p, "qty_min") and not 1 <= p.qty_min <= p.qty_max:
             raise SimConfigError(f"{section}: need 1 <= qty_min <= qty_max")
+    d = cfg.day
+    if not (0 <= d.quiet_probability <= 1 and 0 <= d.jump_probability <= 1
+            and 0 <= d.quiet_activity <= 1 and d.activity_sigma >= 0
+            and 0 <= d.jump_pct <= 50):
+        raise SimConfigError("day: probabilities and quiet_activity 0..1, activity_sigma >= 0, "
+                             "jump_pct 0..50")
+    if cfg.covered_entity.urgency_power <= 0:
+        raise SimConfigError("covered_entity.urgency_power must be > 0")
     if not 1 <= cfg.covered_entity.lot_min <= cfg.covered_entity.lot_max:
         raise SimConfigError("covered_entity: need 1 <= lot_min <= lot_max")
     if cfg.covered_entity.urgency_max < 1 or cfg.covered_entity.urgency_days < 1:
@@ -293,6 +366,15 @@ def user_agent_names(cfg: SimConfig) -> list[tuple[str, UserAgent]]:
             seen.add(name)
             out.append((name, ua))
     return out
+
+
+def config_toml(cfg: SimConfig) -> str:
+    """``cfg`` whole as a TOML file (``cea simulate --scenario NAME --print-config``)."""
+    data = msgspec.to_builtins(cfg)
+    if not data["agents"]:
+        del data["agents"]
+        return _toml(data) + _AGENTS_EXAMPLE
+    return _toml(data)
 
 
 def default_config_toml() -> str:
@@ -386,13 +468,19 @@ def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
     from .population import emission_rows, emissions_csv, generate
 
     population = generate(entities=n, seed=cfg.seed)
-    names = [e.name for e in population.entities]
-    allocation = np.array([e.allocation for e in population.entities], dtype=np.int64)
-    position = allocation - np.array([e.verified_emissions for e in population.entities],
-                                     dtype=np.int64)
     deadline = parse_date("deadline", cfg.deadline)
-    period = next((p.name for p in PERIODS if p.deadline == deadline), None)
-    obligations, rows = [], emission_rows(population)
+    period = next((p for p in PERIODS if p.deadline == deadline), None)
+    # the generator gives one year; a period of several emission years (the first: 2019 and
+    # 2020) owes, and was allocated, for each of them
+    years = len(period.emission_years) if period is not None else 1
+    period = period.name if period is not None else None
+    names = [e.name for e in population.entities]
+    allocation = years * np.array([e.allocation for e in population.entities], dtype=np.int64)
+    position = allocation - years * np.array([e.verified_emissions
+                                              for e in population.entities], dtype=np.int64)
+    obligations = []
+    rows = [(name, years * verified, years * allocated, kind)
+            for name, verified, allocated, kind in emission_rows(population)]
     if period is not None:
         units: dict[str, list] = {}
         for name, verified, allocated, kind in rows:
@@ -586,6 +674,8 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     compliance: list[dict] = []
     deadline = parse_date("deadline", cfg.deadline)
     fundamental = prior
+    day_rng = np.random.default_rng([cfg.seed, DAY_STREAM])
+    day_params = msgspec.structs.asdict(cfg.day)
     plot_day = day_of_date(parse_date("plot_day", cfg.plot_day)) if cfg.plot_day else \
         days[len(days) // 2]
     depth: dict = {}
@@ -623,6 +713,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             year_bought[:] = 0
             year_sold[:] = 0
         days_left = (deadline - date).days
+        activity, fundamental = A.day_conditions(day_params, day_rng, fundamental)
         last = None
         day_prices: list[np.ndarray] = []
         spreads: list[int] = []
@@ -644,7 +735,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             sellable = h[:, HD_TOTAL] - h[:, HD_RESERVED] - h[:, HD_PENDING]
             market = A.Market(tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
                               block_band, days_left, fundamental, avail_cash, sellable,
-                              h[:, HD_TOTAL])
+                              h[:, HD_TOTAL], activity)
             decided = A.decide(agents, market, rng,
                                lambda ref: book.order_state(ref)[4])
             first = next_order
@@ -707,13 +798,17 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             ledger.settle_events(day_events.array(), engine.accounts.name, orders_names.name,
                                  [cfg.instrument])
         # the fundamental drifts overnight (institutions trade towards it)
-        f = cfg.fundamental
-        step = rng.normal(f.drift_bps, f.daily_vol_bps) / 10_000
-        fundamental = max(1, int(round(fundamental * (1 + step))))
+        fundamental = A.next_value(fundamental, prior, msgspec.structs.asdict(cfg.fundamental),
+                                   rng)
         if progress is not None:
             progress(date)
     if days and date_of_day(days[-1]) >= deadline:
         compliance.append(_compliance_row(deadline, agents, covered, year_bought, year_sold))
+        if ledger is not None and cov.period is not None:
+            # the run ends on the deadline: the surrender is due now (a run that goes on
+            # past it surrenders on its next day, above); the last day's purchases count
+            engine.submit_batch(_tick((days[-1] + 1) * DAY_US + int(step_times(1)[0])))
+            reports.append(_surrender(engine, ledger, cov, deadline, compliance[-1]))
     if users:
         users.refresh(bal, days[-1] * DAY_US + DAY_CLOSE_US)
     result = SimResult(cfg, agents, engine, rows, commands.array(B.COMMAND_DTYPE),

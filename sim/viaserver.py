@@ -24,6 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from engine import batch as B
@@ -33,8 +34,8 @@ from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
 
 from . import agents as A
-from .simulate import DayRow, SimResult, build_agents, parse_date, step_commands, \
-    step_times, summarize, trading_days
+from .simulate import DAY_STREAM, DayRow, SimResult, build_agents, parse_date, \
+    step_commands, step_times, summarize, trading_days
 
 _OPERATOR = "OPS"
 _KEY = secrets.token_urlsafe(12)  # the server's tokens, fresh per process: name-KEY
@@ -235,6 +236,8 @@ class _Run:
         times = step_times(cfg.steps_per_hour)
         deadline = parse_date("deadline", cfg.deadline)
         fundamental = prior
+        day_rng = np.random.default_rng([cfg.seed, DAY_STREAM])
+        day_params = msgspec.structs.asdict(cfg.day)
         samples, sent = [], []
         depth: dict = {}
         next_order = 0
@@ -245,6 +248,7 @@ class _Run:
             if date > deadline:
                 deadline = deadline.replace(year=deadline.year + 1)
                 agents.need[:] = agents.year_need
+            activity, fundamental = A.day_conditions(day_params, day_rng, fundamental)
             band = block_band = None
             self.last_trade = (self.last_trade[0], 0)
             for k, tod in enumerate(times):
@@ -266,7 +270,7 @@ class _Run:
                 last = self.last_trade[1] or base
                 market = A.Market(tod >= PM_OPEN_US, last, bb, ba, band,
                                   block_band, (deadline - date).days, fundamental, cash,
-                                  sellable, held)
+                                  sellable, held, activity)
                 d = A.decide(agents, market, self.rng, lambda h: self.open_qty.get(h, 0))
                 next_order = await self._send(d, clients, ts, next_order, sent)
                 await self._step_users(balances, book, ts, self.last_trade[1] or None)
@@ -280,8 +284,8 @@ class _Run:
                              "bids": [BookLevel(*lv) for lv in book.bids[:15]],
                              "asks": [BookLevel(*lv) for lv in book.asks[:15]]}
             ack = await ops.set_clock(day * DAY_US + DAY_CLOSE_US)  # the server closes the day
-            step = self.rng.normal(cfg.fundamental.drift_bps, cfg.fundamental.daily_vol_bps)
-            fundamental = max(1, int(round(fundamental * (1 + step / 10_000))))
+            fundamental = A.next_value(fundamental, prior,
+                                       msgspec.structs.asdict(cfg.fundamental), self.rng)
             if self.progress is not None:
                 self.progress(date)
         for agent, i, client in self.users:  # their last balances, for the P&L

@@ -230,6 +230,13 @@ CASES = [
     (["compliance", "report", "--period", "2023", "--out", "{d}/afile", *L],
      ["{d}/afile exists and is not a directory"]),
     (["compliance", "periods", "--bogus"], ["--bogus"]),
+    # realism (a run's stylized facts against the real market's)
+    (["realism"], ["give a cea simulate output directory"]),
+    (["realism", "{d}/none"], ["no such directory"]),
+    (["realism", "--real", "nope"], ["no real period 'nope'"]),
+    (["realism", "{d}/out", "--period", "nope"], ["no real period 'nope'"]),
+    # simulate --scenario
+    (["simulate", "--scenario", "nope", "--out", "{d}/sim"], ["no scenario 'nope'"]),
     # view (a finished run's output directory in the browser)
     (["view", "{d}/none"], ["no such directory"]),
     (["view", "{d}"], ["not a cea simulate or cea replay output directory"]),
