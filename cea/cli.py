@@ -1190,10 +1190,11 @@ def bench_fix(
 
 
 # commands kept in their own modules, one per part of the market they serve
-from cea import agent_cmd, auction_cmd, compliance_cmd, realism_cmd, registry_cmd, \
-    view_cmd  # noqa: E402
+from cea import agent_cmd, auction_cmd, calibrate_cmd, compliance_cmd, realism_cmd, \
+    registry_cmd, view_cmd  # noqa: E402
 
-for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd, view_cmd, realism_cmd):
+for _module in (registry_cmd, compliance_cmd, auction_cmd, agent_cmd, view_cmd, realism_cmd,
+                calibrate_cmd):
     _module.register(app)
 _reflow_help(app)
 

@@ -235,6 +235,11 @@ CASES = [
     (["realism", "{d}/none"], ["no such directory"]),
     (["realism", "--real", "nope"], ["no real period 'nope'"]),
     (["realism", "{d}/out", "--period", "nope"], ["no real period 'nope'"]),
+    # calibrate (Ray; every refusal comes before Ray starts)
+    (["calibrate", "--budget", "0", "--out", "{d}/cal"], ["--budget must be at least 1"]),
+    (["calibrate", "--scenario", "nope", "--out", "{d}/cal"], ["no scenario 'nope'"]),
+    (["calibrate", "--space", "{d}/nope.toml", "--out", "{d}/cal"], ["--space", "no such file"]),
+    (["calibrate", "--period", "nope", "--out", "{d}/cal"], ["no real period 'nope'"]),
     # simulate --scenario
     (["simulate", "--scenario", "nope", "--out", "{d}/sim"], ["no scenario 'nope'"]),
     # view (a finished run's output directory in the browser)
