@@ -38,7 +38,11 @@ Ray (``ray_session``): a local instance by default (every CPU of the machine, no
 quiet), or the cluster at ``address`` (``ray://host:10001``, ``auto``); with an address the
 project's code is shipped to the cluster as the job's working directory (``runtime_env``
 ``working_dir``: this checkout, less what ``.gitignore`` and ``SHIPPED_EXCLUDES`` leave out),
-and the nodes need the project's dependencies installed for the same Python version.
+and the nodes need the project's dependencies installed for the same Python version. The
+shipped copy carries no Numba cache (``.gitignore``): each node's first simulations of a
+version of the code compile the engine's kernels (30-60 s) into it. Every float parameter is
+kept to ``DIGITS`` significant digits when drawn and never rounded after, so ``best.toml``
+and ``calibration.json`` give exactly the runs the distances are of.
 """
 
 from __future__ import annotations
@@ -600,7 +604,9 @@ def calibrate(cfg: SimConfig, space: Space, scenario: str | None = None,
         points = search(space, checked, budget, rounds, seed, start, progress)
     best = min(points, key=lambda p: (p.distance, p.index))
     baseline = points[0]
-    return _rounded({
+    # the parameters as simulated (floats to DIGITS significant digits): never rounded
+    # again, so that best.toml gives the very runs the distances are of
+    return {
         "scenario": scenario,
         "period": window.period, "period_first": window.period_first,
         "period_last": window.period_last,
@@ -617,13 +623,14 @@ def calibrate(cfg: SimConfig, space: Space, scenario: str | None = None,
         "baseline": {"parameters": baseline.values, "distance": baseline.distance},
         "best": {"index": best.index, "round": best.round, "parameters": best.values,
                  "distance": best.distance, "seed_distances": best.seed_distances,
-                 "statistics": statistic_table(best.statistics, window, space.weights)},
+                 "statistics": _rounded(statistic_table(best.statistics, window,
+                                                        space.weights))},
         "rounds": [{"round": r, "points": sum(1 for p in points if p.round == r),
                     "best_distance": min(p.distance for p in points if p.round <= r)}
                    for r in range(1, rounds + 1)],
         "points": [p.as_dict() for p in points],
         "files": [JSON_NAME, TOML_NAME],
-    })
+    }
 
 
 def best_toml(doc: dict) -> str:
