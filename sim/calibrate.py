@@ -412,16 +412,6 @@ def statistic_table(medians: dict, window: Target, weights: dict) -> dict[str, d
     return {name: {**row, "term": terms[name]} for name, row in table.items()}
 
 
-def _rounded(value, digits: int = 6):
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------- the search
 
 def latin_hypercube(rng: np.random.Generator, n: int, low: np.ndarray,
@@ -566,7 +556,7 @@ def ray_evaluator(ray, cfg: SimConfig, seeds: list[int], window: Target,
             medians = median_statistics(mine)
             out.append((round(R.distance(_Medians(medians), window.real, weights), 6),
                         [round(R.distance(f, window.real, weights), 6) for f in mine],
-                        _rounded(medians)))
+                        R.rounded(medians)))
         return out
 
     return evaluate
@@ -623,7 +613,7 @@ def calibrate(cfg: SimConfig, space: Space, scenario: str | None = None,
         "baseline": {"parameters": baseline.values, "distance": baseline.distance},
         "best": {"index": best.index, "round": best.round, "parameters": best.values,
                  "distance": best.distance, "seed_distances": best.seed_distances,
-                 "statistics": _rounded(statistic_table(best.statistics, window,
+                 "statistics": R.rounded(statistic_table(best.statistics, window,
                                                         space.weights))},
         "rounds": [{"round": r, "points": sum(1 for p in points if p.round == r),
                     "best_distance": min(p.distance for p in points if p.round <= r)}

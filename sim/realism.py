@@ -108,7 +108,7 @@ class MarketFacts:
 
     def as_dict(self) -> dict:
         """JSON-able, floats rounded to 6 decimals."""
-        return _rounded(asdict(self), 6)
+        return rounded(asdict(self), 6)
 
 
 # ---------------------------------------------------------------------- the statistics
@@ -488,7 +488,7 @@ def report(sim_dir: str | Path, period: str | None = None, out: str | Path | Non
         "distance": sum(terms.values()), "distance_terms": terms,
         "notes": NOTES, "files": [JSON_NAME],
     }
-    doc = _rounded(doc, 6)
+    doc = rounded(doc, 6)
     target = Path(out) if out is not None else Path(sim_dir)
     if plots:
         paths = plot_realism(sim, real, sim_facts, real_facts_, "real", target)
@@ -511,14 +511,14 @@ NOTES = [
 ]
 
 
-def _rounded(value, digits: int):
+def rounded(value, digits: int = 6):
     """``value`` with every float (nested ones too) rounded to ``digits`` decimals."""
     if isinstance(value, float):
         return round(value, digits)
     if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
+        return {k: rounded(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
+        return [rounded(v, digits) for v in value]
     return value
 
 
