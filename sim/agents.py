@@ -111,23 +111,48 @@ class Market:
     activity: float = 1.0  # the day's activity: a factor on every act probability
 
 
-def next_value(value: int, anchor: int, p: dict, rng: np.random.Generator) -> int:
-    """The value of an allowance the next day (fen): a lognormal step (``daily_vol_bps``,
-    ``drift_bps``), pulled ``mean_reversion_pct`` of the way back to ``anchor``."""
-    step = rng.normal(p["drift_bps"], p["daily_vol_bps"]) / 10_000
+def next_value(value: int, anchor: int, p: dict, rng: np.random.Generator,
+               scale: float = 1.0) -> int:
+    """The value of an allowance the next day (fen): a lognormal step (``daily_vol_bps``
+    times ``scale``, the day's turbulence; ``drift_bps``), pulled ``mean_reversion_pct`` of
+    the way back to ``anchor``."""
+    step = rng.normal(p["drift_bps"], p["daily_vol_bps"] * scale) / 10_000
     value = value * (1 + step)
     value += (anchor - value) * p.get("mean_reversion_pct", 0) / 100
     return max(1, int(round(value)))
 
 
-def day_conditions(p: dict, rng: np.random.Generator, fundamental: int) -> tuple[float, int]:
-    """One day's activity factor and value of an allowance (``p``: the ``[day]`` table).
-    Draws from ``rng`` only what is switched on: quiet and busy days (a lognormal factor,
-    and now and then a quiet day), and news days on which the value jumps.
+@dataclass
+class DayConditions:
+    """One trading day's conditions (see :func:`day_conditions`)."""
 
-    >>> day_conditions({"activity_sigma": 0.0, "quiet_probability": 0.0, "quiet_activity": 0.05,
-    ...                 "jump_probability": 0.0, "jump_pct": 0.0}, None, 6000)
-    (1.0, 6000)
+    activity: float  # a factor on every agent's act probability
+    fundamental: int  # the value of an allowance (fen), which persists
+    value: int  # the value agents price from today: the fundamental and the day's mood
+    turbulence: float  # log of the persistent turbulence, carried to the next day
+    scale: float  # exp(turbulence), mean 1: a factor on the day's moves
+
+
+def day_conditions(p: dict, rng: np.random.Generator, fundamental: int,
+                   turbulence: float = 0.0) -> DayConditions:
+    """One day's conditions (``p``: the ``[day]`` table). Draws from ``rng`` only what is
+    switched on, in this order (so a table without the later ones draws as before):
+
+    - quiet and busy days: a lognormal activity factor (``activity_sigma``), and now and then
+      a quiet day (``quiet_probability``, activity times ``quiet_activity``);
+    - news days on which the value jumps ``jump_pct`` % up or down, for good;
+    - turbulence: a persistent log-factor, AR(1) with ``turbulence_persistence`` and
+      stationary sigma ``turbulence_sigma``, scaling the jumps, the mood and the value's
+      step: calm and turbulent spells (volatility clustering);
+    - the day's mood: today's prices are made ``mood_pct`` % (a normal draw, scaled) above
+      or below the value, and tomorrow's mood is drawn afresh: a day's overreaction is
+      undone the next (negative autocorrelation of daily returns).
+
+    >>> c = day_conditions({"activity_sigma": 0.0, "quiet_probability": 0.0,
+    ...                     "quiet_activity": 0.05, "jump_probability": 0.0, "jump_pct": 0.0},
+    ...                    None, 6000)
+    >>> (c.activity, c.fundamental, c.value, c.scale)
+    (1.0, 6000, 6000, 1.0)
     """
     activity = 1.0
     if p["activity_sigma"] > 0:
@@ -135,10 +160,21 @@ def day_conditions(p: dict, rng: np.random.Generator, fundamental: int) -> tuple
         activity = float(rng.lognormal(-sigma * sigma / 2, sigma))  # mean 1
     if p["quiet_probability"] > 0 and rng.random() < p["quiet_probability"]:
         activity *= p["quiet_activity"]
-    if p["jump_probability"] > 0 and rng.random() < p["jump_probability"]:
-        sign = 1 if rng.random() < 0.5 else -1
-        fundamental = max(1, int(round(fundamental * (1 + sign * p["jump_pct"] / 100))))
-    return activity, fundamental
+    jump = p["jump_probability"] > 0 and rng.random() < p["jump_probability"]
+    sign = (1 if rng.random() < 0.5 else -1) if jump else 0
+    scale = 1.0
+    sigma, phi = p.get("turbulence_sigma", 0.0), p.get("turbulence_persistence", 0.0)
+    if sigma > 0:
+        turbulence = phi * turbulence + (1 - phi * phi) ** 0.5 * sigma * float(rng.normal())
+        scale = float(np.exp(turbulence - sigma * sigma / 2))  # mean 1
+    if jump:
+        fundamental = max(1, int(round(fundamental * (1 + sign * p["jump_pct"] * scale
+                                                      / 100))))
+    value = fundamental
+    if p.get("mood_pct", 0.0) > 0:
+        mood = float(rng.normal()) * p["mood_pct"] * scale / 100
+        value = max(1, int(round(fundamental * (1 + mood))))
+    return DayConditions(activity, fundamental, value, turbulence, scale)
 
 
 @dataclass

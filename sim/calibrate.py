@@ -89,7 +89,10 @@ _GENERIC_SPACE = {
 DEFAULT_SPACES: dict[str, dict[str, list]] = {
     "first-period": _GENERIC_SPACE,
     "2024": {**_GENERIC_SPACE, "covered_entity.act_probability": [1e-5, 2e-3, "log"],
-             "fundamental.drift_bps": [-20, 30]},  # 2024 rose from 79 to over 100 CNY
+             "fundamental.daily_vol_bps": [0, 200],
+             "fundamental.drift_bps": [-20, 30],  # 2024 rose from 79 to over 100 CNY
+             "population.imbalance_pct": [100, 400],  # 172 Mt in May-Dec with one year due
+             "day.mood_pct": [0.0, 4.0], "day.turbulence_sigma": [0.0, 1.2]},
 }
 
 

@@ -192,9 +192,12 @@ class Population:
 
 
 def generate(entities: int = 2162, seed: int = 0, year: int = 2019,
-             targets: Targets | None = None) -> Population:
+             targets: Targets | None = None,
+             surplus_permille: tuple[int, int] = SURPLUS_PERMILLE) -> Population:
     """A population of ``entities`` power-sector entities for ``year`` (see the module
-    docstring). ``targets`` defaults to ``FIRST_PERIOD`` scaled to ``entities``."""
+    docstring). ``targets`` defaults to ``FIRST_PERIOD`` scaled to ``entities``;
+    ``surplus_permille`` is the range a long entity's surplus is drawn from, per mille of
+    its allocation."""
     n = _int_arg(entities, "entities", 1, 1_000_000)
     seed = _int_arg(seed, "seed", 0, 2**63 - 1)
     try:
@@ -221,7 +224,7 @@ def generate(entities: int = 2162, seed: int = 0, year: int = 2019,
         raise PopulationError(f"{target.short_entities} short entities asked, only "
                               f"{len(eligible)} entities may be short")
     short = set(eligible[:target.short_entities])
-    surplus_pm = [0 if i in short else _draw(rng, *SURPLUS_PERMILLE) for i in range(n)]
+    surplus_pm = [0 if i in short else _draw(rng, *surplus_permille) for i in range(n)]
     weight_pm = [(_draw(rng, *SHORT_TAIL_PERMILLE) if _draw(rng, 0, 999) < SHORT_TAIL_CHANCE
                   else _draw(rng, *SHORT_WEIGHT_PERMILLE)) if i in short else 0
                  for i in range(n)]

@@ -73,6 +73,9 @@ class Population(msgspec.Struct, forbid_unknown_fields=True):
     mean_surplus: int = 150_000
     #: share of its surplus a long entity offers (the rest it banks)
     long_sell_share_pct: int = 60
+    #: with source = generator: the size of a year's shortfall and surplus, % of the first
+    #: period's (94 Mt short a year); a tighter allocation than that period's is above 100
+    imbalance_pct: int = 100
 
 
 class CoveredEntity(msgspec.Struct, forbid_unknown_fields=True):
@@ -173,6 +176,13 @@ class Day(msgspec.Struct, forbid_unknown_fields=True):
     #: news days: the value of an allowance jumps by ``jump_pct`` % up or down overnight
     jump_probability: float = 0.0
     jump_pct: float = 0.0
+    #: the day's mood: today's prices are made this many % (standard deviation) above or
+    #: below the value, drawn afresh each day, so a day's overreaction is undone the next
+    mood_pct: float = 0.0
+    #: turbulence: a persistent factor on the day's moves (the value's step, the jumps, the
+    #: mood): calm and turbulent spells. Lognormal, this sigma, AR(1) with this persistence
+    turbulence_sigma: float = 0.0
+    turbulence_persistence: float = 0.0
 
 
 class UserAgent(msgspec.Struct, forbid_unknown_fields=True):
@@ -309,8 +319,9 @@ def check_config(cfg: SimConfig) -> None:
         raise SimConfigError(f"population.source must be simple or generator, not "
                              f"{pop.source!r}")
     if not 0 <= pop.long_sell_share_pct <= 100 or pop.mean_shortfall < 0 or \
-            pop.mean_surplus < 0:
-        raise SimConfigError("population: long_sell_share_pct 0..100, means >= 0")
+            pop.mean_surplus < 0 or not 1 <= pop.imbalance_pct <= 1000:
+        raise SimConfigError("population: long_sell_share_pct 0..100, means >= 0, "
+                             "imbalance_pct 1..1000")
     for section in ("covered_entity", "market_maker", "noise_trader", "individual",
                     "institution", "block_trader"):
         for key, value in msgspec.structs.asdict(getattr(cfg, section)).items():
@@ -323,9 +334,11 @@ def check_config(cfg: SimConfig) -> None:
     d = cfg.day
     if not (0 <= d.quiet_probability <= 1 and 0 <= d.jump_probability <= 1
             and 0 <= d.quiet_activity <= 1 and d.activity_sigma >= 0
-            and 0 <= d.jump_pct <= 50):
+            and 0 <= d.jump_pct <= 50 and 0 <= d.mood_pct <= 30
+            and 0 <= d.turbulence_sigma <= 3 and 0 <= d.turbulence_persistence < 1):
         raise SimConfigError("day: probabilities and quiet_activity 0..1, activity_sigma >= 0, "
-                             "jump_pct 0..50")
+                             "jump_pct 0..50, mood_pct 0..30, turbulence_sigma 0..3, "
+                             "turbulence_persistence 0..<1")
     if cfg.covered_entity.urgency_power <= 0:
         raise SimConfigError("covered_entity.urgency_power must be > 0")
     if not 1 <= cfg.covered_entity.lot_min <= cfg.covered_entity.lot_max:
@@ -465,9 +478,21 @@ def _generated(cfg: SimConfig, n: int, share: int) -> Covered:
     20 % cap for coal, gas owing at most its allocation), and the gap is what it buys."""
     from ledger.compliance import PERIODS, UnitEmissions, obligation
 
-    from .population import emission_rows, emissions_csv, generate
+    from dataclasses import replace
 
-    population = generate(entities=n, seed=cfg.seed)
+    from .population import FIRST_PERIOD, SURPLUS_PERMILLE, emission_rows, emissions_csv, \
+        generate
+
+    pct = cfg.population.imbalance_pct
+    if pct == 100:
+        population = generate(entities=n, seed=cfg.seed)
+    else:
+        # a year's shortfall, and the surplus that meets it, scaled alike
+        target = FIRST_PERIOD.scaled(n)
+        target = replace(target, shortfall_t=target.shortfall_t * pct // 100)
+        low, high = SURPLUS_PERMILLE
+        population = generate(entities=n, seed=cfg.seed, targets=target,
+                              surplus_permille=(low * pct // 100, high * pct // 100))
     deadline = parse_date("deadline", cfg.deadline)
     period = next((p for p in PERIODS if p.deadline == deadline), None)
     # the generator gives one year; a period of several emission years (the first: 2019 and
@@ -674,6 +699,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     compliance: list[dict] = []
     deadline = parse_date("deadline", cfg.deadline)
     fundamental = prior
+    turbulence = 0.0
     day_rng = np.random.default_rng([cfg.seed, DAY_STREAM])
     day_params = msgspec.structs.asdict(cfg.day)
     plot_day = day_of_date(parse_date("plot_day", cfg.plot_day)) if cfg.plot_day else \
@@ -713,7 +739,9 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             year_bought[:] = 0
             year_sold[:] = 0
         days_left = (deadline - date).days
-        activity, fundamental = A.day_conditions(day_params, day_rng, fundamental)
+        conditions = A.day_conditions(day_params, day_rng, fundamental, turbulence)
+        activity, fundamental = conditions.activity, conditions.fundamental
+        turbulence = conditions.turbulence
         last = None
         day_prices: list[np.ndarray] = []
         spreads: list[int] = []
@@ -734,7 +762,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             h = bal.holdings[:n_agents]  # one instrument: holding row == account handle
             sellable = h[:, HD_TOTAL] - h[:, HD_RESERVED] - h[:, HD_PENDING]
             market = A.Market(tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
-                              block_band, days_left, fundamental, avail_cash, sellable,
+                              block_band, days_left, conditions.value, avail_cash, sellable,
                               h[:, HD_TOTAL], activity)
             decided = A.decide(agents, market, rng,
                                lambda ref: book.order_state(ref)[4])
@@ -799,7 +827,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
                                  [cfg.instrument])
         # the fundamental drifts overnight (institutions trade towards it)
         fundamental = A.next_value(fundamental, prior, msgspec.structs.asdict(cfg.fundamental),
-                                   rng)
+                                   rng, conditions.scale)
         if progress is not None:
             progress(date)
     if days and date_of_day(days[-1]) >= deadline:

@@ -236,6 +236,7 @@ class _Run:
         times = step_times(cfg.steps_per_hour)
         deadline = parse_date("deadline", cfg.deadline)
         fundamental = prior
+        turbulence = 0.0
         day_rng = np.random.default_rng([cfg.seed, DAY_STREAM])
         day_params = msgspec.structs.asdict(cfg.day)
         samples, sent = [], []
@@ -248,7 +249,9 @@ class _Run:
             if date > deadline:
                 deadline = deadline.replace(year=deadline.year + 1)
                 agents.need[:] = agents.year_need
-            activity, fundamental = A.day_conditions(day_params, day_rng, fundamental)
+            conditions = A.day_conditions(day_params, day_rng, fundamental, turbulence)
+            activity, fundamental = conditions.activity, conditions.fundamental
+            turbulence = conditions.turbulence
             band = block_band = None
             self.last_trade = (self.last_trade[0], 0)
             for k, tod in enumerate(times):
@@ -269,7 +272,7 @@ class _Run:
                 bb, ba = book.best_bid, book.best_ask
                 last = self.last_trade[1] or base
                 market = A.Market(tod >= PM_OPEN_US, last, bb, ba, band,
-                                  block_band, (deadline - date).days, fundamental, cash,
+                                  block_band, (deadline - date).days, conditions.value, cash,
                                   sellable, held, activity)
                 d = A.decide(agents, market, self.rng, lambda h: self.open_qty.get(h, 0))
                 next_order = await self._send(d, clients, ts, next_order, sent)
@@ -285,7 +288,8 @@ class _Run:
                              "asks": [BookLevel(*lv) for lv in book.asks[:15]]}
             ack = await ops.set_clock(day * DAY_US + DAY_CLOSE_US)  # the server closes the day
             fundamental = A.next_value(fundamental, prior,
-                                       msgspec.structs.asdict(cfg.fundamental), self.rng)
+                                       msgspec.structs.asdict(cfg.fundamental), self.rng,
+                                       conditions.scale)
             if self.progress is not None:
                 self.progress(date)
         for agent, i, client in self.users:  # their last balances, for the P&L

@@ -347,7 +347,7 @@ def test_cea_calibrate_print_space():
 
 
 def test_the_configuration_has_every_default_space_field():
-    fields = {f"{s}.{f}" for s in ("covered_entity", "day", "fundamental")
+    fields = {f"{s}.{f}" for s in ("covered_entity", "day", "fundamental", "population")
               for f in msgspec.structs.asdict(getattr(SimConfig(), s))}
     for table in C.DEFAULT_SPACES.values():
         assert set(table) <= fields

@@ -1,5 +1,9 @@
 """The named scenarios and the behaviour behind them (issue 19).
 
+- ``2024`` over seeds 1-5 does the same against 2024-05-24..2024-12-31 (the real series'
+  part of that year), in bands of the same kind: the volume a year's larger imbalance
+  brings, the November-December block rush, and the day-to-day reversal and calm/turbulent
+  spells of the real daily closes;
 - ``first-period`` over seeds 1-5 lands, in its medians, inside the issue's bands around the
   real first compliance period (volume, turnover, average price, last close, the year-end
   rush, the block share and discount, daily volatility, autocorrelation, uneven volume),
@@ -17,6 +21,8 @@ import statistics
 
 import pytest
 
+from sim import agents as A
+from sim.calibrate import simulate_point, target
 from sim.realism import facts_from_days, period_dates, real_facts, simulated_days
 from sim.simout import run
 from sim.simulate import SimConfig, SimConfigError, load_config, scenario_names
@@ -66,6 +72,87 @@ def test_first_period_within_the_issue_bands(first_period):
     assert 0.6 * 2.60 <= median("return_std_pct") <= 1.6 * 2.60
     assert -0.35 <= median("return_autocorr_lag1") <= 0.25
     assert median("log10_volume_std") >= 0.8
+
+
+@pytest.fixture(scope="module")
+def year_2024():
+    """The 2024 scenario's facts over seeds 1-5 (in process, no ledger, no files), and the
+    real period's, both over the dates they share."""
+    cfg = load_config(scenario="2024")
+    window = target(cfg)
+    return [simulate_point(cfg, {}, seed, window) for seed in SEEDS], window
+
+
+def test_2024_within_bands(year_2024):
+    facts, window = year_2024
+    real = window.real
+    assert (window.first, window.last) == ("2024-05-24", "2024-12-31")
+
+    def median(name):
+        return statistics.median(getattr(f, name) for f in facts)
+
+    assert 0.75 * real.volume_t <= median("volume_t") <= 1.25 * real.volume_t
+    assert 0.75 * real.turnover_fen <= median("turnover_fen") <= 1.25 * real.turnover_fen
+    for name in ("average_price_fen", "last_close_fen"):
+        assert 0.85 * getattr(real, name) <= median(name) <= 1.15 * getattr(real, name), name
+    # 79 % of May-Dec's volume came in November and December; the first period's >= 70 %
+    assert median("nov_dec_volume_share_pct") >= 65
+    assert 70 <= median("block_share_pct") <= 92
+    assert median("block_vwap_vs_close_pct") < 0
+    assert 0.6 * real.return_std_pct <= median("return_std_pct") <= 1.6 * real.return_std_pct
+    # the real closes reverse from day to day (-0.45) and cluster in calm and turbulent
+    # spells (|return| autocorrelation +0.41)
+    assert -0.6 <= median("return_autocorr_lag1") <= -0.15
+    assert median("abs_return_autocorr_lag1") >= 0.15
+    assert median("log10_volume_std") >= 0.6
+
+
+def test_2024_obligation(year_2024):
+    cfg = load_config(scenario="2024")
+    assert cfg.population.imbalance_pct == 300 and cfg.admitted == ["COVERED_ENTITY"]
+
+
+def test_day_mood_and_turbulence():
+    p = {"activity_sigma": 0.0, "quiet_probability": 0.0, "quiet_activity": 0.05,
+         "jump_probability": 0.0, "jump_pct": 0.0}
+    import numpy as np
+
+    # off: nothing drawn, the day's value is the fundamental
+    rng = np.random.default_rng(1)
+    c = A.day_conditions(p, rng, 6000)
+    assert (c.value, c.scale, c.turbulence) == (6000, 1.0, 0.0)
+    assert rng.random() == np.random.default_rng(1).random()
+    # the mood moves today's value only; the fundamental it returns is unchanged
+    on = p | {"mood_pct": 2.0}
+    moods = [A.day_conditions(on, np.random.default_rng(s), 6000) for s in range(400)]
+    assert all(c.fundamental == 6000 for c in moods)
+    spread = statistics.pstdev(c.value / 6000 - 1 for c in moods)
+    assert 0.017 < spread < 0.023
+    # turbulence persists: an AR(1) of the given persistence, mean scale 1
+    on = p | {"turbulence_sigma": 0.6, "turbulence_persistence": 0.9}
+    rng, h, hs, scales = np.random.default_rng(7), 0.0, [], []
+    for _ in range(4000):
+        c = A.day_conditions(on, rng, 6000, h)
+        h = c.turbulence
+        hs.append(h)
+        scales.append(c.scale)
+    lag1 = np.corrcoef(hs[:-1], hs[1:])[0, 1]
+    assert 0.85 < lag1 < 0.95 and 0.5 < statistics.pstdev(hs) < 0.7
+    assert 0.9 < statistics.fmean(scales) < 1.1
+
+
+def test_imbalance_scales_the_generated_year():
+    base = load_config(scenario="2024", days=1)
+    from sim.simulate import simulate
+    import msgspec
+
+    small = simulate(msgspec.structs.replace(base, ledger=False, population=msgspec.structs.replace(
+        base.population, imbalance_pct=100))).population
+    large = simulate(msgspec.structs.replace(base, ledger=False)).population
+    assert 90_000_000 <= small["shortfall_t"] <= 96_000_000
+    # (the year's obligation rules cap a few entities' gap: a little under 3 x 94 Mt)
+    assert 240_000_000 <= large["shortfall_t"] <= 290_000_000
+    assert large["surplus_t"] >= large["shortfall_t"]
 
 
 def test_first_period_obligation_and_surrender(first_period):
