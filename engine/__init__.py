@@ -14,7 +14,7 @@ from .codes import (
 )
 from .errors import BookIntegrityError, EngineConfigError
 from .messages import (
-    AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
+    AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder, TakeOrder,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
     TradeExecuted,
 )
@@ -22,7 +22,7 @@ from .tradingdays import TradingCalendar, format_time, parse_time
 
 __all__ = [
     "AccountBalance", "AccountError", "AccountType", "Accounts", "HoldingBalance", "RiskConfig",
-    "Action", "AmendOrder", "BookIntegrityError", "BookLevel", "CancelOrder", "ClockTick",
+    "Action", "AmendOrder", "BookIntegrityError", "BookLevel", "CancelOrder", "ClockTick", "TakeOrder",
     "Command", "DayClosed", "Engine", "EngineConfigError", "Event", "EventKind", "Names",
     "NewOrder", "OrderAccepted", "OrderAmended", "OrderCancelled", "OrderExpired",
     "OrderRejected", "OrderState", "OrderStatus", "OrderType", "Reason", "Segment", "Side",

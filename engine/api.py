@@ -31,21 +31,22 @@ from .accounts import (
     Accounts, RiskConfig, check_reservations,
 )
 from .book import Book, make_book, state_hash
-from .checks import new_order_codes_valid, order_check
+from .checks import new_order_codes_valid, order_check, take_check
 from .codes import (
     AccountType, HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
-    Segment, Side, TimeInForce,
+    Segment, Side, Stp, TimeInForce,
 )
 from .errors import EngineConfigError
 from .messages import (
     AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
-    TradeExecuted,
+    RestingOrder, TakeOrder, TradeExecuted,
 )
 from .rules import DAY_CLOSE_US, DAY_US
 from .tradingdays import TradingCalendar, date_of_day
 
-_ACTION_NAMES = {NewOrder: "NEW", CancelOrder: "CANCEL", AmendOrder: "AMEND", ClockTick: "TICK"}
+_ACTION_NAMES = {NewOrder: "NEW", CancelOrder: "CANCEL", AmendOrder: "AMEND", TakeOrder: "TAKE",
+                 ClockTick: "TICK"}
 
 
 class Names:
@@ -223,13 +224,29 @@ class Engine:
         if isinstance(c, ClockTick):
             row["action"] = Action.TICK
             return
-        if not isinstance(c, (NewOrder, CancelOrder, AmendOrder)):
+        if not isinstance(c, (NewOrder, CancelOrder, AmendOrder, TakeOrder)):
             row["action"] = Action.UNKNOWN
             row["check"] = Reason.MALFORMED
             return
         well_formed = bool(c.account) and bool(c.order_id)
         if c.account:
             row["account"] = self.accounts.handle(c.account)
+        if isinstance(c, TakeOrder):
+            row["action"] = Action.TAKE
+            if c.order_id:
+                row["order"] = self.orders.handle(c.order_id)
+            instrument = self._instrument_index.get(c.instrument or self.instruments[0])
+            well_formed = well_formed and bool(c.target) and instrument is not None and \
+                int(c.side) in (Side.BUY, Side.SELL)
+            row["instrument"] = instrument or 0
+            row["side"], row["type"], row["tif"] = c.side, OrderType.TAKE, TimeInForce.IOC
+            row["stp"] = Stp.CANCEL_NEWEST
+            check = take_check(well_formed, _whole(c.qty), False)
+            if check == Reason.NONE:
+                row["qty"] = c.qty
+                row[B.TAKE_TARGET] = self.orders.find(c.target)  # never seen: NO_REF
+            row["check"] = check
+            return
         if isinstance(c, NewOrder):
             row["action"] = Action.NEW
             if c.order_id:
@@ -288,10 +305,12 @@ class Engine:
                                          Side(row[B.SIDE]))
             price = row[B.PRICE]
             if kind == EventKind.ACCEPTED:
+                order_type = OrderType(row[B.ACCEPTED_TYPE])
                 out.append(OrderAccepted(
-                    ts, order_id, account, instrument, segment, side,
-                    OrderType(row[B.ACCEPTED_TYPE]), TimeInForce(row[B.ACCEPTED_TIF]),
-                    None if price == NO_PRICE else price, row[B.QTY]))
+                    ts, order_id, account, instrument, segment, side, order_type,
+                    TimeInForce(row[B.ACCEPTED_TIF]), None if price == NO_PRICE else price,
+                    row[B.QTY], orders(row[B.ACCEPTED_TARGET])
+                    if order_type == OrderType.TAKE else ""))
             elif kind == EventKind.CANCELLED:
                 out.append(OrderCancelled(
                     ts, order_id, account, instrument, segment, side,
@@ -328,6 +347,27 @@ class Engine:
         """The best ``levels`` price levels of one side, best first."""
         return [BookLevel(*lv) for lv in self.book.depth(self._index(instrument), segment, side,
                                                           levels)]
+
+    def resting(self, instrument: str = "", segment: Segment = Segment.LISTED,
+                side: Side = Side.SELL, levels: int = 5) -> list[RestingOrder]:
+        """The orders resting in the best ``levels`` price levels of one side, in priority
+        order (best price first, then arrival): what a taker chooses a TAKE's target from.
+
+        >>> from engine import Engine, NewOrder, TakeOrder, Side, parse_time
+        >>> eng = Engine({"CEA": 6000}); t = parse_time("2024-03-04T10:00:00")
+        >>> _ = eng.submit_many([NewOrder(t, "A", "a1", Side.SELL, qty=300, price=6010),
+        ...                      NewOrder(t, "B", "b1", Side.SELL, qty=200, price=6010)])
+        >>> [(o.order_id, o.price, o.open) for o in eng.resting(side=Side.SELL)]
+        [('a1', 6010, 300), ('b1', 6010, 200)]
+        >>> [type(e).__name__ for e in eng.submit(TakeOrder(t, "C", "c1", Side.BUY, 150, "b1"))]
+        ['OrderAccepted', 'TradeExecuted']
+        >>> [(o.order_id, o.open) for o in eng.resting(side=Side.SELL)]
+        [('a1', 300), ('b1', 50)]
+        """
+        name = self.orders.name
+        return [RestingOrder(name(ref), price, open_qty, self.accounts.name(account))
+                for ref, price, open_qty, account in self.book.resting_in_levels(
+                    self._index(instrument), segment, side, levels)]
 
     def band(self, instrument: str = "", segment: Segment = Segment.LISTED) -> tuple[int, int]:
         """Today's accepted limit prices (lower, upper) in fen, inclusive."""

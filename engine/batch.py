@@ -18,17 +18,22 @@ stp           ``Stp`` code (NEW)
 instrument    instrument index (NEW)
 account       account handle (``NO_REF`` if missing)
 order         order handle (``NO_REF`` if missing)
-price         limit price in fen (``NO_PRICE`` for MARKET)
+price         limit price in fen (``NO_PRICE`` for MARKET); for TAKE the target
+              order's handle (``TAKE_TARGET``; ``NO_REF``: a target never seen)
 qty           tonnes
 ============  =======================================================================
+
+A TAKE row is a NEW's with ``type`` TAKE, ``tif`` IOC and the target in ``price``: a take
+has no limit price of its own (it trades at its target's), so the field carries the target.
 
 Each event is one row of ``EVENT_WIDTH`` int64 columns; the column constants below name
 them (with a second name per kind where a column means something else, such as
 ``DAY_LISTED_TURNOVER`` for ACCOUNT), and ``engine.api.Engine.decode`` turns rows into typed
 Structs. Per kind:
 
-- ACCEPTED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE (NO_PRICE for MARKET), QTY,
-  AUX1 = order type, AUX2 = tif.
+- ACCEPTED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE (NO_PRICE for MARKET; a
+  TAKE's: its target's price), QTY, AUX1 = order type, AUX2 = tif, ORDER2 = a TAKE's
+  target (0 otherwise).
 - REJECTED: ORDER, ACCOUNT, INSTRUMENT, REASON, AUX1 = action.
 - TRADE: TRADE_ID, INSTRUMENT, SEGMENT, PRICE, QTY, ORDER/ACCOUNT = buyer,
   ORDER2/ACCOUNT2 = seller, SIDE = aggressor side, AUX1/AUX2 = buyer's/seller's open
@@ -66,6 +71,9 @@ COMMAND_DTYPE = np.dtype(
     align=True,
 )
 
+#: TAKE: the command field holding the target order's handle
+TAKE_TARGET = "price"
+
 # event columns
 KIND = 0
 CMD = 1
@@ -97,6 +105,7 @@ EVENT_COLUMNS = (
 # ACCEPTED
 ACCEPTED_TYPE = AUX1  # OrderType
 ACCEPTED_TIF = AUX2  # TimeInForce
+ACCEPTED_TARGET = ORDER2  # a TAKE's target order
 
 # REJECTED
 REJECTED_ACTION = AUX1  # Action of the rejected command

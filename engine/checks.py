@@ -10,6 +10,9 @@ CANCEL  MALFORMED (edge), then MARKET_CLOSED (a non-trading day only), UNKNOWN_O
 AMEND   MALFORMED, INVALID_QTY, INVALID_PRICE (edge), then MARKET_CLOSED (non-trading day),
         UNKNOWN_ORDER, MARKET_CLOSED (segment hours), INVALID_QTY (segment range),
         PRICE_OUTSIDE_BAND
+TAKE    MALFORMED, INVALID_QTY, INVALID_PRICE (edge: a price given), then
+        DUPLICATE_ORDER_ID, MARKET_CLOSED (LISTED hours), UNKNOWN_TARGET, TARGET_SAME_SIDE,
+        TARGET_NOT_LISTED, TARGET_NOT_IN_BEST_FIVE, TARGET_OWN_ORDER, TARGET_QTY_EXCEEDED
 ======  ==============================================================================
 
 and with accounts, the risk stage after all of them (``engine.accounts``).
@@ -87,6 +90,24 @@ def order_check(well_formed: bool, qty: int, is_market: bool, price_given: bool,
         if price_given:
             return Reason.INVALID_PRICE
     elif not price_given or price <= 0:
+        return Reason.INVALID_PRICE
+    return Reason.NONE
+
+
+@_check
+def take_check(well_formed: bool, qty: int, price_given: bool) -> Reason:
+    """The edge's verdict on a TAKE: MALFORMED (a field missing or unknown: account, order
+    id, side, target), INVALID_QTY, INVALID_PRICE (a price was given: a take trades at its
+    target's price), or NONE.
+
+    >>> take_check(True, 500, False).name, take_check(True, 500, True).name
+    ('NONE', 'INVALID_PRICE')
+    """
+    if not well_formed:
+        return Reason.MALFORMED
+    if not qty_valid(qty):
+        return Reason.INVALID_QTY
+    if price_given:
         return Reason.INVALID_PRICE
     return Reason.NONE
 

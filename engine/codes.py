@@ -21,6 +21,7 @@ class Side(IntEnum):
 class OrderType(IntEnum):
     LIMIT = 1
     MARKET = 2
+    TAKE = 3  # a targeted take (Action.TAKE): trades at its target's price, never rests
 
 
 class TimeInForce(IntEnum):
@@ -51,6 +52,7 @@ class Action(IntEnum):
     CANCEL = 2
     AMEND = 3
     TICK = 4
+    TAKE = 5  # a targeted take: trade with one named resting LISTED order (spec §3a)
     UNKNOWN = 9  # the row named an action we do not know: rejected MALFORMED
 
 
@@ -73,6 +75,13 @@ class Reason(IntEnum):
     UNKNOWN_ACCOUNT = 11
     ACCOUNT_FROZEN = 12
     ACCOUNT_NOT_ADMITTED = 13
+    # rejects of a TAKE's target, after MARKET_CLOSED and before the risk stage (spec §3a)
+    UNKNOWN_TARGET = 14  # not a live order of this instrument
+    TARGET_SAME_SIDE = 15  # on the taker's own side
+    TARGET_NOT_LISTED = 16  # rests in the BLOCK book
+    TARGET_NOT_IN_BEST_FIVE = 17  # priced beyond the best five levels of its side
+    TARGET_OWN_ORDER = 18  # the taker's own account's order (self-trade)
+    TARGET_QTY_EXCEEDED = 19  # more than the target's open quantity
     # cancellations of accepted orders
     USER = 20
     IOC_REMAINDER = 21

@@ -1,6 +1,7 @@
 """Commands and events at the engine's edge, as msgspec Structs: the schema is the types.
 
-Commands are imperative (``NewOrder``, ``CancelOrder``, ``AmendOrder``, ``ClockTick``);
+Commands are imperative (``NewOrder``, ``CancelOrder``, ``AmendOrder``, ``TakeOrder``,
+``ClockTick``);
 events are past-tense facts (``OrderAccepted``, ``OrderRejected``, ``TradeExecuted``,
 ``OrderCancelled``, ``OrderExpired``, ``OrderAmended``, ``DayClosed``). Every Struct is tagged
 by its class name (field ``kind``), so a list of mixed messages encodes and decodes as one union. Units:
@@ -56,13 +57,27 @@ class AmendOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     qty: int
 
 
+class TakeOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """A targeted take (spec §3a): trade exactly ``qty`` with the resting LISTED order
+    ``target`` (its order id), on the opposite side, at its price. ``order_id`` is the take's
+    own new id."""
+
+    ts_us: int
+    account: str
+    order_id: str
+    side: Side
+    qty: int
+    target: str
+    instrument: str = ""  # empty: the engine's first instrument
+
+
 class ClockTick(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     """Move the clock only (ends the day when it reaches 15:00)."""
 
     ts_us: int
 
 
-Command = Union[NewOrder, CancelOrder, AmendOrder, ClockTick]
+Command = Union[NewOrder, CancelOrder, AmendOrder, TakeOrder, ClockTick]
 
 
 class OrderAccepted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
@@ -76,6 +91,7 @@ class OrderAccepted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     tif: TimeInForce
     price: int | None
     qty: int
+    target: str = ""  # a TAKE's target order id
 
 
 class OrderRejected(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
@@ -172,6 +188,16 @@ class OrderState(msgspec.Struct, frozen=True):
     qty: int
     filled: int
     open: int
+
+
+class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
+    """One order resting in the book (``engine.api.Engine.resting``): its id, price in fen,
+    open tonnes and account."""
+
+    order_id: str
+    price: int
+    open: int
+    account: str
 
 
 class BookLevel(msgspec.Struct, frozen=True, array_like=True):

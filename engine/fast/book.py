@@ -153,6 +153,22 @@ class FastBook:
                          levels, out)
         return [tuple(row) for row in out[:n].tolist()]
 
+    def resting_in_levels(self, instrument: int, segment: int, side: int, levels: int = 5):
+        """[(order, price, open, account)] of the orders in the best ``levels`` price levels
+        of ``side``, in priority order."""
+        out = []
+        slots = self.slots
+        for k, (price, bs, li) in enumerate(self._levels_in_priority(
+                self._book(instrument, segment), side)):
+            if k >= levels:
+                break
+            s = int(self.levels[bs, S.LV_HEAD, li])
+            while s != S.NIL:
+                out.append((int(slots[s, S.SL_REF]), price, int(slots[s, S.SL_OPEN]),
+                            int(slots[s, S.SL_ACCOUNT])))
+                s = int(slots[s, S.SL_NEXT])
+        return out
+
     def resting_orders(self):
         """Every resting order as (instrument, segment, side, price, order, account, open, seq),
         book by book, bids then asks, in priority order."""

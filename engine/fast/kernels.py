@@ -554,6 +554,105 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings
 
 
 @_inline
+def _levels_ahead(levels, books, b, side, li):
+    """How many non-empty price levels of ``side`` in book ``b`` are better than level
+    ``li`` (stops counting at MARKET_DEPTH_LEVELS)."""
+    bs = b * 2 + side - 1
+    n = 0
+    if side == Side.BUY:
+        j = books[b, BK_BEST_BID]
+        while j > li and n < MARKET_DEPTH_LEVELS:
+            if levels[bs, LV_COUNT, j] != 0:
+                n += 1
+            j -= 1
+    else:
+        j = books[b, BK_BEST_ASK]
+        while j < li and n < MARKET_DEPTH_LEVELS:
+            if levels[bs, LV_COUNT, j] != 0:
+                n += 1
+            j += 1
+    return n
+
+
+@_inline
+def _take(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings, risk):
+    # §3a order of checks for TAKE: MALFORMED, INVALID_QTY, INVALID_PRICE (edge),
+    # DUPLICATE_ORDER_ID, MARKET_CLOSED (LISTED hours), UNKNOWN_TARGET, TARGET_SAME_SIDE,
+    # TARGET_NOT_LISTED, TARGET_NOT_IN_BEST_FIVE, TARGET_OWN_ORDER, TARGET_QTY_EXCEEDED,
+    # then the risk stage.
+    c = cmds[i]
+    ts = c["ts"]
+    ref = c["order"]
+    account = c["account"]
+    instrument = c["instrument"]
+    check = c["check"]
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
+        return
+    if not names_order(ref, account, instrument, days.shape[0]) or ref >= refs.shape[0]:
+        _reject(events, glob, i, cmds, Reason.MALFORMED)
+        return
+    if refs[ref, RF_USED] != 0:
+        _reject(events, glob, i, cmds, Reason.DUPLICATE_ORDER_ID)
+        return
+    if not _session_open(glob, Segment.LISTED, ts):
+        _reject(events, glob, i, cmds, Reason.MARKET_CLOSED)
+        return
+    target = c["price"]
+    s = refs[target, RF_SLOT] if 0 <= target < refs.shape[0] else NIL
+    if s == NIL or slots[s, SL_BOOK] // 2 != instrument:
+        _reject(events, glob, i, cmds, Reason.UNKNOWN_TARGET)
+        return
+    side = np.int64(c["side"])
+    if slots[s, SL_SIDE] == side:
+        _reject(events, glob, i, cmds, Reason.TARGET_SAME_SIDE)
+        return
+    b = slots[s, SL_BOOK]
+    if b % 2 != Segment.LISTED:
+        _reject(events, glob, i, cmds, Reason.TARGET_NOT_LISTED)
+        return
+    price = slots[s, SL_PRICE]
+    li = price - books[b, BK_BASE]
+    if _levels_ahead(levels, books, b, slots[s, SL_SIDE], li) >= MARKET_DEPTH_LEVELS:
+        _reject(events, glob, i, cmds, Reason.TARGET_NOT_IN_BEST_FIVE)
+        return
+    if slots[s, SL_ACCOUNT] == account:
+        _reject(events, glob, i, cmds, Reason.TARGET_OWN_ORDER)
+        return
+    qty = c["qty"]
+    if qty > slots[s, SL_OPEN]:
+        _reject(events, glob, i, cmds, Reason.TARGET_QTY_EXCEEDED)
+        return
+    unit_in = 0
+    if risk[RK_ON] != 0:
+        refusal = _risk_check(cash, holdings, risk, account, instrument, side, Segment.LISTED,
+                              price, qty, 0, 0)
+        if refusal != 0:
+            _reject(events, glob, i, cmds, refusal)
+            return
+        _reserve(cash, holdings, risk, account, instrument, side, Segment.LISTED, price, qty)
+        unit_in = order_unit(risk, side, price, Segment.LISTED)
+    glob[GL_NEXT_SEQ] += 1
+    refs[ref, RF_STATUS] = OrderStatus.RESTING
+    refs[ref, RF_QTY] = qty
+    r = _row(events, glob, EventKind.ACCEPTED, i, ts)
+    events[r, B.ORDER] = ref
+    events[r, B.ACCOUNT] = account
+    events[r, B.INSTRUMENT] = instrument
+    events[r, B.SEGMENT] = Segment.LISTED
+    events[r, B.SIDE] = side
+    events[r, B.PRICE] = price
+    events[r, B.QTY] = qty
+    events[r, B.ACCEPTED_TYPE] = OrderType.TAKE
+    events[r, B.ACCEPTED_TIF] = TimeInForce.IOC
+    events[r, B.ACCEPTED_TARGET] = target
+    # one trade at the target's price; the target keeps its place with less open
+    _trade(events, glob, i, ts, slots, refs, levels, books, days, ref, b, side, account,
+           qty, s, b * 2 + slots[s, SL_SIDE] - 1, li, price, cash, holdings, risk, unit_in)
+    refs[ref, RF_STATUS] = OrderStatus.FILLED
+
+
+@_inline
 def _own_resting_order(cmds, i, events, glob, cal, slots, refs):
     """CANCEL's and AMEND's checks up to UNKNOWN_ORDER: the order's slot, or NIL (rejected)."""
     c = cmds[i]
@@ -836,7 +935,8 @@ def run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, 
             glob[GL_NEXT_CMD] = i
             return NEED_SLOTS
         ref = cmds[i]["order"]
-        if action == Action.NEW and ref >= refs.shape[0]:  # CANCEL/AMEND of it: UNKNOWN_ORDER
+        takes_id = action == Action.NEW or action == Action.TAKE
+        if takes_id and ref >= refs.shape[0]:  # CANCEL/AMEND of it: UNKNOWN_ORDER
             glob[GL_NEXT_CMD] = i
             glob[GL_NEED] = ref
             return NEED_ORDERS
@@ -872,10 +972,13 @@ def run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, 
             elif action == Action.AMEND:
                 _amend(cmds, i, events, glob, cal, slots, refs, levels, books, days, cash,
                        holdings, risk)
+            elif action == Action.TAKE:
+                _take(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings,
+                      risk)
             elif action != Action.TICK:
                 _reject(events, glob, i, cmds, Reason.MALFORMED)
-        # §3: an order_id is used by any NEW row, whatever that row's outcome.
-        if action == Action.NEW and 0 <= ref < refs.shape[0]:
+        # §3: an order_id is used by any NEW (or TAKE) row, whatever that row's outcome.
+        if takes_id and 0 <= ref < refs.shape[0]:
             refs[ref, RF_USED] = 1
         glob[GL_DONE] += 1
     glob[GL_NEXT_CMD] = cmds.shape[0]

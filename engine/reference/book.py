@@ -185,10 +185,12 @@ class ReferenceBook:
                 self._cancel(c)
             elif action == Action.AMEND:
                 self._amend(c)
+            elif action == Action.TAKE:
+                self._take(c)
             elif action != Action.TICK:
                 self._reject(c, Reason.MALFORMED)
-        # §3: an order_id is used by any NEW row, whatever that row's outcome.
-        if action == Action.NEW and ref != NO_REF:
+        # §3: an order_id is used by any NEW (or TAKE) row, whatever that row's outcome.
+        if action in (Action.NEW, Action.TAKE) and ref != NO_REF:
             self.used_order_ids.add(ref)
 
     def _new(self, c) -> None:
@@ -248,6 +250,59 @@ class ReferenceBook:
             self._rest(order)
         else:
             self._cancel_incoming(order, Reason.IOC_REMAINDER)
+
+    def _take(self, c) -> None:
+        # §3a order of checks for TAKE: MALFORMED, INVALID_QTY, INVALID_PRICE (the edge),
+        # DUPLICATE_ORDER_ID, MARKET_CLOSED (LISTED hours), UNKNOWN_TARGET, TARGET_SAME_SIDE,
+        # TARGET_NOT_LISTED, TARGET_NOT_IN_BEST_FIVE, TARGET_OWN_ORDER, TARGET_QTY_EXCEEDED,
+        # then the risk stage.
+        ref = int(c["order"])
+        check = int(c["check"])
+        if check != Reason.NONE:
+            return self._reject(c, check)
+        account, instrument = int(c["account"]), int(c["instrument"])
+        if not names_order(ref, account, instrument, len(self.books)):
+            return self._reject(c, Reason.MALFORMED)
+        if ref in self.used_order_ids:
+            return self._reject(c, Reason.DUPLICATE_ORDER_ID)
+        if not self._session_open(Segment.LISTED):
+            return self._reject(c, Reason.MARKET_CLOSED)
+        target = self.resting.get(int(c[B.TAKE_TARGET]))
+        if target is None or target.instrument != instrument:
+            return self._reject(c, Reason.UNKNOWN_TARGET)
+        side = int(c["side"])
+        if target.side == side:
+            return self._reject(c, Reason.TARGET_SAME_SIDE)
+        if target.segment != Segment.LISTED:
+            return self._reject(c, Reason.TARGET_NOT_LISTED)
+        # the best five price levels of the target's side, as they stand now
+        levels = self.books[instrument][Segment.LISTED].side(target.side)
+        ahead = len(levels) - levels.bisect_right(target.price) if target.side == Side.BUY \
+            else levels.bisect_left(target.price)
+        if ahead >= MARKET_DEPTH_LEVELS:
+            return self._reject(c, Reason.TARGET_NOT_IN_BEST_FIVE)
+        if target.account == account:
+            return self._reject(c, Reason.TARGET_OWN_ORDER)
+        qty = int(c["qty"])
+        if qty > target.open:
+            return self._reject(c, Reason.TARGET_QTY_EXCEEDED)
+        price = target.price
+        if self.accounts.enabled:
+            reason = self.accounts.check_order(account, instrument, side, Segment.LISTED,
+                                               price, qty)
+            if reason != Reason.NONE:
+                return self._reject(c, reason)
+            self.accounts.reserve(account, instrument, side, Segment.LISTED, price, qty)
+        order = Order(ref, account, instrument, Segment.LISTED, side, price, qty,
+                      int(c["stp"]), self.next_seq)
+        self.next_seq += 1
+        self.orders[ref] = order
+        row = self._emit(EventKind.ACCEPTED, order, price=price, qty=qty)
+        row[B.ACCEPTED_TYPE] = OrderType.TAKE
+        row[B.ACCEPTED_TIF] = TimeInForce.IOC
+        row[B.ACCEPTED_TARGET] = target.ref
+        # one trade at the target's price for exactly qty; the target keeps its place
+        self._trade(order, target, price)
 
     def _cancel(self, c) -> None:
         # §7 order of checks for CANCEL: MALFORMED, MARKET_CLOSED (non-trading day only),
@@ -563,6 +618,17 @@ class ReferenceBook:
             if len(out) == levels:
                 break
             out.append((price, sum(o.open for o in fifo), len(fifo)))
+        return out
+
+    def resting_in_levels(self, instrument: int, segment: int, side: int, levels: int = 5):
+        """[(order, price, open, account)] of the orders in the best ``levels`` price levels
+        of ``side``, in priority order."""
+        out = []
+        for k, (price, fifo) in enumerate(
+                self.books[instrument][segment].levels_in_priority(side)):
+            if k >= levels:
+                break
+            out.extend((o.ref, price, o.open, o.account) for o in fifo)
         return out
 
     def resting_orders(self):

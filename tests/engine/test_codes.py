@@ -19,17 +19,19 @@ from engine.codes import (
 
 PINNED = {
     Side: {"BUY": 1, "SELL": 2},
-    OrderType: {"LIMIT": 1, "MARKET": 2},
+    OrderType: {"LIMIT": 1, "MARKET": 2, "TAKE": 3},
     TimeInForce: {"DAY": 1, "IOC": 2, "FOK": 3},
     Stp: {"CANCEL_NEWEST": 1, "CANCEL_OLDEST": 2, "CANCEL_BOTH": 3},
     Segment: {"LISTED": 0, "BLOCK": 1},
-    Action: {"NEW": 1, "CANCEL": 2, "AMEND": 3, "TICK": 4, "UNKNOWN": 9},
+    Action: {"NEW": 1, "CANCEL": 2, "AMEND": 3, "TICK": 4, "TAKE": 5, "UNKNOWN": 9},
     Reason: {
         "NONE": 0, "MALFORMED": 1, "INVALID_QTY": 2, "INVALID_PRICE": 3,
         "DUPLICATE_ORDER_ID": 4, "MARKET_CLOSED": 5, "UNKNOWN_ORDER": 6,
         "PRICE_OUTSIDE_BAND": 7, "INSUFFICIENT_FUNDS": 8, "INSUFFICIENT_ALLOWANCES": 9,
         "POSITION_LIMIT": 10, "UNKNOWN_ACCOUNT": 11, "ACCOUNT_FROZEN": 12,
-        "ACCOUNT_NOT_ADMITTED": 13, "USER": 20, "IOC_REMAINDER": 21, "NO_LIQUIDITY": 22,
+        "ACCOUNT_NOT_ADMITTED": 13, "UNKNOWN_TARGET": 14, "TARGET_SAME_SIDE": 15,
+        "TARGET_NOT_LISTED": 16, "TARGET_NOT_IN_BEST_FIVE": 17, "TARGET_OWN_ORDER": 18,
+        "TARGET_QTY_EXCEEDED": 19, "USER": 20, "IOC_REMAINDER": 21, "NO_LIQUIDITY": 22,
         "FOK_NOT_FILLABLE": 23, "SELF_TRADE": 24,
     },
     AccountType: {"COVERED_ENTITY": 1, "INSTITUTION": 2, "INDIVIDUAL": 3},
@@ -73,7 +75,12 @@ def test_reject_and_cancel_reasons_do_not_overlap_and_follow_the_spec_order():
                # the risk stage's, checked after every rule of the spec
                Reason.UNKNOWN_ACCOUNT, Reason.ACCOUNT_FROZEN, Reason.ACCOUNT_NOT_ADMITTED,
                Reason.POSITION_LIMIT, Reason.INSUFFICIENT_FUNDS,
-               Reason.INSUFFICIENT_ALLOWANCES]
+               Reason.INSUFFICIENT_ALLOWANCES,
+               # a TAKE's target checks, in the spec's order (§3a)
+               Reason.UNKNOWN_TARGET, Reason.TARGET_SAME_SIDE, Reason.TARGET_NOT_LISTED,
+               Reason.TARGET_NOT_IN_BEST_FIVE, Reason.TARGET_OWN_ORDER,
+               Reason.TARGET_QTY_EXCEEDED]
+    assert sorted(rejects[-6:]) == rejects[-6:]
     cancels = [Reason.USER, Reason.IOC_REMAINDER, Reason.NO_LIQUIDITY, Reason.FOK_NOT_FILLABLE,
                Reason.SELF_TRADE]
     assert sorted(rejects[:7]) == rejects[:7] and max(rejects) < min(cancels)

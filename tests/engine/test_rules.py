@@ -183,7 +183,9 @@ def test_order_check_gives_the_first_failing_check_in_the_spec_order():
 
 
 def test_codes_and_names_both_ways():
-    known = {(side, t, tif, stp) for side in Side for t in OrderType for tif in TimeInForce
+    # a NEW is LIMIT or MARKET (TAKE is its own action, spec §3a)
+    known = {(side, t, tif, stp) for side in Side for t in (OrderType.LIMIT, OrderType.MARKET)
+             for tif in TimeInForce
              for stp in Stp if t != OrderType.MARKET or tif == TimeInForce.IOC}
     for side in range(0, 4):
         for t in range(0, 4):
