@@ -5,8 +5,10 @@ command whose ``check`` holds any reject the row earns on its own (MALFORMED, IN
 INVALID_PRICE). ``run_match`` feeds the commands to either book in one batch and
 ``write_results`` writes ``trades.csv``, ``orders.csv``, ``rejects.csv`` and ``days.csv``.
 
-An optional eleventh column ``instrument`` names the instrument of each NEW row (several
-allowance vintages in one file); without it every row trades the one instrument given.
+Optional columns after the ten (``EXTRA_COLUMNS``, either or both, in any order):
+``instrument`` names the instrument of each NEW or TAKE row (several allowance vintages in
+one file; without it every row trades the one instrument given), ``target`` the order_id a
+TAKE row takes from (spec §3a).
 
 >>> fen = parse_price("60.105"), parse_price("60.100"), parse_price("0.00"), parse_price("6e1")
 >>> fen
@@ -27,7 +29,7 @@ from .units import format_fen
 from . import batch as B
 from .api import Names
 from .book import make_book
-from .checks import new_order_codes_valid, order_check, qty_valid
+from .checks import new_order_codes_valid, order_check, qty_valid, take_check
 from .codes import (
     HUGE_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side,
     Stp, TimeInForce,
@@ -36,10 +38,13 @@ from .errors import EngineConfigError
 from .tradingdays import TradingCalendar, date_of_day, format_time, parse_time
 
 HEADER = ["time", "account", "action", "order_id", "side", "type", "tif", "price", "qty", "stp"]
+#: the optional columns that may follow HEADER, each at most once, in any order
+EXTRA_COLUMNS = ("instrument", "target")
 
 _QTY_RE = re.compile(r"^[0-9]+$", re.ASCII)
 _PRICE_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))?$", re.ASCII)
-_ACTIONS = {"NEW": Action.NEW, "CANCEL": Action.CANCEL, "AMEND": Action.AMEND}
+_ACTIONS = {"NEW": Action.NEW, "CANCEL": Action.CANCEL, "AMEND": Action.AMEND,
+            "TAKE": Action.TAKE}
 _SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 _TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
 _TIFS = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
@@ -86,6 +91,7 @@ class OrderFile:
     accounts: Names = field(default_factory=Names)
     instruments: list[str] = field(default_factory=list)
     has_instrument_column: bool = False
+    columns: list[str] = field(default_factory=list)  # the optional columns, in file order
 
 
 def read_csv_rows(path: str | os.PathLike, what: str, header: list[str],
@@ -99,34 +105,40 @@ def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFil
     """Parse an order file. Raises ``OrderFileError`` if it cannot be read as one."""
     rows = read_csv_rows(path, "an order file", HEADER, OrderFileError)
     header = [h.strip() for h in rows[0]]
-    with_instrument = header == HEADER + ["instrument"]
-    if header != HEADER and not with_instrument:
+    extra = header[len(HEADER):]
+    if header[:len(HEADER)] != HEADER or len(set(extra)) != len(extra) or \
+            not set(extra) <= set(EXTRA_COLUMNS):
         raise OrderFileError(
             f"{path}: wrong header {','.join(rows[0])!r}, expected {','.join(HEADER)}"
-            " (optionally followed by ,instrument)")
+            " (optionally followed by ,instrument and/or ,target)")
     body = [r for r in rows[1:] if r]  # blank lines are not rows
-    return parse_rows(body, instruments, with_instrument)
+    return parse_rows(body, instruments, columns=extra)
 
 
 def parse_rows(rows: list[list[str]], instruments: list[str],
-               with_instrument: bool = False) -> OrderFile:
-    """Turn data rows (lists of field texts, header order) into an ``OrderFile``."""
-    width = len(HEADER) + (1 if with_instrument else 0)
+               with_instrument: bool = False, columns: list[str] | None = None) -> OrderFile:
+    """Turn data rows (lists of field texts, header order) into an ``OrderFile``.
+    ``columns``: the optional columns the rows carry after the ten, in order (default:
+    ``instrument`` if ``with_instrument``)."""
+    columns = list(columns) if columns is not None else (
+        ["instrument"] if with_instrument else [])
+    width = len(HEADER) + len(columns)
     cmds = B.empty_commands(len(rows))
     out = OrderFile(cmds, [], [], instruments=list(instruments),
-                    has_instrument_column=with_instrument)
+                    has_instrument_column="instrument" in columns, columns=columns)
     index = {name: i for i, name in enumerate(instruments)}
+    at = {name: len(HEADER) + k for k, name in enumerate(columns)}
     for i, fields in enumerate(rows):
         too_long = len(fields) > width
         fields = (fields + [""] * width)[:width]
         out.actions.append(fields[2])
         out.order_ids.append(fields[3])
-        _parse_row(cmds[i], fields, out, index, with_instrument, too_long)
+        _parse_row(cmds[i], fields, out, index, at, too_long)
     return out
 
 
 def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
-               with_instrument: bool, too_long: bool) -> None:
+               at: dict[str, int], too_long: bool) -> None:
     time_text, account, action_text, order_id, side, otype, tif, price, qty, stp = f[:10]
     ts = parse_time(time_text)
     row["ts"] = NO_TIME if ts is None else ts
@@ -134,7 +146,7 @@ def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
     row["action"] = action
     if account:
         row["account"] = out.accounts.handle(account)
-    if action == Action.NEW and order_id:
+    if action in (Action.NEW, Action.TAKE) and order_id:
         row["order"] = out.orders.handle(order_id)
     elif order_id:
         row["order"] = out.orders.find(order_id)
@@ -142,8 +154,24 @@ def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
     # what the row says on its own (spec §7, engine.checks): every field a row of its action
     # needs is there, its codes are known, then the quantity, then the price
     well_formed = not too_long and action != Action.UNKNOWN and bool(account) and bool(order_id)
+    instrument = index.get(f[at["instrument"]]) if "instrument" in at else 0
+    if action == Action.TAKE:
+        # §3a: a take needs its side, quantity and target; type, tif and stp are not its
+        # fields (ignored); a price is INVALID_PRICE (it trades at the target's price)
+        target = f[at["target"]] if "target" in at else ""
+        row["instrument"] = instrument or 0
+        row["side"] = _SIDES.get(side, 0)
+        row["type"], row["tif"], row["stp"] = OrderType.TAKE, TimeInForce.IOC, Stp.CANCEL_NEWEST
+        well_formed = (well_formed and instrument is not None and bool(qty) and bool(target)
+                       and row["side"] != 0)
+        q = parse_qty(qty)
+        check = take_check(well_formed, q or 0, price != "")
+        if check == Reason.NONE:
+            row["qty"] = q
+            row[B.TAKE_TARGET] = out.orders.find(target)  # not seen yet: NO_REF
+        row["check"] = check
+        return
     if action == Action.NEW:
-        instrument = index.get(f[10]) if with_instrument else 0
         codes = _SIDES.get(side, 0), _TYPES.get(otype, 0), _TIFS.get(tif, 0), _STPS.get(stp, 0)
         row["instrument"] = instrument or 0
         row["side"], row["type"], row["tif"], row["stp"] = codes

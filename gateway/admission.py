@@ -2,9 +2,10 @@
 turned into engine command rows by compiled code.
 
 ``admit`` walks the frames in the buffer. For every frame it charges the session's rate
-limit; for NewOrder, Cancel and Amend it makes the gateway's checks in the order
-``docs/protocol.md`` gives (THROTTLED, INSTRUMENT_HALTED, OPEN_ORDER_LIMIT, then what a row
-says on its own: MALFORMED, INVALID_QTY, INVALID_PRICE), interns the order id in the order table and writes
+limit; for NewOrder, Cancel, Amend and Take it makes the gateway's checks in the order
+``docs/protocol.md`` gives (THROTTLED, INSTRUMENT_HALTED, OPEN_ORDER_LIMIT (NewOrder only: a
+take never rests), then what a row says on its own: MALFORMED, INVALID_QTY, INVALID_PRICE),
+interns the order id in the order table and writes
 one ``COMMAND_DTYPE`` row stamped with the turn's time; the gateway's own rejects are framed
 at once into a side list with their place in the sequence (``gateway.reports`` merges them).
 It stops at a session-level (msgpack) frame, which Python decodes and handles once
@@ -27,7 +28,8 @@ import numpy as np
 from numba import njit
 
 from engine import batch as B
-from engine.codes import HUGE_PRICE, NO_PRICE, NO_REF, Action, Reason
+from engine.codes import HUGE_PRICE, NO_PRICE, NO_REF, Action, OrderType, Reason, Stp
+from engine.codes import TimeInForce
 from engine.rules import MAX_QTY, MIN_QTY
 
 from . import protocol as P
@@ -59,7 +61,7 @@ M_UNKNOWN = 9  # rows this turn that name no known order (their ids go into the 
 META = 10
 
 # frame classes by type byte
-C_BAD, C_NEW, C_CANCEL, C_AMEND, C_PACKED, C_QUERY, C_HEARTBEAT, C_LOGOUT = range(8)
+C_BAD, C_NEW, C_CANCEL, C_AMEND, C_TAKE, C_PACKED, C_QUERY, C_HEARTBEAT, C_LOGOUT = range(9)
 #: The answer a throttled session-level message gets, at most this many bytes.
 TEMPLATE = 64
 
@@ -78,12 +80,14 @@ def _classes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             cls[t] = C_CANCEL
         elif t == MsgType.AMEND:
             cls[t] = C_AMEND
+        elif t == MsgType.TAKE:
+            cls[t] = C_TAKE
         elif t == MsgType.HEARTBEAT:
             cls[t] = C_HEARTBEAT
         elif t in (MsgType.LOGOUT, MsgType.LOGON):  # always read: a Logon here is an error
             cls[t] = C_LOGOUT
         elif t in (MsgType.SUBSCRIBE, MsgType.MD_REPLAY_REQUEST, MsgType.BALANCE_REQUEST,
-                   MsgType.ORDER_STATUS_REQUEST):
+                   MsgType.ORDER_STATUS_REQUEST, MsgType.ORDERS_REQUEST):
             cls[t] = C_QUERY
         else:
             cls[t] = C_PACKED
@@ -99,6 +103,8 @@ def _classes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 CLASSES, SIZES, TEMPLATES, TEMPLATE_LEN = _classes()
 
 _NEW, _CANCEL, _AMEND = int(Action.NEW), int(Action.CANCEL), int(Action.AMEND)
+_TAKE = int(Action.TAKE)
+_T_TAKE, _T_IOC, _T_STP = int(OrderType.TAKE), int(TimeInForce.IOC), int(Stp.CANCEL_NEWEST)
 _MALFORMED, _INVALID_QTY, _INVALID_PRICE = (int(Reason.MALFORMED), int(Reason.INVALID_QTY),
                                             int(Reason.INVALID_PRICE))
 _THROTTLED = int(P.GatewayReason.THROTTLED)
@@ -223,10 +229,44 @@ def admit(buf, pos, end, account, ts, share, budget, query_budget, cmds, clid, o
                 continue
             meta[M_TAKEN] += 1
             return PACKED, pos
-        p = pos + 3  # the body: cl_ord_id first in all three
+        p = pos + 3  # the body: cl_ord_id first in all four
         meta[M_TAKEN] += 1
         pos += 2 + length
-        if cls == C_NEW:
+        if cls == C_TAKE:
+            if throttled:
+                _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, _X_REJECTED, _THROTTLED,
+                        buf, p, ts)
+                continue
+            instrument = rd_u16(buf, p + 20)
+            known = instrument < n_instruments
+            if known and halted[instrument] != 0:
+                _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, _X_REJECTED, _HALTED,
+                        buf, p, ts)
+                continue
+            # no OPEN_ORDER_LIMIT: a take never rests
+            side = buf[p + 22]
+            qty = rd_u32(buf, p + 23)
+            target = rd_i64(buf, p + 27)  # a number beyond int64 names no order
+            order = NO_REF
+            is_new = 0
+            good_id = _valid_clid(buf, p)
+            if good_id:  # the id is used up like a NewOrder's, whatever the outcome
+                order, is_new = intern(table, ometa, oclid, oacct, oinstr, account,
+                                       instrument if known else -1, buf, p)
+            if not good_id or not known or not 1 <= side <= 2:
+                check = _MALFORMED
+            elif not MIN_QTY <= qty <= MAX_QTY:
+                check = _INVALID_QTY
+            else:
+                check = 0
+            if check != 0:
+                _row(cmds, clid, origin, new, meta, ts, order, NO_PRICE, 0, account, 0, _TAKE,
+                     check, 0, 0, 0, 0, buf, p, is_new)
+            else:
+                _row(cmds, clid, origin, new, meta, ts, order, target if target >= 0 else NO_REF,
+                     qty, account, instrument, _TAKE, 0, side, _T_TAKE, _T_IOC, _T_STP, buf, p,
+                     is_new)
+        elif cls == C_NEW:
             if throttled:
                 _answer(gw_pos, gw_acct, gw_off, gw_buf, meta, account, _X_REJECTED, _THROTTLED,
                         buf, p, ts)

@@ -58,6 +58,7 @@ def apply_orders(ex, cmds: np.ndarray) -> Batch:
     o, md = ex.orders, ex.md
     track(events, n, o.side, o.filled, o.open, o.nxt, o.prv, o.head, o.tail, o.n_open, fa)
     trades, days = publish_events(events, n, md.figures, md.rings, md.changed)
+    np.bitwise_or(md.touched, md.changed, out=md.touched)  # for the MdOrders pushes
     ts = int(cmds["ts"][-1]) if len(cmds) else ex.clock
     md.publish_depths(ex.engine.book, ts)
     publish_status(ex, ts)

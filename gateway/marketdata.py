@@ -32,6 +32,7 @@ from engine.rules import AM_OPEN_US, DAY_CLOSE_US, DAY_US, in_session
 
 from . import protocol as P
 from .protocol import DEPTH_LEVELS, NULL_PRICE, Status
+from engine.fast import state as S
 from engine.fast.kernels import top_levels
 
 from .wire import civil_date, put_md_depth, put_md_status, put_md_summary, put_md_trade
@@ -158,6 +159,39 @@ def publish_depth(c, ts, levels, n_bids, n_asks, figures, depths, rings):
 
 
 @_kernel
+def top_orders(levels, books, slots, b, side, n_levels, out):
+    """The orders of the best ``n_levels`` price levels of one side of fast book ``b``, in
+    priority order, into ``out`` rows (order handle, price, open quantity) as far as they fit;
+    returns how many there are (more than ``out`` holds if it was cut). What ``MdOrders``
+    lists: no account, no id."""
+    bs = b * 2 + side - 1
+    li = books[b, S.BK_BEST_BID] if side == 1 else books[b, S.BK_BEST_ASK]
+    if li == S.NIL:
+        return 0
+    width = books[b, S.BK_WIDTH]
+    step = -1 if side == 1 else 1
+    found = 0
+    n = 0
+    while 0 <= li < width and found < n_levels:
+        if levels[bs, S.LV_COUNT, li] > 0:
+            found += 1
+            price = books[b, S.BK_BASE] + li
+            s = levels[bs, S.LV_HEAD, li]
+            while s != S.NIL:
+                if n < out.shape[0]:
+                    out[n, 0] = slots[s, S.SL_REF]
+                    out[n, 1] = price
+                    out[n, 2] = slots[s, S.SL_OPEN]
+                n += 1
+                s = slots[s, S.SL_NEXT]
+        li += step
+    return n
+
+
+_top_orders = _kernel(top_orders)
+
+
+@_kernel
 def _put_status(c, status, seq, ts, rings):
     put_md_status(rings[c, seq % rings.shape[1]], 0, c // 2, c % 2, status, seq, ts)
 
@@ -222,6 +256,8 @@ class MarketData:
         self.ring = ring
         self.rings = np.zeros((n, ring, SLOT), np.uint8)  # pages are touched as frames come
         self.changed = np.zeros(n, np.uint8)
+        #: channels whose book changed since the last ``MdOrders`` push (not state)
+        self.touched = np.zeros(n, np.uint8)
         # the first sequence number each ring holds (frames before a restart are not kept)
         self.kept_from = self.figures[:, F_SEQ] + 1
         self.levels = np.zeros((2 * DEPTH_LEVELS, 3), np.int64)  # scratch for depth
@@ -291,6 +327,27 @@ class MarketData:
         nb, na = int(self.figures[c, F_DEPTH_BIDS]), int(self.figures[c, F_DEPTH_ASKS])
         d = self.depths[c].tolist()
         return [tuple(r) for r in d[:nb]], [tuple(r) for r in d[DEPTH_LEVELS:DEPTH_LEVELS + na]]
+
+    def orders(self, book, instrument: int, limit: int = P.MAX_LISTED_ORDERS) -> P.MdOrders:
+        """The LISTED book's orders in the best five levels of each side, as ``MdOrders``
+        (public order numbers, prices, open quantities; as of the LISTED channel's last
+        sequence number). The fast book is read by compiled code."""
+        c = instrument * 2
+        sides, complete = [], True
+        for side in (1, 2):
+            if getattr(book, "name", "") == "numba":
+                out = np.empty((limit, 3), np.int64)
+                n = int(_top_orders(book.levels, book.books, book.slots, c, side,
+                                    DEPTH_LEVELS, out))
+                rows = [tuple(r) for r in out[:min(n, limit)].tolist()]
+            else:  # the reference book (tests)
+                found = book.resting_in_levels(instrument, Segment.LISTED, side, DEPTH_LEVELS)
+                n = len(found)
+                rows = [(ref, price, open_) for ref, price, open_, _ in found[:limit]]
+            complete = complete and n <= limit
+            sides.append(rows)
+        return P.MdOrders(self.instruments[instrument], instrument, int(self.figures[c, F_SEQ]),
+                          sides[0], sides[1], complete)
 
     def snapshot(self, c: int, prior_close: int) -> P.MdSnapshot:
         f = self.figures[c].tolist()

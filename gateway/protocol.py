@@ -9,7 +9,7 @@ Every message, in both directions, is one frame::
 ``2 + length`` bytes. A client's ``length`` must be 1 .. ``MAX_FRAME``.
 
 **Binary messages** (the order path; little-endian, packed, fixed size per type, as in
-NASDAQ OUCH or CME's SBE): ``NewOrder``, ``Cancel``, ``Amend`` from the client;
+NASDAQ OUCH or CME's SBE): ``NewOrder``, ``Cancel``, ``Amend``, ``Take`` from the client;
 ``ExecutionReport``, ``MdTrade``, ``MdDepth`` (a count of levels, then the levels),
 ``MdStatus``, ``MdDaySummary`` from the server. The server turns order frames into engine
 command rows and encodes reports and market data in compiled code (``gateway.wire``),
@@ -81,6 +81,7 @@ class MsgType(IntEnum):
     MASS_CANCEL = 15
     SUBSCRIBE = 16
     MD_REPLAY_REQUEST = 17
+    TAKE = 18  # binary: a targeted take of one resting LISTED order
     HALT = 20
     RESUME = 21
     END_DAY = 22
@@ -88,6 +89,7 @@ class MsgType(IntEnum):
     BALANCE_REQUEST = 24
     SET_CLOCK = 25
     ORDER_STATUS_REQUEST = 26
+    ORDERS_REQUEST = 27  # the orders a take may target (answered by MdOrders)
     LOGON_ACK = 30
     LOGON_REJECT = 31
     EXECUTION_REPORT = 32  # binary
@@ -99,6 +101,7 @@ class MsgType(IntEnum):
     MD_DEPTH = 42  # binary
     MD_STATUS = 43  # binary
     MD_DAY_SUMMARY = 44  # binary
+    MD_ORDERS = 45  # the orders resting in the best five LISTED levels, with their numbers
 
 
 class GatewayReason(IntEnum):
@@ -171,6 +174,10 @@ NEW_ORDER = _frame_dtype(("cl_ord_id", "S20"), ("instrument", "<u2"), ("side", "
                          ("price", "<i8"))
 CANCEL = _frame_dtype(("cl_ord_id", "S20"))
 AMEND = _frame_dtype(("cl_ord_id", "S20"), ("qty", "<u4"), ("price", "<i8"))
+#: A targeted take: ``target`` is the public order number (``MdOrders``) of the resting
+#: LISTED order on the other side that it trades with, at that order's price.
+TAKE = _frame_dtype(("cl_ord_id", "S20"), ("instrument", "<u2"), ("side", "u1"),
+                    ("qty", "<u4"), ("target", "<u8"))
 #: Server to client.
 EXECUTION_REPORT = _frame_dtype(
     ("exec", "u1"), ("reason", "u1"), ("side", "u1"), ("segment", "u1"), ("instrument", "<u2"),
@@ -193,7 +200,8 @@ DEPTH_LEVELS = 5  # levels per side an MdDepth carries at most
 
 #: Frame size (2 + length) of each fixed-size binary type.
 BINARY_SIZES = {MsgType.NEW_ORDER: NEW_ORDER.itemsize, MsgType.CANCEL: CANCEL.itemsize,
-                MsgType.AMEND: AMEND.itemsize, MsgType.EXECUTION_REPORT: EXECUTION_REPORT.itemsize,
+                MsgType.AMEND: AMEND.itemsize, MsgType.TAKE: TAKE.itemsize,
+                MsgType.EXECUTION_REPORT: EXECUTION_REPORT.itemsize,
                 MsgType.MD_TRADE: MD_TRADE.itemsize, MsgType.MD_STATUS: MD_STATUS.itemsize,
                 MsgType.MD_DAY_SUMMARY: MD_DAY_SUMMARY.itemsize}
 
@@ -308,6 +316,21 @@ class Amend(_Msg, frozen=True):
     qty: int
 
 
+class Take(_Msg, frozen=True):
+    """A targeted take (binary): trade exactly ``qty`` tonnes with the resting LISTED order
+    whose public order number is ``target`` (from ``MdOrders``), on the other side, at its
+    price; within the best five levels of its side, never with an order of the same
+    account. ``cl_ord_id`` is the take's own new id (used up like a NewOrder's). A take never
+    rests: it fills completely or is rejected."""
+
+    TYPE = MsgType.TAKE
+    cl_ord_id: str
+    instrument: int
+    side: int
+    qty: int
+    target: int
+
+
 class MassCancel(Packed, frozen=True):
     """Cancel every resting order of the session's account, optionally of one instrument
     (empty: all) and side (0: both)."""
@@ -323,6 +346,9 @@ class Subscribe(Packed, frozen=True):
     TYPE = MsgType.SUBSCRIBE
     instrument: Name
     segment: int = Segment.LISTED  # 0 LISTED, 1 BLOCK; another value is refused (AdminAck)
+    #: LISTED only: also an ``MdOrders`` after the snapshot and after every turn that
+    #: changed the book (the orders a take may target); ignored for BLOCK
+    orders: bool = False
 
 
 class MdReplayRequest(Packed, frozen=True):
@@ -372,6 +398,15 @@ class OrderStatusRequest(Packed, frozen=True):
 
     TYPE = MsgType.ORDER_STATUS_REQUEST
     cl_ord_id: Annotated[str, msgspec.Meta(max_length=CLID_BYTES)]
+
+
+class OrdersRequest(Packed, frozen=True):
+    """The orders resting in the best five levels of each side of an instrument's LISTED
+    book, with their public order numbers (answered by ``MdOrders``): what a ``Take`` may
+    target."""
+
+    TYPE = MsgType.ORDERS_REQUEST
+    instrument: Name
 
 
 class SetClock(Packed, frozen=True):
@@ -472,6 +507,9 @@ class OrderStatus(Packed, frozen=True):
     filled: int = 0
     open: int = 0
     report_seq: int = 0
+    #: the order's public order number (what ``MdOrders`` lists and a ``Take`` targets);
+    #: -1 for an UNKNOWN or PENDING id
+    order_no: int = -1
 
 
 Level = tuple[int, int, int]  # price (fen), open quantity (t), number of orders
@@ -492,6 +530,28 @@ class MdSnapshot(Packed, frozen=True):
     volume: int  # the day's traded tonnes on this channel
     turnover: int  # the day's traded value on this channel, fen
     instrument_id: int = 0  # the instrument's number in the binary messages
+
+
+#: One order in ``MdOrders``: public order number, price (fen), open quantity (t).
+OrderEntry = tuple[int, int, int]
+#: ``MdOrders`` lists at most this many orders per side (the best five levels' first ones).
+MAX_LISTED_ORDERS = 1000
+
+
+class MdOrders(Packed, frozen=True):
+    """The orders resting in the best five levels of each side of an instrument's LISTED
+    book, anonymous: public order number, price, open quantity; bids best first, asks best
+    first, each level's orders in time priority. As of the LISTED channel's sequence number
+    ``seq``. ``complete`` is false if a side held more than ``MAX_LISTED_ORDERS`` orders
+    (the first ones are listed)."""
+
+    TYPE = MsgType.MD_ORDERS
+    instrument: str
+    instrument_id: int
+    seq: int
+    bids: list[OrderEntry]
+    asks: list[OrderEntry]
+    complete: bool = True
 
 
 class MdTrade(_Msg, frozen=True):
@@ -547,11 +607,12 @@ MARKET_DATA = (MdTrade, MdDepth, MdStatus, MdDaySummary)
 
 #: The messages of each direction, by type byte.
 CLIENT = {cls.TYPE: cls for cls in (
-    Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, MassCancel, Subscribe, MdReplayRequest,
-    Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock, OrderStatusRequest)}
+    Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, Take, MassCancel, Subscribe,
+    MdReplayRequest, Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock,
+    OrderStatusRequest, OrdersRequest)}
 SERVER = {cls.TYPE: cls for cls in (
     Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, OrderStatus,
-    MdSnapshot,
+    MdSnapshot, MdOrders,
     MdTrade, MdDepth, MdStatus, MdDaySummary)}
 
 
@@ -642,12 +703,14 @@ _HEAD = struct.Struct("<HB")
 _S_NEW = struct.Struct("<HB20sHBBBBIq")
 _S_CANCEL = struct.Struct("<HB20s")
 _S_AMEND = struct.Struct("<HB20sIq")
+_S_TAKE = struct.Struct("<HB20sHBIQ")
 _S_REPORT = struct.Struct("<HBBBBBH20sqqIIIQQ")
 _S_TRADE = struct.Struct("<HBHBBQqQqI")
 _S_STATUS = struct.Struct("<HBHBBQq")
 _S_SUMMARY = struct.Struct("<HBHBBQqIqqqq")
 _S_DEPTH = struct.Struct("<HBHBBBQq")
 _S_LEVEL = struct.Struct("<qqI")
+assert _S_TAKE.size == TAKE.itemsize and _S_AMEND.size == AMEND.itemsize
 assert _S_NEW.size == NEW_ORDER.itemsize and _S_REPORT.size == EXECUTION_REPORT.itemsize
 assert _S_TRADE.size == MD_TRADE.itemsize and _S_SUMMARY.size == MD_DAY_SUMMARY.itemsize
 assert _S_DEPTH.size == MD_DEPTH_HEAD.itemsize and _S_LEVEL.size == LEVEL.itemsize
@@ -688,6 +751,10 @@ def encode(msg) -> bytes:
     if kind is Amend:
         return _S_AMEND.pack(_S_AMEND.size - 2, 14, encode_clid(msg.cl_ord_id),
                              _clip(msg.qty, 32), _signed64(_price(msg.price)))
+    if kind is Take:
+        return _S_TAKE.pack(_S_TAKE.size - 2, 18, encode_clid(msg.cl_ord_id),
+                            _clip(msg.instrument, 16), _clip(msg.side, 8), _clip(msg.qty, 32),
+                            _clip(msg.target, 64))
     if kind is ExecutionReport:
         return _S_REPORT.pack(_S_REPORT.size - 2, 32, msg.exec, msg.reason, msg.side,
                               msg.segment, msg.instrument, msg.cl_ord_id.encode("latin-1"),
@@ -720,9 +787,12 @@ def _signed64(value: int) -> int:
 
 
 def encode_raw_clid(msg_type: int, clid: bytes, *fields) -> bytes:
-    """A NewOrder, Cancel or Amend frame with any 20 bytes as its ``cl_ord_id`` (tests of
-    the exchange's own checks); ``fields`` follow as in the Struct's wire order."""
+    """A NewOrder, Cancel, Amend or Take frame with any 20 bytes as its ``cl_ord_id`` (tests
+    of the exchange's own checks); ``fields`` follow as in the Struct's wire order."""
     raw = bytes(clid).ljust(CLID_BYTES, b"\0")[:CLID_BYTES]
+    if msg_type == MsgType.TAKE:
+        instrument, side, qty, target = fields
+        return _S_TAKE.pack(_S_TAKE.size - 2, 18, raw, instrument, side, qty, target)
     if msg_type == MsgType.NEW_ORDER:
         instrument, side, type_, tif, stp, qty, price = fields
         return _S_NEW.pack(_S_NEW.size - 2, 12, raw, instrument, side, type_, tif, stp, qty,
@@ -749,6 +819,15 @@ def order_frames(n: int) -> np.ndarray:
     f["tif"] = TimeInForce.DAY
     f["stp"] = Stp.CANCEL_NEWEST
     f["price"] = NULL_PRICE
+    return f
+
+
+def take_frames(n: int) -> np.ndarray:
+    """``n`` Take frames to fill in (``cl_ord_id``, ``instrument``, ``side``, ``qty``,
+    ``target``)."""
+    f = np.zeros(n, TAKE)
+    f["length"] = TAKE.itemsize - 2
+    f["type"] = MsgType.TAKE
     return f
 
 
@@ -784,6 +863,11 @@ def _dec_cancel(view, pos):
 def _dec_amend(view, pos):
     _, _, clid, qty, price = _S_AMEND.unpack_from(view, pos)
     return Amend(decode_clid(clid), _nullable(price), qty)
+
+
+def _dec_take(view, pos):
+    _, _, clid, instrument, side, qty, target = _S_TAKE.unpack_from(view, pos)
+    return Take(decode_clid(clid), instrument, side, qty, target)
 
 
 def _dec_report(view, pos):
@@ -829,7 +913,8 @@ def _dec_depth(view, pos, length):
 
 
 _BINARY_DECODERS = {MsgType.NEW_ORDER: _dec_new, MsgType.CANCEL: _dec_cancel,
-                    MsgType.AMEND: _dec_amend, MsgType.EXECUTION_REPORT: _dec_report,
+                    MsgType.AMEND: _dec_amend, MsgType.TAKE: _dec_take,
+                    MsgType.EXECUTION_REPORT: _dec_report,
                     MsgType.MD_TRADE: _dec_trade, MsgType.MD_STATUS: _dec_status,
                     MsgType.MD_DAY_SUMMARY: _dec_summary}
 

@@ -70,6 +70,9 @@ class Orders:
     tif: list[np.ndarray] = field(default_factory=list)
     price: list[np.ndarray] = field(default_factory=list)
     qty: list[np.ndarray] = field(default_factory=list)
+    #: take intents (``take``): resolved against the book into TAKE rows, or limit orders
+    #: where no order can be taken, by ``sim.simulate.step_commands``
+    takes: list[tuple] = field(default_factory=list)
 
     def new(self, agent, side, tif, price, qty) -> None:
         """New DAY/IOC limit orders of ``agent`` (arrays; side and tif may be scalars);
@@ -81,6 +84,23 @@ class Orders:
             self.tif.append(np.broadcast_to(np.asarray(tif, dtype=np.int64), keep.shape)[keep])
             self.price.append(np.asarray(price, dtype=np.int64)[keep])
             self.qty.append(np.asarray(qty, dtype=np.int64)[keep])
+
+    def take(self, agent, side, tif, limit, qty, pick, keep: bool) -> None:
+        """Take intents of ``agent`` (arrays; side a scalar): each wants ``qty`` now, at
+        ``limit`` or better, from one resting LISTED order of the other side in the best
+        five levels (listed agreement trading, a targeted take). ``pick`` (uniform in
+        [0, 1)) chooses the order within the best price level the agent may take from (no
+        time priority there); ``tif`` and ``keep`` (it becomes the agent's working order)
+        are for the limit order sent instead when there is no order to take."""
+        if len(agent):
+            n = len(agent)
+            self.takes.append((np.asarray(agent, dtype=np.int64),
+                               np.full(n, int(side), dtype=np.int64),
+                               np.broadcast_to(np.asarray(tif, dtype=np.int64), (n,)).copy(),
+                               np.asarray(limit, dtype=np.int64),
+                               np.asarray(qty, dtype=np.int64),
+                               np.asarray(pick, dtype=np.float64),
+                               np.full(n, bool(keep))))
 
     def cancel(self, agent, order) -> None:
         if len(agent):
@@ -277,6 +297,32 @@ def _affordable(qty, price, cash):
     return np.minimum(qty, cash // np.maximum(price, 1))
 
 
+def _send(out: Orders, m: Market, rng, who, side: int, tif, price, qty, p: dict, keep: bool,
+          eligible=None) -> np.ndarray:
+    """Send the orders of ``who`` on ``side``. With ``take_share`` (in ``p``) on, each listed
+    order priced through the best opposite price (a decision to trade now) becomes, with that
+    probability, a take intent instead (``Orders.take``: at that price or better, from an
+    order the agent picks in the best five levels); ``eligible`` limits which may. Returns
+    which became take intents. Off, it draws nothing and sends what it always sent."""
+    share = p.get("take_share", 0.0)
+    if share <= 0:
+        out.new(who, side, tif, price, qty)
+        return np.zeros(len(who), dtype=bool)
+    n = len(who)
+    tif = np.broadcast_to(np.asarray(tif, dtype=np.int64), (n,))
+    draw, pick = rng.random(n), rng.random(n)
+    opposite = m.ask if side == Side.BUY else m.bid
+    taking = np.zeros(n, dtype=bool)
+    if opposite is not None:
+        crosses = price >= opposite[0] if side == Side.BUY else price <= opposite[0]
+        taking = crosses & (draw < share) & (qty > 0) & (qty <= LISTED_MAX_QTY)
+        if eligible is not None:
+            taking &= eligible
+    out.take(who[taking], side, tif[taking], price[taking], qty[taking], pick[taking], keep)
+    out.new(who[~taking], side, tif[~taking], price[~taking], qty[~taking])
+    return taking
+
+
 class AgentGroup:
     """The built-in agents of one kind, deciding together: the vectorised form of the agent
     API (``sim.agent.Agent`` is the one-account form a user writes). At each decision step
@@ -418,8 +464,9 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
         # a lot that shrank under the block minimum goes to the listed segment instead
         q = np.where(block[mask] & (q < BLOCK_MIN_QTY), np.minimum(q, LISTED_MAX_QTY), q)
         price = np.where(q > LISTED_MAX_QTY, price, _clip(price, m.band))
-        out.new(w, side, TimeInForce.DAY, price, q)
-        agents.working[w[q > 0], side - 1] = -2  # filled in with the handle once assigned
+        taking = _send(out, m, rng, w, side, TimeInForce.DAY, price, q, p, keep=True)
+        # filled in with the handle once assigned (a take is not a working order)
+        agents.working[w[(q > 0) & ~taking], side - 1] = -2
 
 
 def _market_makers(agents, m, rng, out, p, open_of) -> None:
@@ -458,6 +505,7 @@ def _noise(agents, m, rng, out, p, kind, careful: bool) -> None:
     # IOC orders are sent to trade now: priced through the last price on their side
     offset = np.where(ioc, np.abs(offset), offset)
     price = _clip(m.last + np.where(buy, offset, -offset), m.band)
+    typo = None
     if p.get("fat_finger", 0):
         typo = rng.random(n) < p["fat_finger"]
         wide = rng.integers(1, 500, n)  # a slipped digit: outside the band, rejected
@@ -468,8 +516,10 @@ def _noise(agents, m, rng, out, p, kind, careful: bool) -> None:
         qty = np.where(buy, _affordable(qty, price, m.cash[who]),
                        np.minimum(qty, m.sellable[who]))
     for side, mask in ((Side.BUY, buy), (Side.SELL, ~buy)):
-        out.new(who[mask], side, np.where(ioc[mask], TimeInForce.IOC, TimeInForce.DAY),
-                price[mask], qty[mask])
+        # a mistyped price is sent as typed: it is no decision to take
+        _send(out, m, rng, who[mask], side,
+              np.where(ioc[mask], TimeInForce.IOC, TimeInForce.DAY), price[mask], qty[mask], p,
+              keep=False, eligible=None if typo is None else ~typo[mask])
 
 
 def _institutions(agents, m, rng, out, p, open_of) -> None:
@@ -491,8 +541,8 @@ def _institutions(agents, m, rng, out, p, open_of) -> None:
     qty = rng.integers(p["qty_min"], p["qty_max"] + 1, len(who))
     qty = _affordable(qty, price, m.cash[who]) if side == Side.BUY else \
         np.minimum(qty, m.sellable[who])
-    out.new(who, side, TimeInForce.DAY, price, qty)
-    agents.working[who[qty > 0], side - 1] = -2
+    taking = _send(out, m, rng, who, side, TimeInForce.DAY, price, qty, p, keep=True)
+    agents.working[who[(qty > 0) & ~taking], side - 1] = -2
 
 
 def _block_traders(agents, m, rng, out, p) -> None:

@@ -34,7 +34,8 @@ import numpy as np
 from engine import Engine
 from engine import batch as B
 from engine.accounts import CA_RESERVED, CA_TOTAL, HD_PENDING, HD_RESERVED, HD_TOTAL, RiskConfig
-from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, Stp
+from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, Stp, \
+    TimeInForce
 from engine.orderfile import parse_prior_close
 from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
 from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
@@ -100,6 +101,10 @@ class CoveredEntity(msgspec.Struct, forbid_unknown_fields=True):
     value_chase_pct: int = 0
     #: block agreements are negotiated this far under the listed price (both sides), bps
     block_discount_bps: int = 0
+    #: share of its listed decisions to trade now (a limit priced through the best opposite
+    #: price) sent as a targeted take instead: an order it picks in the best five levels
+    #: (listed agreement trading, 挂牌协议交易); 0 off
+    take_share: float = 0.0
 
 
 class MarketMaker(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,6 +125,10 @@ class NoiseTrader(msgspec.Struct, forbid_unknown_fields=True):
     fat_finger: float = 0.0
     cash: int = 5_000_000
     allowances: int = 60_000
+    #: share of its listed decisions to trade now (a limit priced through the best opposite
+    #: price) sent as a targeted take instead: an order it picks in the best five levels
+    #: (listed agreement trading, 挂牌协议交易); 0 off
+    take_share: float = 0.0
 
 
 class Individual(msgspec.Struct, forbid_unknown_fields=True):
@@ -131,6 +140,10 @@ class Individual(msgspec.Struct, forbid_unknown_fields=True):
     fat_finger: float = 0.01  # share of orders priced outside the band by mistake
     cash: int = 300_000
     allowances: int = 3_000
+    #: share of its listed decisions to trade now (a limit priced through the best opposite
+    #: price) sent as a targeted take instead: an order it picks in the best five levels
+    #: (listed agreement trading, 挂牌协议交易); 0 off
+    take_share: float = 0.0
 
 
 class Institution(msgspec.Struct, forbid_unknown_fields=True):
@@ -142,6 +155,10 @@ class Institution(msgspec.Struct, forbid_unknown_fields=True):
     qty_max: int = 20_000
     cash: int = 50_000_000
     allowances: int = 300_000
+    #: share of its listed decisions to trade now (a limit priced through the best opposite
+    #: price) sent as a targeted take instead: an order it picks in the best five levels
+    #: (listed agreement trading, 挂牌协议交易); 0 off
+    take_share: float = 0.0
 
 
 class BlockTrader(msgspec.Struct, forbid_unknown_fields=True):
@@ -767,7 +784,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             decided = A.decide(agents, market, rng,
                                lambda ref: book.order_state(ref)[4])
             first = next_order
-            cmds, next_order = step_commands(decided, agents, ts, next_order, rng)
+            cmds, next_order = step_commands(decided, agents, ts, next_order, rng, resting)
             orders_names.add_many([f"o{h}" for h in range(first, next_order)])
             refused = ()
             if users:
@@ -855,16 +872,101 @@ def _tick(ts: int) -> np.ndarray:
     return cmd
 
 
+#: the sides of the book's levels a taker of each side looks at
+_OPPOSITE = {int(Side.BUY): int(Side.SELL), int(Side.SELL): int(Side.BUY)}
+
+
+@dataclass
+class Takes:
+    """A step's resolved take intents: the TAKE rows to send (``target``: the order handle
+    taken from) and the limit orders sent instead where there was nothing to take."""
+
+    agent: np.ndarray
+    side: np.ndarray
+    target: np.ndarray
+    qty: np.ndarray
+    instead: tuple  # (agent, side, tif, price, qty, keep) of the limit orders instead
+
+
+def resolve_takes(intents: list[tuple], resting, cancelled) -> Takes:
+    """Each take intent (``sim.agents.Orders.take``) against the listed book as its taker
+    sees it when the take arrives: ``resting(side)`` is the book's best five levels of
+    ``side`` (``(order, price, open, account)`` in priority order, as
+    ``book.resting_in_levels`` gives them), less the orders of ``cancelled`` (the step's
+    cancels, which arrive first). A buyer takes from the lowest ask at or under its limit
+    that is not its own (a seller from the highest bid), the order within that level its
+    ``pick`` falls on (any order of a level, no time priority), for its quantity or that
+    order's open quantity if less. Where no order qualifies it sends its limit order
+    instead.
+
+    >>> book = {1: [(7, 6000, 300, 2), (8, 6000, 200, 3)], 2: [(5, 6010, 100, 3)]}
+    >>> intents = [(np.array([3, 2]), np.array([1, 1]), np.array([3, 3]),
+    ...             np.array([6010, 6005]), np.array([500, 50]), np.array([0.9, 0.2]),
+    ...             np.array([True, True]))]
+    >>> t = resolve_takes(intents, book.__getitem__, set())
+    >>> t.target.tolist(), t.qty.tolist(), t.instead[0].tolist()
+    ([7], [300], [2])
+    """
+    cat = lambda k: np.concatenate([part[k] for part in intents])  # noqa: E731
+    agent, side, tif, limit, qty, pick, keep = (cat(k) for k in range(7))
+    books: dict[int, list] = {}
+    taken = np.zeros(len(agent), dtype=bool)
+    target = np.zeros(len(agent), dtype=np.int64)
+    size = np.zeros(len(agent), dtype=np.int64)
+    for i, (a, sd, lim, q, u) in enumerate(zip(agent.tolist(), side.tolist(),
+                                               limit.tolist(), qty.tolist(), pick.tolist())):
+        other = _OPPOSITE[sd]
+        if other not in books:
+            levels: dict[int, list] = {}
+            for order, price, open_qty, account in resting(other):
+                if order not in cancelled:
+                    levels.setdefault(price, []).append((order, open_qty, account))
+            books[other] = list(levels.items())  # best price first
+        for price, orders in books[other]:
+            if (price > lim) if sd == Side.BUY else (price < lim):
+                break  # beyond its limit: nothing further will do
+            mine = [o for o in orders if o[2] != a and o[1] > 0]
+            if mine:
+                order, open_qty, _ = mine[int(u * len(mine))]
+                taken[i], target[i], size[i] = True, order, min(q, open_qty)
+                break
+    rest = ~taken
+    return Takes(agent[taken], side[taken], target[taken], size[taken],
+                 (agent[rest], side[rest], tif[rest], limit[rest], qty[rest], keep[rest]))
+
+
 def step_commands(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, int]:
+                  rng: np.random.Generator, resting=None) -> tuple[np.ndarray, int]:
     """The step's commands (``COMMAND_DTYPE``, account = agent number, order ids
-    ``o<handle>`` with handles from ``next_order``): cancels, then the new orders in a random
-    arrival order, each a microsecond after the last. Agents waiting for their working
-    order's handle get it. Returns the commands and the next free handle."""
+    ``o<handle>`` with handles from ``next_order``): cancels, then the new orders and takes
+    in a random arrival order, each a microsecond after the last. Agents waiting for their
+    working order's handle get it. Take intents are resolved against ``resting`` (see
+    ``resolve_takes``; needed if there are any). Returns the commands and the next free
+    handle."""
     cat = A.Orders.cat
     c_agent, c_order = cat(d.cancel_agent), cat(d.cancel_order)
     agent, side, tif, price, qty = cat(d.agent), cat(d.side), cat(d.tif), cat(d.price), \
         cat(d.qty)
+    n_take = 0
+    if d.takes:
+        if resting is None:
+            raise SimConfigError("take_share > 0 needs the book's resting orders (in-process "
+                                 "runs only)")
+        takes = resolve_takes(d.takes, resting, set(c_order.tolist()))
+        n_take = len(takes.agent)
+        i_agent, i_side, i_tif, i_price, i_qty, i_keep = takes.instead
+        if len(i_agent):
+            # the limit orders sent instead; the ones that become working orders wait too
+            agents.working[i_agent[i_keep], i_side[i_keep] - 1] = -2
+            agent, side, tif, price, qty = (np.concatenate([x, y]) for x, y in (
+                (agent, i_agent), (side, i_side), (tif, i_tif), (price, i_price),
+                (qty, i_qty)))
+        if n_take:
+            # the takes arrive among the new orders: NEW-like rows, the target in ``price``
+            agent, side, price, qty = (np.concatenate([x, y]) for x, y in (
+                (agent, takes.agent), (side, takes.side), (price, takes.target),
+                (qty, takes.qty)))
+            tif = np.concatenate([tif, np.full(n_take, int(TimeInForce.IOC), np.int64)])
     n_cancel, n_new = len(c_agent), len(agent)
     cmds = B.empty_commands(n_cancel + n_new)
     if not len(cmds):
@@ -874,22 +976,24 @@ def step_commands(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
     cmds["order"][:n_cancel] = c_order
     cmds["action"][:n_cancel] = Action.CANCEL
     if n_new:
+        is_take = np.arange(n_new) >= n_new - n_take
         perm = rng.permutation(n_new)
         agent, side, tif, price, qty = agent[perm], side[perm], tif[perm], price[perm], qty[perm]
+        is_take = is_take[perm]
         handles = np.arange(next_order, next_order + n_new)
         new = slice(n_cancel, None)
         cmds["account"][new] = agent
         cmds["order"][new] = handles
-        cmds["action"][new] = Action.NEW
+        cmds["action"][new] = np.where(is_take, int(Action.TAKE), int(Action.NEW))
         cmds["side"][new] = side
-        cmds["type"][new] = OrderType.LIMIT
+        cmds["type"][new] = np.where(is_take, int(OrderType.TAKE), int(OrderType.LIMIT))
         cmds["tif"][new] = tif
         cmds["stp"][new] = Stp.CANCEL_NEWEST
-        cmds["price"][new] = price
+        cmds["price"][new] = price  # a take's: its target (B.TAKE_TARGET)
         cmds["qty"][new] = qty
         # the agents waiting for their working order's handle (marked -2) get it
         col = side - 1
-        waiting = agents.working[agent, col] == -2
+        waiting = (agents.working[agent, col] == -2) & ~is_take
         agents.working[agent[waiting], col[waiting]] = handles[waiting]
         next_order += n_new
     return cmds, next_order

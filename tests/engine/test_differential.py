@@ -102,9 +102,10 @@ def _qty(rnd: random.Random) -> int:
 
 
 def make_stream(seed: int, n: int, prior_closes=(6000,), accounts: int = 4,
-                start: str | None = None, spread: int = 4) -> np.ndarray:
+                start: str | None = None, spread: int = 4, takes: float = 0.0) -> np.ndarray:
     """``n`` raw commands, deterministic in ``seed``; most limit prices within ``spread``
-    ticks of the first prior close."""
+    ticks of the first prior close. ``takes``: the share of rows that are TAKEs (spec §3a;
+    0 draws nothing for them, so the streams without are what they always were)."""
     rnd = random.Random(seed)
     n_instruments = len(prior_closes)
     cmds = empty_commands(n)
@@ -149,7 +150,11 @@ def make_stream(seed: int, n: int, prior_closes=(6000,), accounts: int = 4,
         row["instrument"] = instrument
         prior = prior_closes[instrument]
         a = rnd.random()
-        if a < 0.58 or not news:
+        if takes and news and rnd.random() < takes:
+            _take_row(rnd, row, news, next_id, accounts, n_instruments)
+            if row["order"] == next_id:
+                next_id += 1
+        elif a < 0.58 or not news:
             row["action"] = Action.NEW
             r = rnd.random()
             if news and r < 0.03:
@@ -173,7 +178,7 @@ def make_stream(seed: int, n: int, prior_closes=(6000,), accounts: int = 4,
                                                                                    spread)
             news.append((int(row["order"]), int(row["account"]), int(row["price"]),
                          int(row["qty"]), row["tif"] == TimeInForce.DAY
-                         and row["type"] == OrderType.LIMIT))
+                         and row["type"] == OrderType.LIMIT, int(row["side"])))
             r = rnd.random()
             if r < 0.01:  # MARKET with a tif other than IOC: the edge says MALFORMED
                 row["type"], row["price"] = OrderType.MARKET, NO_PRICE
@@ -192,7 +197,7 @@ def make_stream(seed: int, n: int, prior_closes=(6000,), accounts: int = 4,
             _target(rnd, row, news, next_id, accounts)
         elif a < 0.95:
             row["action"] = Action.AMEND
-            ref, owner, price, qty, _ = _target(rnd, row, news, next_id, accounts)
+            ref, owner, price, qty, *_ = _target(rnd, row, news, next_id, accounts)
             r = rnd.random()
             if r < 0.45 and price != NO_PRICE:
                 row["price"] = price  # same price: in place if not larger
@@ -224,6 +229,46 @@ def make_stream(seed: int, n: int, prior_closes=(6000,), accounts: int = 4,
     return cmds
 
 
+def _take_row(rnd: random.Random, row, news, next_id: int, accounts: int,
+              n_instruments: int) -> None:
+    """A TAKE (spec §3a) at a recent order (often live, often within the best five), an old
+    one or one never entered; from another account mostly, now and then its owner; a
+    quantity up to and past the target's open; edge verdicts and wrong instruments now and
+    then."""
+    row["action"] = Action.TAKE
+    row["type"], row["tif"], row["stp"] = OrderType.TAKE, TimeInForce.IOC, Stp.CANCEL_NEWEST
+    r = rnd.random()
+    row["order"] = rnd.choice(news)[0] if r < 0.03 else next_id  # a used id: DUPLICATE
+    r = rnd.random()
+    recent = [t for t in news[-12:] if t[4]]
+    if r < 0.85 and recent:
+        target = rnd.choice(recent)
+    elif r < 0.95:
+        target = rnd.choice(news)
+    else:
+        target = (next_id + rnd.randint(0, 40) if rnd.random() < 0.5 else NO_REF, 0,
+                  NO_PRICE, 10, False, Side.BUY)
+    row[B.TAKE_TARGET] = target[0]
+    row["account"] = target[1] if rnd.random() < 0.08 else rnd.randrange(accounts)
+    r = rnd.random()
+    # mostly the opposite side of the target
+    row["side"] = (Side.SELL if target[5] == Side.BUY else Side.BUY) if rnd.random() < 0.85 \
+        else target[5]
+    row["qty"] = (rnd.randint(1, max(1, target[3])) if r < 0.8 else
+                  target[3] + rnd.randint(0, 3) if r < 0.95 else rnd.randint(1, 300))
+    if rnd.random() < 0.05:
+        row["instrument"] = rnd.randrange(n_instruments + 1)  # another, or none the book has
+    r = rnd.random()
+    if r < 0.02:
+        row["check"] = Reason.MALFORMED
+    elif r < 0.035:
+        row["check"], row["qty"] = Reason.INVALID_QTY, 0
+    elif r < 0.045:
+        row["check"] = Reason.INVALID_PRICE
+    elif r < 0.055:
+        row["account"] = NO_REF  # unchecked at the edge: the book says MALFORMED
+
+
 def _target(rnd: random.Random, row, news, next_id: int, accounts: int):
     """Point a CANCEL/AMEND at a recent (likely live) order, an old one, or an unknown id,
     mostly from its owner."""
@@ -234,7 +279,7 @@ def _target(rnd: random.Random, row, news, next_id: int, accounts: int):
     elif r < 0.93:
         target = rnd.choice(news)
     else:
-        target = (next_id + rnd.randint(0, 40), 0, NO_PRICE, 10, False)  # never entered (yet)
+        target = (next_id + rnd.randint(0, 40), 0, NO_PRICE, 10, False, 0)  # never entered
     row["order"] = target[0] if rnd.random() > 0.01 else NO_REF  # no id, unchecked
     if rnd.random() < 0.8:
         row["account"] = target[1]
