@@ -198,6 +198,8 @@ class ExchangeServer:
         self.fix_address: tuple[str, int] | None = None
         self.by_account: dict[int, Session] = {}
         self.subscribers: list[set[Session]] = []
+        #: per instrument: the sessions that subscribed to its LISTED orders (MdOrders)
+        self.order_subscribers: list[set[Session]] = []
         self.captured_seq: list[int] = []  # market data released, per channel
         self.queue: list[Session] = []  # sessions with input for the next turn
         self.system: list = []  # (account, message) the exchange sends itself next turn
@@ -277,6 +279,8 @@ class ExchangeServer:
         n = exchange.md.channels
         self.captured_seq = [exchange.md.seq(c) for c in range(n)]
         self.subscribers = [set() for _ in range(n)]
+        self.order_subscribers = [set() for _ in range(n // 2)]
+        exchange.md.touched[:] = 0
 
     def _ledger(self, url, exchange) -> LedgerPublisher | None:
         if url is None:
@@ -482,6 +486,8 @@ class ExchangeServer:
         self.sessions.pop(session.id, None)
         for c in session.subscriptions:
             self.subscribers[c].discard(session)
+            if c % 2 == 0:
+                self.order_subscribers[c // 2].discard(session)
         self.replaying.discard(session)
         if session.account >= 0 and self.by_account.get(session.account) is session:
             del self.by_account[session.account]
@@ -667,6 +673,14 @@ class ExchangeServer:
             self._answer(session, self._balance(session))
         elif cls is P.OrderStatusRequest:
             self._answer(session, self._order_status(session, msg.cl_ord_id))
+        elif cls is P.OrdersRequest:
+            i = self.exchange.instrument_index.get(msg.instrument, -1)
+            if i < 0:
+                self._answer(session, P.AdminAck("OrdersRequest", False,
+                                                 P.GatewayReason.UNKNOWN_INSTRUMENT,
+                                                 f"no instrument {msg.instrument!r}"))
+            else:
+                self._answer(session, self.exchange.md.orders(self.exchange.engine.book, i))
         return False
 
     # -------------------------------------------------------------- queries
@@ -692,6 +706,9 @@ class ExchangeServer:
         self._answer(session, self.exchange.snapshot(c // 2, c % 2))
         session.subscriptions.add(c)  # incrementals from the one after the snapshot on
         self.subscribers[c].add(session)
+        if msg.orders and c % 2 == 0:  # the orders a take may target, now and on change
+            self._answer(session, self.exchange.md.orders(self.exchange.engine.book, c // 2))
+            self.order_subscribers[c // 2].add(session)
 
     def _md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
         c = self._channel(session, msg, "MdReplayRequest")
@@ -725,10 +742,11 @@ class ExchangeServer:
         status, reason, qty, filled, open_qty = ex.engine.book.order_state(handle)
         status = OrderStatus(status)
         if status == OrderStatus.NONE:  # the id was used by an order the engine refused
-            return P.OrderStatus(cl_ord_id, "REJECTED", 0, instrument, report_seq=last)
+            return P.OrderStatus(cl_ord_id, "REJECTED", 0, instrument, report_seq=last,
+                                 order_no=handle)
         return P.OrderStatus(cl_ord_id, "OPEN" if status == OrderStatus.RESTING else status.name,
                              int(reason), instrument, int(o.side[handle]), int(qty), int(filled),
-                             int(open_qty), last)
+                             int(open_qty), last, handle)
 
     def _balance(self, session: Session):
         if not self.exchange.is_account(session.account_name):
@@ -779,6 +797,14 @@ class ExchangeServer:
                     if data is not None:  # else the subscribers see a gap and resync
                         md_parts.append((list(subs), data))
                 captured[c] = seq
+        # the orders a take may target: a complete MdOrders (not a delta, not numbered:
+        # the latest wins) to the order subscribers of every LISTED book the turn changed
+        touched = md.touched
+        for i, subs in enumerate(self.order_subscribers):
+            if touched[2 * i]:
+                touched[2 * i] = 0
+                if subs:
+                    md_parts.append((list(subs), P.encode(md.orders(ex.engine.book, i))))
         ledger = (ex.seq, turn.settled, turn.ledger_ops) if turn is not None and \
             turn.records and self.ledger is not None else None
         return answers, groups, log, md_parts, ending, ledger, oldest
@@ -989,12 +1015,13 @@ def _warm_up(impl: str) -> None:
     account = ex.account_handle("W")
     frames = bytearray(b"".join(P.encode(m) for m in (
         P.NewOrder("b", 0, 1, 10, 6000), P.NewOrder("s", 0, 2, 5, 5990, stp=2),
-        P.Amend("b", 6001, 8), P.Cancel("b"), P.Cancel("x"))))
+        P.Amend("b", 6001, 8), P.Take("t", 0, 2, 1, 0), P.Cancel("b"), P.Cancel("x"))))
     adm.begin(ts)
     adm.take(frames, account, 64, 1 << 30, 1 << 30, lambda frame: False, 8)
     seq.run([(account, DisconnectCancel())])
     out.grouped(len(ex.engine.accounts))
     ex.md.frames(0, 1, ex.md.seq(0))
+    ex.md.orders(ex.engine.book, 0)
 
 
 def parse_start(text: str) -> int:

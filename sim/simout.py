@@ -39,23 +39,7 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
     cmds = r.commands
     paths = []
 
-    rows = [HEADER]
-    for ts, action, account, ref, side, typ, tif, price, qty in zip(
-            cmds["ts"].tolist(), cmds["action"].tolist(), cmds["account"].tolist(),
-            cmds["order"].tolist(), cmds["side"].tolist(), cmds["type"].tolist(),
-            cmds["tif"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist()):
-        if action == Action.NEW:
-            market = typ == OrderType.MARKET
-            rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
-                         OrderType(typ).name, TimeInForce(tif).name,
-                         "" if market else format_fen(price), qty, ""])
-        elif action == Action.AMEND:  # user agents amend; the built-in ones never do
-            rows.append([format_time(ts), names[account], "AMEND", order(ref), "", "", "",
-                         format_fen(price), qty, ""])
-        else:
-            rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
-                         "", "", ""])
-    paths.append(write_table(out / "commands.csv", rows))
+    paths.append(write_table(out / "commands.csv", command_rows(cmds, names, order)))
 
     paths.append(write_table(out / "accounts.csv", account_rows(r.agents, r.config.instrument)))
 
@@ -88,6 +72,36 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
         paths.append(path)
     paths.append(write_summary(r, out))
     return paths
+
+
+def command_rows(cmds: np.ndarray, names, order) -> list[list]:
+    """``commands.csv``: the commands (``COMMAND_DTYPE``) in the order file format (spec §8),
+    ``names`` the account names by handle, ``order(handle)`` the order ids. With any TAKE
+    among them the file has the optional column ``target`` (the order id a take takes
+    from; empty on other rows); a TAKE row has no price (it trades at its target's)."""
+    with_target = bool((cmds["action"] == Action.TAKE).any())
+    rows = [HEADER + (["target"] if with_target else [])]
+    tail = [""] if with_target else []
+    for ts, action, account, ref, side, typ, tif, price, qty in zip(
+            cmds["ts"].tolist(), cmds["action"].tolist(), cmds["account"].tolist(),
+            cmds["order"].tolist(), cmds["side"].tolist(), cmds["type"].tolist(),
+            cmds["tif"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist()):
+        if action == Action.NEW:
+            market = typ == OrderType.MARKET
+            rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
+                         OrderType(typ).name, TimeInForce(tif).name,
+                         "" if market else format_fen(price), qty, ""] + tail)
+        elif action == Action.TAKE:  # the target's handle rides in the price field
+            rows.append([format_time(ts), names[account], "TAKE", order(ref), Side(side).name,
+                         OrderType.TAKE.name, TimeInForce.IOC.name, "", qty, "",
+                         order(price)])
+        elif action == Action.AMEND:  # user agents amend; the built-in ones never do
+            rows.append([format_time(ts), names[account], "AMEND", order(ref), "", "", "",
+                         format_fen(price), qty, ""] + tail)
+        else:
+            rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
+                         "", "", ""] + tail)
+    return rows
 
 
 #: ``agents.csv``'s columns; of them, ``AGENT_MONEY`` are CNY (fen inside), the rest text

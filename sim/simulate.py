@@ -37,7 +37,8 @@ from engine.accounts import CA_RESERVED, CA_TOTAL, HD_PENDING, HD_RESERVED, HD_T
 from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side, Stp, \
     TimeInForce
 from engine.orderfile import parse_prior_close
-from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, PM_OPEN_US
+from engine.rules import AM_CLOSE_US, AM_OPEN_US, DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, \
+    PM_OPEN_US
 from engine.tradingdays import TradingCalendar, date_of_day, day_of_date
 from engine.units import format_fen
 from ledger.opening import OpeningBalance, open_balances
@@ -704,6 +705,11 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
         ledger.record_obligations(cov.obligations)
     bal = engine.balances
     book = engine.book
+
+    def resting(side: int) -> list:
+        """What a taker sees: the listed book's best five levels of ``side``, order by order."""
+        return book.resting_in_levels(0, Segment.LISTED, side, MARKET_DEPTH_LEVELS)
+
     n_agents = len(agents)
     # accounts were opened in agent order: an agent's number is its engine account handle
     assert engine.accounts.find(agents.names[-1]) == n_agents - 1
@@ -1062,7 +1068,7 @@ def summarize(r: SimResult, crossed: int = 0) -> dict:
         cols = [B.TRADE_ID, B.TS, B.SEGMENT, B.PRICE, B.QTY, B.ORDER, B.ORDER2, B.ACCOUNT,
                 B.ACCOUNT2, B.SIDE]
         checksum.update(np.ascontiguousarray(trades[:, cols]).tobytes())
-    return {
+    out = {
         "seed": r.config.seed,
         "days": len(r.days),
         "first_day": r.days[0].date if r.days else None,
@@ -1089,6 +1095,42 @@ def summarize(r: SimResult, crossed: int = 0) -> dict:
         "trade_checksum": checksum.hexdigest(),
         "seconds": round(r.seconds, 2),
     }
+    if takes_configured(r.config):
+        out["takes"] = take_summary(r)
+    return out
+
+
+#: the configuration's tables with a ``take_share``
+TAKE_SECTIONS = ("covered_entity", "noise_trader", "individual", "institution")
+
+
+def takes_configured(cfg: SimConfig) -> bool:
+    """Whether any agent kind sends targeted takes (a ``take_share`` above 0)."""
+    return any(getattr(cfg, section).take_share > 0 for section in TAKE_SECTIONS)
+
+
+def take_summary(r: SimResult) -> dict:
+    """``summary.json``'s ``takes``: TAKE commands sent, their trades and tonnes (each take
+    trades once, at its target's price, as the aggressor), their share of the listed volume,
+    and their rejects by reason."""
+    cmds, trades = r.commands, r.trades
+    is_take = cmds["action"] == Action.TAKE
+    volume = n_trades = listed = 0
+    if len(trades):
+        aggressor = np.where(trades[:, B.SIDE] == Side.BUY, trades[:, B.ORDER],
+                             trades[:, B.ORDER2])
+        mine = np.isin(aggressor, cmds["order"][is_take])
+        n_trades, volume = int(mine.sum()), int(trades[mine, B.QTY].sum())
+        listed = int(trades[trades[:, B.SEGMENT] == Segment.LISTED, B.QTY].sum())
+    rejects: dict[str, int] = {}
+    rows = r.rejects[r.rejects[:, 0] >= 0] if len(r.rejects) else r.rejects
+    for i, reason in rows.tolist():
+        if is_take[i]:
+            name = Reason(reason).name
+            rejects[name] = rejects.get(name, 0) + 1
+    return {"sent": int(is_take.sum()), "trades": n_trades, "volume_t": volume,
+            "listed_volume_share_pct": round(100 * volume / listed, 2) if listed else 0.0,
+            "rejects": dict(sorted(rejects.items()))}
 
 
 def agent_results(r: SimResult) -> list[dict]:
@@ -1099,7 +1141,8 @@ def agent_results(r: SimResult) -> list[dict]:
     n = len(r.agents)
     bal = r.engine.balances
     cmds, trades = r.commands, r.trades
-    orders = np.bincount(cmds["account"][cmds["action"] == Action.NEW], minlength=n)[:n]
+    sent = (cmds["action"] == Action.NEW) | (cmds["action"] == Action.TAKE)
+    orders = np.bincount(cmds["account"][sent], minlength=n)[:n]
     if len(trades):
         buyer, seller, qty = trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2], trades[:, B.QTY]
         n_trades = np.bincount(buyer, minlength=n)[:n] + np.bincount(seller, minlength=n)[:n]
