@@ -10,11 +10,13 @@ embedding API; ``engine.messages`` holds its command and event Structs.
 from .accounts import AccountError, Accounts, RiskConfig
 from .api import Engine, Names
 from .codes import (
-    AccountType, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
+    AccountType, Action, EventKind, OrderStatus, OrderType, QuoteEnd, Reason, Segment, Side, Stp,
+    TimeInForce,
 )
 from .errors import BookIntegrityError, EngineConfigError
 from .messages import (
     AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder, TakeOrder,
+    BlockQuote, BlockCounter, BlockAccept, BlockWithdraw, QuoteUpdated, QuoteEnded,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
     TradeExecuted,
 )
@@ -22,9 +24,10 @@ from .tradingdays import TradingCalendar, format_time, parse_time
 
 __all__ = [
     "AccountBalance", "AccountError", "AccountType", "Accounts", "HoldingBalance", "RiskConfig",
-    "Action", "AmendOrder", "BookIntegrityError", "BookLevel", "CancelOrder", "ClockTick", "TakeOrder",
+    "Action", "AmendOrder", "BookIntegrityError", "BookLevel", "CancelOrder", "ClockTick", "TakeOrder", "BlockQuote", "BlockCounter", "BlockAccept",
+    "BlockWithdraw", "QuoteUpdated", "QuoteEnded",
     "Command", "DayClosed", "Engine", "EngineConfigError", "Event", "EventKind", "Names",
     "NewOrder", "OrderAccepted", "OrderAmended", "OrderCancelled", "OrderExpired",
-    "OrderRejected", "OrderState", "OrderStatus", "OrderType", "Reason", "Segment", "Side",
+    "OrderRejected", "OrderState", "OrderStatus", "OrderType", "QuoteEnd", "Reason", "Segment", "Side",
     "Stp", "TimeInForce", "TradeExecuted", "TradingCalendar", "format_time", "parse_time",
 ]

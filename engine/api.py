@@ -31,22 +31,26 @@ from .accounts import (
     Accounts, RiskConfig, check_reservations,
 )
 from .book import Book, make_book, state_hash
-from .checks import new_order_codes_valid, order_check, take_check
+from .checks import new_order_codes_valid, order_check, take_check, terms_check
 from .codes import (
-    AccountType, HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason,
+    AccountType, HUGE_PRICE, NO_PRICE, NO_REF, NO_TIME, Action, EventKind, OrderStatus, OrderType,
+    QuoteEnd, Reason,
     Segment, Side, Stp, TimeInForce,
 )
 from .errors import EngineConfigError
 from .messages import (
     AccountBalance, HoldingBalance, AmendOrder, BookLevel, CancelOrder, ClockTick, Command, DayClosed, Event, NewOrder,
     OrderAccepted, OrderAmended, OrderCancelled, OrderExpired, OrderRejected, OrderState,
+    BlockAccept, BlockCounter, BlockQuote, BlockWithdraw, QuoteEnded, QuoteState, QuoteUpdated,
     RestingOrder, TakeOrder, TradeExecuted,
 )
 from .rules import DAY_CLOSE_US, DAY_US
 from .tradingdays import TradingCalendar, date_of_day
 
 _ACTION_NAMES = {NewOrder: "NEW", CancelOrder: "CANCEL", AmendOrder: "AMEND", TakeOrder: "TAKE",
-                 ClockTick: "TICK"}
+                 BlockQuote: "BLOCK_QUOTE", BlockCounter: "BLOCK_COUNTER",
+                 BlockAccept: "BLOCK_ACCEPT", BlockWithdraw: "BLOCK_WITHDRAW", ClockTick: "TICK"}
+_NEGOTIATION = (BlockQuote, BlockCounter, BlockAccept, BlockWithdraw)
 
 
 class Names:
@@ -224,6 +228,8 @@ class Engine:
         if isinstance(c, ClockTick):
             row["action"] = Action.TICK
             return
+        if isinstance(c, _NEGOTIATION):
+            return self._encode_negotiation(row, c)
         if not isinstance(c, (NewOrder, CancelOrder, AmendOrder, TakeOrder)):
             row["action"] = Action.UNKNOWN
             row["check"] = Reason.MALFORMED
@@ -273,6 +279,36 @@ class Engine:
                 row["price"] = min(c.price, HUGE_PRICE)
         row["check"] = check
 
+    def _encode_negotiation(self, row, c) -> None:
+        """A BLOCK_* command's row (spec §3b), with the edge's verdict on its own fields."""
+        well_formed = bool(c.account) and bool(c.quote_id)
+        if c.account:
+            row["account"] = self.accounts.handle(c.account)
+        qty_given = getattr(c, "qty", None) is not None
+        price_given = getattr(c, "price", None) is not None
+        if isinstance(c, BlockQuote):
+            row["action"] = Action.BLOCK_QUOTE
+            if c.quote_id:
+                row["order"] = self.orders.handle(c.quote_id)
+            instrument = self._instrument_index.get(c.instrument or self.instruments[0])
+            row["instrument"] = instrument or 0
+            row["side"] = c.side if int(c.side) in (Side.BUY, Side.SELL) else 0
+            well_formed = well_formed and instrument is not None and row["side"] != 0 and \
+                qty_given and price_given
+            row["peer"] = self.accounts.handle(c.counterparty) if c.counterparty else NO_REF
+        else:
+            row["action"] = {BlockCounter: Action.BLOCK_COUNTER, BlockAccept: Action.BLOCK_ACCEPT,
+                             BlockWithdraw: Action.BLOCK_WITHDRAW}[type(c)]
+            row["order"] = self.orders.find(c.quote_id)
+            if isinstance(c, BlockCounter):
+                well_formed = well_formed and (qty_given or price_given)
+        qty, price = _whole(getattr(c, "qty", None)), _whole(getattr(c, "price", None))
+        check = terms_check(well_formed, qty_given, qty, price_given, price)
+        if check == Reason.NONE:
+            row["qty"] = qty if qty_given else 0
+            row["price"] = min(price, HUGE_PRICE) if price_given else NO_PRICE
+        row["check"] = check
+
     def decode(self, raw: np.ndarray, actions: list[str] | None = None) -> list[Event]:
         """Event rows as Structs. ``actions`` names each command's action for rejects."""
         out: list[Event] = []
@@ -292,6 +328,19 @@ class Engine:
                 action = actions[row[B.CMD]] if actions else Action(row[B.REJECTED_ACTION]).name
                 out.append(OrderRejected(ts, row[B.CMD], action, orders(row[B.ORDER]),
                                          accounts(row[B.ACCOUNT]), Reason(row[B.REASON])))
+                continue
+            if kind in (EventKind.QUOTE, EventKind.QUOTE_ENDED):
+                peer = row[B.QUOTE_COUNTERPARTY]
+                parts = (ts, orders(row[B.ORDER]), instruments[row[B.INSTRUMENT]],
+                         accounts(row[B.QUOTE_MAKER]), accounts(peer) if peer >= 0 else "",
+                         Side(row[B.SIDE]), row[B.PRICE], row[B.QTY])
+                if kind == EventKind.QUOTE:
+                    out.append(QuoteUpdated(*parts, Action(row[B.QUOTE_ACTION]).name,
+                                            accounts(row[B.QUOTE_PROPOSER])))
+                else:
+                    by = row[B.QUOTE_ENDED_BY]
+                    out.append(QuoteEnded(*parts, QuoteEnd(row[B.QUOTE_END]),
+                                          accounts(by) if by >= 0 else ""))
                 continue
             if kind == EventKind.DAY_CLOSED:
                 out.append(DayClosed(
@@ -369,6 +418,22 @@ class Engine:
                 for ref, price, open_qty, account in self.book.resting_in_levels(
                     self._index(instrument), segment, side, levels)]
 
+    def quotes(self, account: str | None = None) -> list[QuoteState]:
+        """Live negotiated block quotes (spec §3b), in the order made: with ``account``,
+        the public ones and those it is a party to (what that account may see); without,
+        every one."""
+        who = NO_REF if account is None else self.accounts.find(account)
+        name, acc = self.orders.name, self.accounts.name
+        out = []
+        for q in sorted(self.book.negotiations.live.values(), key=lambda q: q.seq):
+            if account is not None and not (q.counterparty == NO_REF or who in (
+                    q.maker, q.counterparty)):
+                continue
+            out.append(QuoteState(name(q.ref), self.instruments[q.instrument], acc(q.maker),
+                                  acc(q.counterparty) if q.counterparty >= 0 else "",
+                                  Side(q.side), q.price, q.qty, acc(q.proposer)))
+        return out
+
     def band(self, instrument: str = "", segment: Segment = Segment.LISTED) -> tuple[int, int]:
         """Today's accepted limit prices (lower, upper) in fen, inclusive."""
         return self.book.band(self._index(instrument), segment)
@@ -402,7 +467,7 @@ class Engine:
         """The book's invariants, and with accounts, that reservations match open orders."""
         self.book.check_invariants()
         if self.balances is not None:
-            check_reservations(self.balances, self.book.resting_orders())
+            check_reservations(self.balances, self.book.reservations())
 
 
 def _whole(x) -> int:

@@ -23,6 +23,16 @@ price         limit price in fen (``NO_PRICE`` for MARKET); for TAKE the target
 qty           tonnes
 ============  =======================================================================
 
+peer          BLOCK_QUOTE: the counterparty's account handle (``NO_REF``: a public quote);
+              other actions ignore it (it sits in what was the row's padding, so the row
+              is 48 bytes as before and older journals read back with 0 here)
+
+Negotiated block agreements (spec §3b): BLOCK_QUOTE rows carry the new quote's handle in
+``order`` (from the order ids' space) and side, price, qty, instrument, peer; BLOCK_COUNTER
+the quote's handle and the new terms (``NO_PRICE`` / 0 for "unchanged"); BLOCK_ACCEPT the
+quote's handle and, optionally, the terms accepted (``NO_PRICE`` / 0: whatever they are
+now); BLOCK_WITHDRAW the quote's handle.
+
 A TAKE row is a NEW's with ``type`` TAKE, ``tif`` IOC and the target in ``price``: a take
 has no limit price of its own (it trades at its target's), so the field carries the target.
 
@@ -43,6 +53,13 @@ Structs. Per kind:
 - EXPIRED: as CANCELLED, without a reason; TS is 15:00 of the day that ended.
 - AMENDED: ORDER, ACCOUNT, INSTRUMENT, SEGMENT, SIDE, PRICE = new price, QTY = new open
   quantity, AUX1 = 1 if time priority was kept, AUX2 = open quantity before.
+- QUOTE: ORDER = the quote, ACCOUNT = its maker, ACCOUNT2 = the counterparty (``NO_REF``
+  while public), INSTRUMENT, SEGMENT (BLOCK), SIDE = the maker's side, PRICE, QTY = the
+  terms now, AUX1 = the action (BLOCK_QUOTE or BLOCK_COUNTER), AUX2 = who made these terms.
+- QUOTE_ENDED: as QUOTE with the last terms; AUX1 = ``QuoteEnd``, AUX2 = the account that
+  ended it (``NO_REF`` on expiry; TS is then 15:00 of the day). An accepted quote's TRADE
+  (SEGMENT BLOCK, both order columns the quote, the acceptor the aggressor, both open
+  quantities 0) comes just before it.
 - DAY_CLOSED: INSTRUMENT, ORDER = day number, PRICE = closing price, AUX1 = prior close,
   QTY = LISTED volume, AUX2 = BLOCK volume, ACCOUNT = LISTED turnover (fen),
   ACCOUNT2 = BLOCK turnover (fen); TS is 15:00 of that day.
@@ -67,6 +84,7 @@ COMMAND_DTYPE = np.dtype(
         ("type", np.int8),
         ("tif", np.int8),
         ("stp", np.int8),
+        ("peer", np.int32),
     ],
     align=True,
 )
@@ -137,10 +155,20 @@ DAY_LISTED_TURNOVER = ACCOUNT  # fen
 DAY_BLOCK_TURNOVER = ACCOUNT2  # fen
 
 
+# QUOTE and QUOTE_ENDED
+QUOTE_MAKER = ACCOUNT
+QUOTE_COUNTERPARTY = ACCOUNT2
+QUOTE_ACTION = AUX1  # QUOTE: the Action that set these terms
+QUOTE_PROPOSER = AUX2  # QUOTE: who made these terms
+QUOTE_END = AUX1  # QUOTE_ENDED: QuoteEnd
+QUOTE_ENDED_BY = AUX2  # QUOTE_ENDED: the account that ended it (NO_REF: expired)
+
+
 def empty_commands(n: int) -> np.ndarray:
-    """A zeroed command array of ``n`` rows (``NO_REF`` order/account, ``NO_PRICE``)."""
+    """A zeroed command array of ``n`` rows (``NO_REF`` order/account/peer, ``NO_PRICE``)."""
     cmds = np.zeros(n, dtype=COMMAND_DTYPE)
     cmds["order"] = -1
     cmds["account"] = -1
     cmds["price"] = -1
+    cmds["peer"] = -1
     return cmds

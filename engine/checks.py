@@ -113,6 +113,25 @@ def take_check(well_formed: bool, qty: int, price_given: bool) -> Reason:
 
 
 @_check
+def terms_check(well_formed: bool, qty_given: bool, qty: int, price_given: bool,
+                price: int) -> Reason:
+    """The edge's verdict on a negotiation's terms (spec §3b): MALFORMED, then INVALID_QTY
+    for a quantity given that is not 1 .. MAX_QTY, then INVALID_PRICE for a price given
+    that is not positive (a BLOCK_QUOTE must give both: the caller's ``well_formed``).
+
+    >>> terms_check(True, False, 0, True, 6000).name, terms_check(True, True, 0, False, 0).name
+    ('NONE', 'INVALID_QTY')
+    """
+    if not well_formed:
+        return Reason.MALFORMED
+    if qty_given and not qty_valid(qty):
+        return Reason.INVALID_QTY
+    if price_given and price <= 0:
+        return Reason.INVALID_PRICE
+    return Reason.NONE
+
+
+@_check
 def names_order(order: int, account: int, instrument: int, n_instruments: int) -> bool:
     """Whether a NEW row names an order id, an account and an instrument the book has (as
     handles: ``NO_REF`` is none); a book rejects one that does not MALFORMED.

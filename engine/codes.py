@@ -53,6 +53,11 @@ class Action(IntEnum):
     AMEND = 3
     TICK = 4
     TAKE = 5  # a targeted take: trade with one named resting LISTED order (spec §3a)
+    # negotiated block agreements (spec §3b), beside the BLOCK book
+    BLOCK_QUOTE = 6  # propose terms: side, price, qty, to one counterparty or to all
+    BLOCK_COUNTER = 7  # new terms on a live quote, from either party
+    BLOCK_ACCEPT = 8  # the party that did not make the latest terms accepts them: a trade
+    BLOCK_WITHDRAW = 10  # either party ends the negotiation
     UNKNOWN = 9  # the row named an action we do not know: rejected MALFORMED
 
 
@@ -88,6 +93,11 @@ class Reason(IntEnum):
     NO_LIQUIDITY = 22
     FOK_NOT_FILLABLE = 23
     SELF_TRADE = 24
+    # rejects of a negotiated block agreement's commands (spec §3b)
+    UNKNOWN_QUOTE = 30  # not a live quote, or the account is not a party to it
+    UNKNOWN_COUNTERPARTY = 31  # a quote addressed to its maker, or (accounts on) to nobody
+    NOT_YOUR_TURN = 32  # accepting the terms one made oneself
+    TERMS_CHANGED = 33  # an accept whose stated terms are not the latest
 
 
 class AccountType(IntEnum):
@@ -118,6 +128,16 @@ class EventKind(IntEnum):
     EXPIRED = 5  # an order still resting at 15:00 expired
     AMENDED = 6  # an AMEND was applied to a resting order
     DAY_CLOSED = 7  # a trading day ended: its closing price and totals
+    QUOTE = 8  # a block quote was made or countered: its terms now
+    QUOTE_ENDED = 9  # a block quote ended: accepted (after its TRADE), withdrawn or expired
+
+
+class QuoteEnd(IntEnum):
+    """How a negotiated block quote ended (QUOTE_ENDED events)."""
+
+    ACCEPTED = 1
+    WITHDRAWN = 2
+    EXPIRED = 3  # open at 15:00
 
 
 #: Sentinel for "no price" (MARKET orders, empty sides). Never a valid price.

@@ -21,7 +21,7 @@ from typing import Union
 
 import msgspec
 
-from .codes import OrderType, Reason, Segment, Side, Stp, TimeInForce
+from .codes import OrderType, QuoteEnd, Reason, Segment, Side, Stp, TimeInForce
 
 
 class NewOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
@@ -71,13 +71,60 @@ class TakeOrder(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     instrument: str = ""  # empty: the engine's first instrument
 
 
+class BlockQuote(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Propose a negotiated block agreement (spec §3b): ``side``, ``qty`` (100,000 ..
+    100,000,000 t) at ``price`` (fen, within the BLOCK band), to ``counterparty`` (an
+    account) or, empty, to every participant (the public board). ``quote_id`` is new, from
+    the order ids' space."""
+
+    ts_us: int
+    account: str
+    quote_id: str
+    side: Side
+    qty: int
+    price: int
+    counterparty: str = ""
+    instrument: str = ""
+
+
+class BlockCounter(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """New terms on a live quote, from either party: a new ``price`` and/or ``qty`` (None:
+    as now)."""
+
+    ts_us: int
+    account: str
+    quote_id: str
+    price: int | None = None
+    qty: int | None = None
+
+
+class BlockAccept(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """Accept the latest terms of a quote (made by the other party): one BLOCK trade.
+    ``price`` and ``qty``, when given, must be those terms (else TERMS_CHANGED)."""
+
+    ts_us: int
+    account: str
+    quote_id: str
+    price: int | None = None
+    qty: int | None = None
+
+
+class BlockWithdraw(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """End a negotiation (either party; a public quote: its maker)."""
+
+    ts_us: int
+    account: str
+    quote_id: str
+
+
 class ClockTick(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     """Move the clock only (ends the day when it reaches 15:00)."""
 
     ts_us: int
 
 
-Command = Union[NewOrder, CancelOrder, AmendOrder, TakeOrder, ClockTick]
+Command = Union[NewOrder, CancelOrder, AmendOrder, TakeOrder, BlockQuote, BlockCounter,
+                BlockAccept, BlockWithdraw, ClockTick]
 
 
 class OrderAccepted(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
@@ -173,9 +220,42 @@ class DayClosed(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
     block_turnover: int
 
 
+class QuoteUpdated(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """A block quote was made (``action`` BLOCK_QUOTE) or countered (BLOCK_COUNTER): its
+    terms now, made by ``by``. ``counterparty`` is empty while the quote is public;
+    ``side`` is the maker's."""
+
+    ts_us: int
+    quote_id: str
+    instrument: str
+    maker: str
+    counterparty: str
+    side: Side
+    price: int
+    qty: int
+    action: str
+    by: str
+
+
+class QuoteEnded(msgspec.Struct, frozen=True, tag=True, tag_field="kind"):
+    """A block quote ended: ``how`` ACCEPTED (its TRADE just before), WITHDRAWN or EXPIRED
+    (at 15:00), ``by`` whom (empty on expiry); the terms last on the table."""
+
+    ts_us: int
+    quote_id: str
+    instrument: str
+    maker: str
+    counterparty: str
+    side: Side
+    price: int
+    qty: int
+    how: QuoteEnd
+    by: str
+
+
 Event = Union[
     OrderAccepted, OrderRejected, TradeExecuted, OrderCancelled, OrderExpired, OrderAmended,
-    DayClosed,
+    DayClosed, QuoteUpdated, QuoteEnded,
 ]
 
 
@@ -198,6 +278,20 @@ class RestingOrder(msgspec.Struct, frozen=True, array_like=True):
     price: int
     open: int
     account: str
+
+
+class QuoteState(msgspec.Struct, frozen=True):
+    """A live negotiated block quote (``engine.api.Engine.quotes``): the maker's side, the
+    terms now and who made them; ``counterparty`` empty while public."""
+
+    quote_id: str
+    instrument: str
+    maker: str
+    counterparty: str
+    side: Side
+    price: int
+    qty: int
+    by: str
 
 
 class BookLevel(msgspec.Struct, frozen=True, array_like=True):

@@ -5,10 +5,13 @@ command whose ``check`` holds any reject the row earns on its own (MALFORMED, IN
 INVALID_PRICE). ``run_match`` feeds the commands to either book in one batch and
 ``write_results`` writes ``trades.csv``, ``orders.csv``, ``rejects.csv`` and ``days.csv``.
 
-Optional columns after the ten (``EXTRA_COLUMNS``, either or both, in any order):
-``instrument`` names the instrument of each NEW or TAKE row (several allowance vintages in
-one file; without it every row trades the one instrument given), ``target`` the order_id a
-TAKE row takes from (spec §3a).
+Optional columns after the ten (``EXTRA_COLUMNS``, any of them, in any order):
+``instrument`` names the instrument of each NEW, TAKE or BLOCK_QUOTE row (several allowance
+vintages in one file; without it every row trades the one instrument given), ``target`` the
+order_id a TAKE row takes from (spec §3a), ``counterparty`` the account a BLOCK_QUOTE is
+addressed to (spec §3b; empty: a public quote). A file with negotiation rows (BLOCK_QUOTE,
+BLOCK_COUNTER, BLOCK_ACCEPT, BLOCK_WITHDRAW; their ``order_id`` is the quote's id) also
+gets ``quotes.csv``.
 
 >>> fen = parse_price("60.105"), parse_price("60.100"), parse_price("0.00"), parse_price("6e1")
 >>> fen
@@ -29,22 +32,26 @@ from .units import format_fen
 from . import batch as B
 from .api import Names
 from .book import make_book
-from .checks import new_order_codes_valid, order_check, qty_valid, take_check
+from .checks import new_order_codes_valid, order_check, qty_valid, take_check, terms_check
 from .codes import (
-    HUGE_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side,
-    Stp, TimeInForce,
+    HUGE_PRICE, NO_TIME, Action, EventKind, OrderStatus, OrderType, QuoteEnd, Reason, Segment,
+    Side, Stp, TimeInForce,
 )
 from .errors import EngineConfigError
 from .tradingdays import TradingCalendar, date_of_day, format_time, parse_time
 
 HEADER = ["time", "account", "action", "order_id", "side", "type", "tif", "price", "qty", "stp"]
 #: the optional columns that may follow HEADER, each at most once, in any order
-EXTRA_COLUMNS = ("instrument", "target")
+EXTRA_COLUMNS = ("instrument", "target", "counterparty")
 
 _QTY_RE = re.compile(r"^[0-9]+$", re.ASCII)
 _PRICE_RE = re.compile(r"^([0-9]+)(?:\.([0-9]+))?$", re.ASCII)
 _ACTIONS = {"NEW": Action.NEW, "CANCEL": Action.CANCEL, "AMEND": Action.AMEND,
-            "TAKE": Action.TAKE}
+            "TAKE": Action.TAKE, "BLOCK_QUOTE": Action.BLOCK_QUOTE,
+            "BLOCK_COUNTER": Action.BLOCK_COUNTER, "BLOCK_ACCEPT": Action.BLOCK_ACCEPT,
+            "BLOCK_WITHDRAW": Action.BLOCK_WITHDRAW}
+_NEGOTIATION = (Action.BLOCK_QUOTE, Action.BLOCK_COUNTER, Action.BLOCK_ACCEPT,
+                Action.BLOCK_WITHDRAW)
 _SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 _TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
 _TIFS = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
@@ -92,6 +99,7 @@ class OrderFile:
     instruments: list[str] = field(default_factory=list)
     has_instrument_column: bool = False
     columns: list[str] = field(default_factory=list)  # the optional columns, in file order
+    has_negotiation: bool = False  # a BLOCK_* row: quotes.csv is written too
 
 
 def read_csv_rows(path: str | os.PathLike, what: str, header: list[str],
@@ -110,7 +118,7 @@ def read_order_file(path: str | os.PathLike, instruments: list[str]) -> OrderFil
             not set(extra) <= set(EXTRA_COLUMNS):
         raise OrderFileError(
             f"{path}: wrong header {','.join(rows[0])!r}, expected {','.join(HEADER)}"
-            " (optionally followed by ,instrument and/or ,target)")
+            " (optionally followed by ,instrument ,target ,counterparty, each at most once)")
     body = [r for r in rows[1:] if r]  # blank lines are not rows
     return parse_rows(body, instruments, columns=extra)
 
@@ -146,7 +154,7 @@ def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
     row["action"] = action
     if account:
         row["account"] = out.accounts.handle(account)
-    if action in (Action.NEW, Action.TAKE) and order_id:
+    if action in (Action.NEW, Action.TAKE, Action.BLOCK_QUOTE) and order_id:
         row["order"] = out.orders.handle(order_id)
     elif order_id:
         row["order"] = out.orders.find(order_id)
@@ -169,6 +177,28 @@ def _parse_row(row, f: list[str], out: OrderFile, index: dict[str, int],
         if check == Reason.NONE:
             row["qty"] = q
             row[B.TAKE_TARGET] = out.orders.find(target)  # not seen yet: NO_REF
+        row["check"] = check
+        return
+    if action in _NEGOTIATION:
+        # §3b: a quote needs side, price and qty; a counter a price and/or a qty; an accept
+        # may state the terms it accepts; type, tif and stp are not their fields (ignored)
+        out.has_negotiation = True
+        q, p = parse_qty(qty) if qty else None, parse_price(price) if price else None
+        if action == Action.BLOCK_QUOTE:
+            row["instrument"] = instrument or 0
+            row["side"] = _SIDES.get(side, 0)
+            well_formed = (well_formed and instrument is not None and row["side"] != 0
+                           and bool(qty) and bool(price))
+            peer = f[at["counterparty"]] if "counterparty" in at else ""
+            row["peer"] = out.accounts.handle(peer) if peer else -1
+        elif action == Action.BLOCK_COUNTER:
+            well_formed = well_formed and bool(qty or price)
+        elif action == Action.BLOCK_WITHDRAW:
+            qty = price = ""
+        check = terms_check(well_formed, qty != "", q or 0, price != "", p or 0)
+        if check == Reason.NONE:
+            row["qty"] = q or 0
+            row["price"] = p if price else -1
         row["check"] = check
         return
     if action == Action.NEW:
@@ -204,6 +234,7 @@ class MatchResult:
     days: list[list[str]]
     events: np.ndarray | None = None  # the raw event rows (the ledger settles from them)
     book: object = None
+    quotes: list[list[str]] | None = None  # quotes.csv, when the file negotiates (§3b)
 
 
 def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba",
@@ -224,7 +255,7 @@ def run_match(order_file: OrderFile, prior_closes: list[int], impl: str = "numba
         if accounts is not None:
             from .accounts import check_reservations
 
-            check_reservations(accounts, book.resting_orders())
+            check_reservations(accounts, book.reservations())
     result = _results(order_file, book, events)
     result.events, result.book = events, book
     return result
@@ -242,9 +273,23 @@ def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
     days = [["date", "prior_close", "close", "listed_volume", "block_volume", "listed_turnover",
              "block_turnover"] + extra]
     accepted = []
+    quotes: dict[int, list[str]] = {}  # quote handle -> its row, in the order made
     for row in events.tolist():
         kind = row[B.KIND]
         tail = [instruments[row[B.INSTRUMENT]]] if multi else []
+        if kind in (EventKind.QUOTE, EventKind.QUOTE_ENDED):
+            peer = row[B.QUOTE_COUNTERPARTY]
+            q = quotes.setdefault(row[B.ORDER], [orders(row[B.ORDER]), "", "", "", "", "",
+                                                 "LIVE", "", "-1"] + tail)
+            q[1:6] = [accounts(row[B.QUOTE_MAKER]), accounts(peer) if peer >= 0 else "",
+                      Side(row[B.SIDE]).name, format_fen(row[B.PRICE]), str(row[B.QTY])]
+            if kind == EventKind.QUOTE:
+                q[8] = str(int(q[8]) + 1)  # the quote itself counts -1 + 1 = 0 counters
+            else:
+                by = row[B.QUOTE_ENDED_BY]
+                q[6] = QuoteEnd(row[B.QUOTE_END]).name
+                q[7] = accounts(by) if by >= 0 else ""
+            continue
         if kind == EventKind.TRADE:
             trades.append([
                 str(row[B.TRADE_ID]), format_time(row[B.TS]), Segment(row[B.SEGMENT]).name,
@@ -271,7 +316,11 @@ def _results(f: OrderFile, book, events: np.ndarray) -> MatchResult:
         number, figures, _ = day
         for name, fig in zip(instruments, figures):
             days.append(_day_row(number, *fig) + ([name] if multi else []))
-    return MatchResult(trades, order_rows, rejects, days)
+    quote_rows = None
+    if f.has_negotiation:
+        quote_rows = [["quote_id", "maker", "counterparty", "side", "price", "qty", "status",
+                       "ended_by", "counters"] + extra] + list(quotes.values())
+    return MatchResult(trades, order_rows, rejects, days, quotes=quote_rows)
 
 
 def _day_row(day, prior_close, close, listed_volume, block_volume, listed_turnover,
@@ -288,8 +337,11 @@ def write_results(result: MatchResult, out_dir: str | os.PathLike) -> list[Path]
     except OSError as e:
         raise OrderFileError(f"{out_dir}: cannot create output directory: {e.strerror}") from None
     paths = []
-    for name, rows in (("trades", result.trades), ("orders", result.orders),
-                       ("rejects", result.rejects), ("days", result.days)):
+    tables = [("trades", result.trades), ("orders", result.orders),
+              ("rejects", result.rejects), ("days", result.days)]
+    if result.quotes is not None:
+        tables.append(("quotes", result.quotes))
+    for name, rows in tables:
         path = out / f"{name}.csv"
         write_csv(path, rows)
         paths.append(path)

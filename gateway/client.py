@@ -8,9 +8,11 @@ Example (a running ``cea serve`` and A001's token; ``tests/gateway`` runs the li
         book = await c.subscribe("CEA")
         print(book.bids[:1], book.seq)              # [(6010, 500, 1)] 3
 
-Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``; replies arrive at
-``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``: the first report
-about that ``cl_ord_id``). The batch path sends frames built in NumPy (``send_frames`` with
+Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``, ``take``; replies
+arrive at ``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``,
+``take_wait``: the first report about that ``cl_ord_id``). A targeted take names a resting
+LISTED order by its public order number: ``listed_orders`` asks for them (``MdOrders``), and
+``subscribe(..., orders=True)`` keeps the latest in ``BookView.orders``. The batch path sends frames built in NumPy (``send_frames`` with
 ``protocol.order_frames``) and hands the reports of each read to ``on_reports`` as one array
 of ``protocol.EXECUTION_REPORT`` rows, split by compiled code (``BatchReader``): no Python
 object per order either way. Market data is kept per channel in a ``BookView``, which checks
@@ -62,6 +64,9 @@ class BookView:
         self.volume = 0
         self.trades: collections.deque = collections.deque(maxlen=1000)
         self.summaries: list[P.MdDaySummary] = []
+        #: the latest MdOrders (LISTED, subscribed with orders=True): what a take may target
+        self.orders: P.MdOrders | None = None
+        self.with_orders = False  # subscribed with orders=True (kept across reconnects)
         self.held: dict[int, object] = {}
         self.gaps = self.replays = self.snapshots = 0
         self.asked_to = 0  # the highest sequence number a pending replay covers
@@ -135,7 +140,8 @@ class BookView:
 
 
 _MD = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
-_ANSWERS = {P.Balance: "BalanceRequest", P.OrderStatus: "OrderStatusRequest"}
+_ANSWERS = {P.Balance: "BalanceRequest", P.OrderStatus: "OrderStatusRequest",
+            P.MdOrders: "OrdersRequest"}
 
 
 class BatchReader:
@@ -325,7 +331,7 @@ class Client:
                 for book in self.books.values():
                     book.seq = -1
                     book.held.clear()
-                    self.send(P.Subscribe(book.instrument, book.segment))
+                    self.send(P.Subscribe(book.instrument, book.segment, book.with_orders))
                 return
             except (OSError, ClientError):
                 await asyncio.sleep(delay)
@@ -428,6 +434,12 @@ class Client:
         elif kind is P.Heartbeat:
             pass
         else:
+            if kind is P.MdOrders:
+                book = self.books.get((msg.instrument, 0))
+                if book is not None:
+                    book.orders = msg
+                if self.on_market_data is not None:
+                    self.on_market_data(msg)
             # an AdminAck answers the command it names; a Balance the oldest BalanceRequest,
             # an OrderStatus the oldest OrderStatusRequest
             command = msg.command if kind is P.AdminAck else _ANSWERS.get(kind, "")
@@ -484,6 +496,28 @@ class Client:
 
     def cancel(self, cl_ord_id: str) -> None:
         self.send(P.Cancel(cl_ord_id))
+
+    def take(self, cl_ord_id: str, instrument: str | int, side: int, qty: int,
+             target: int) -> None:
+        """A targeted take: ``qty`` tonnes with the resting LISTED order whose public order
+        number is ``target`` (``MdOrders``), at its price."""
+        self.send(P.Take(cl_ord_id, self.instrument_id(instrument), int(side), qty, target))
+
+    async def take_wait(self, cl_ord_id: str, instrument: str | int, side: int, qty: int,
+                        target: int, timeout: float = 10.0) -> P.ExecutionReport:
+        """Send a Take and return the first report about it (ACCEPTED, then a FILL follows;
+        or REJECTED)."""
+        f = self._report_for(cl_ord_id)
+        self.take(cl_ord_id, instrument, side, qty, target)
+        return await asyncio.wait_for(f, timeout)
+
+    async def listed_orders(self, instrument: str, timeout: float = 10.0
+                            ) -> P.MdOrders | P.AdminAck:
+        """The orders resting in the best five levels of each side of ``instrument``'s LISTED
+        book, with their public order numbers (``MdOrders``): what a take may target."""
+        f = self._expect("OrdersRequest")
+        self.send(P.OrdersRequest(instrument))
+        return await asyncio.wait_for(f, timeout)
 
     def amend(self, cl_ord_id: str, price: int, qty: int) -> None:
         self.send(P.Amend(cl_ord_id, price, qty))
@@ -543,12 +577,14 @@ class Client:
         self.send(P.OrderStatusRequest(cl_ord_id))
         return await asyncio.wait_for(f, timeout)
 
-    async def subscribe(self, instrument: str, segment: int = 0,
-                        timeout: float = 10.0) -> BookView:
-        """Subscribe to a channel; return its ``BookView`` once the snapshot is in."""
+    async def subscribe(self, instrument: str, segment: int = 0, timeout: float = 10.0,
+                        orders: bool = False) -> BookView:
+        """Subscribe to a channel; return its ``BookView`` once the snapshot is in. With
+        ``orders`` (LISTED), ``BookView.orders`` keeps the latest ``MdOrders``."""
         book = self.books.get((instrument, segment))
         if book is None:
             book = self.books[(instrument, segment)] = BookView(instrument, segment)
-        self.send(P.Subscribe(instrument, segment))
+        book.with_orders = book.with_orders or orders
+        self.send(P.Subscribe(instrument, segment, orders))
         await asyncio.wait_for(book.ready.wait(), timeout)
         return book

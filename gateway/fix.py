@@ -61,14 +61,17 @@ SEGMENTS = {"LISTED": 0, "BLOCK": 1}
 _SEGMENT_NAME = {0: "LISTED", 1: "BLOCK"}
 _SIDES = {"1": Side.BUY, "2": Side.SELL}
 _FIX_SIDE = {Side.BUY: "1", Side.SELL: "2"}
-_ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT}
+#: ``D`` (previously quoted): a targeted take of the resting order QuoteID (117) names
+_ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT, "D": OrderType.TAKE}
 _TIFS = {"0": TimeInForce.DAY, "3": TimeInForce.IOC, "4": TimeInForce.FOK}
 #: OrdRejReason (103) for our reject reasons; the rest are 99 (Other), named in Text (58)
 _ORD_REJ = {"UNKNOWN_INSTRUMENT": 1, "MARKET_CLOSED": 2, "INSTRUMENT_HALTED": 2,
             "DUPLICATE_ORDER_ID": 6, "INSUFFICIENT_FUNDS": 3, "INSUFFICIENT_ALLOWANCES": 3,
             "POSITION_LIMIT": 3, "UNKNOWN_ACCOUNT": 0, "ACCOUNT_FROZEN": 0,
             "ACCOUNT_NOT_ADMITTED": 0, "PRICE_OUTSIDE_BAND": 99, "INVALID_PRICE": 99,
-            "INVALID_QTY": 99, "MALFORMED": 99, "THROTTLED": 99, "OPEN_ORDER_LIMIT": 3}
+            "INVALID_QTY": 99, "MALFORMED": 99, "THROTTLED": 99, "OPEN_ORDER_LIMIT": 3,
+            "UNKNOWN_TARGET": 5, "TARGET_SAME_SIDE": 99, "TARGET_NOT_LISTED": 99,
+            "TARGET_NOT_IN_BEST_FIVE": 99, "TARGET_OWN_ORDER": 99, "TARGET_QTY_EXCEEDED": 99}
 
 
 def _defined(msg_type: str) -> bool:
@@ -633,7 +636,22 @@ class FixSession(asyncio.Protocol):
         ord_type = self._field(msg, 40, _ORD_TYPES)
         if ord_type is None:
             return
-        if msg.has(59):
+        target = None
+        if ord_type == OrderType.TAKE:  # a targeted take: IOC by nature, no price of its own
+            if not self._required(msg, (117,)):
+                return
+            text = msg.get(117)
+            if not (text.isdigit() and len(text) <= 19):
+                self._reject(msg, DATA_FORMAT, "QuoteID (117) must be the target's order "
+                             "number (digits)", 117)
+                return
+            target = int(text)
+            if msg.get(59, "3") != "3":
+                self._reject(msg, VALUE_INCORRECT, "a targeted take (40=D) is IOC: "
+                             "TimeInForce (59) 3 or absent", 59)
+                return
+            tif = TimeInForce.IOC
+        elif msg.has(59):
             tif = self._field(msg, 59, _TIFS)
             if tif is None:
                 return
@@ -668,6 +686,10 @@ class FixSession(asyncio.Protocol):
                                   "status": "A"}  # A: pending new, until the exchange says
             store.aliases[clid] = clid
             store.touch(clid)
+        if target is not None:
+            self._to_native(P.encode(P.Take(clid, self.instruments.index(symbol), int(side),
+                                            qty, target)))
+            return
         self._to_native(P.encode(P.NewOrder(clid, self.instruments.index(symbol), int(side),
                                             qty, price, int(ord_type), int(tif),
                                             int(Stp.CANCEL_NEWEST))))
@@ -724,6 +746,7 @@ class FixSession(asyncio.Protocol):
         if not self._required(msg, (262, 263, 264, 146)):
             return
         req, kind, depth = msg.get(262), msg.get(263), msg.get(264, "")
+        by_order = msg.get(266) == "N"  # AggregatedBook N: the LISTED book order by order
         if kind not in ("0", "1", "2") or not depth.isdigit():
             self._reject(msg, VALUE_INCORRECT, "SubscriptionRequestType (263) 0, 1 or 2 and "
                          "MarketDepth (264) a number", 263 if kind not in ("0", "1", "2") else 264)
@@ -741,6 +764,10 @@ class FixSession(asyncio.Protocol):
         if unknown is not None:
             self.send("Y", [(262, req), (281, 0), (58, f"unknown symbol {unknown}")])
             return
+        if by_order and kind != "2" and any(n != "LISTED" for n in sessions):
+            self.send("Y", [(262, req), (281, 7), (58, "AggregatedBook N (orders) is for "
+                                                      "the LISTED segment only")])
+            return
         for symbol in symbols:
             for name in sessions:
                 key = (symbol, SEGMENTS[name])
@@ -748,9 +775,11 @@ class FixSession(asyncio.Protocol):
                     self.md.pop(key, None)
                     continue
                 self.md[key] = {"req": req, "depth": min(int(depth) or 5, 5),
-                                "stream": kind == "1", "bids": {}, "asks": {}}
-                # (again if subscribed already: the native answer is a fresh snapshot)
-                self._to_native(P.encode(P.Subscribe(symbol, key[1])))
+                                "stream": kind == "1", "bids": {}, "asks": {},
+                                "orders": by_order, "last": None}
+                # (again if subscribed already: the native answer is a fresh snapshot; with
+                # orders, an MdOrders after it, and again whenever the book changes)
+                self._to_native(P.encode(P.Subscribe(symbol, key[1], by_order)))
 
     def _md_entries(self, key, bids, asks) -> tuple[list, list]:
         """The levels to send now: (full entries for a snapshot, incremental changes)."""
@@ -782,11 +811,44 @@ class FixSession(asyncio.Protocol):
                 for p, (q, c) in new[side].items()]
         return full, changes
 
+    def _md_orders(self, item: P.MdOrders) -> None:
+        """An order-by-order snapshot (W) of the LISTED book's best levels: one entry per
+        order, MDEntryID (278) its public order number (what QuoteID (117) of a take names);
+        with 263=1 a new W follows every change of the book."""
+        key = (item.instrument, 0)
+        sub = self.md.get(key)
+        if sub is None or not sub.get("orders"):
+            return
+        full = []
+        for entries, entry_type in ((item.bids, "0"), (item.asks, "1")):
+            prices = []
+            for number, price, open_qty in entries:
+                if price not in prices:
+                    prices.append(price)
+                if len(prices) > sub["depth"]:
+                    break
+                full.append([(269, entry_type), (270, fix_price(price)), (271, open_qty),
+                             (278, number), (336, "LISTED")])
+        if sub["last"] is not None:
+            full.append([(269, "2"), (270, fix_price(sub["last"])), (336, "LISTED")])
+        body = [(262, sub["req"]), (55, item.instrument), (268, len(full))]
+        for entry in full:
+            body += entry
+        self.send("W", body)
+        if not sub["stream"]:
+            self.md.pop(key, None)
+
     def _md(self, item) -> None:
+        if isinstance(item, P.MdOrders):
+            self._md_orders(item)
+            return
         if isinstance(item, P.MdSnapshot):
             key = (item.instrument, item.segment)
             sub = self.md.get(key)
             if sub is None:
+                return
+            if sub.get("orders"):  # the order-level snapshot (MdOrders) follows
+                sub["last"] = item.last_price
                 return
             sub["bids"], sub["asks"] = {}, {}
             full, _ = self._md_entries(key, item.bids, item.asks)
@@ -807,8 +869,12 @@ class FixSession(asyncio.Protocol):
         if sub is None:
             return
         if isinstance(item, P.MdDepth):
+            if sub.get("orders"):
+                return  # order by order: a new W comes with the MdOrders of the change
             _, changes = self._md_entries(key, item.bids, item.asks)
         elif isinstance(item, P.MdTrade):
+            if sub.get("orders"):
+                sub["last"] = item.price
             changes = [[(279, 0), (269, "2"), (55, name), (270, fix_price(item.price)),
                         (271, item.qty), (336, _SEGMENT_NAME.get(item.segment, "LISTED"))]]
         else:
@@ -839,7 +905,7 @@ class FixSession(asyncio.Protocol):
                     self._refuse(text)
                 else:
                     self._logout(text)
-            elif isinstance(item, (P.MdSnapshot, P.MdDepth, P.MdTrade)):
+            elif isinstance(item, (P.MdSnapshot, P.MdDepth, P.MdTrade, P.MdOrders)):
                 self._md(item)
             elif isinstance(item, P.AdminAck) and item.command == "MassCancel" and self.mass:
                 clid, kind, symbol = self.mass.pop(0)
@@ -912,6 +978,8 @@ class FixSession(asyncio.Protocol):
             store.aliases[root] = root
         if kind == P.ExecKind.ACCEPTED:
             order["qty"] = r.filled + r.open
+            if order["price"] is None and r.price is not None:
+                order["price"] = r.price  # a take's: its target's price
         store.touch(root)
         if kind in (P.ExecKind.PARTIAL_FILL, P.ExecKind.FILL):
             order["cum_qty"] += r.qty

@@ -25,7 +25,7 @@ Three harnesses share one frame generator (``FrameGen``):
   ``Logout``; refuse a logon), and every reply must decode as a server message.
 
 The generated frames are a mix of (a) valid frames of every client message type: binary ones
-(NewOrder, Cancel, Amend) with random field values including the extremes of each field,
+(NewOrder, Cancel, Amend, Take) with random field values including the extremes of each field,
 random and invalid ``cl_ord_id`` bytes (empty, spaces, control and non-ASCII bytes, bytes
 after the NUL padding) and null prices; session-level ones (msgpack) with random values,
 including extreme ints and strings up to their bounds; (b) mutations of valid frames: bit
@@ -70,11 +70,13 @@ from .protocol import MAX_FRAME, NULL_PRICE, MsgType
 
 CLIENT_TYPES = frozenset(P.CLIENT.values())
 SERVER_TYPES = frozenset(P.SERVER.values())
-_BINARY = {MsgType.NEW_ORDER: P.NewOrder, MsgType.CANCEL: P.Cancel, MsgType.AMEND: P.Amend}
+_BINARY = {MsgType.NEW_ORDER: P.NewOrder, MsgType.CANCEL: P.Cancel, MsgType.AMEND: P.Amend,
+           MsgType.TAKE: P.Take}
 _BINARY_TYPES = tuple(int(t) for t in _BINARY)
 #: The frame size (2 + length) of each binary client type, from the numpy layouts.
 _BINARY_SIZE = {int(MsgType.NEW_ORDER): P.NEW_ORDER.itemsize,
-                int(MsgType.CANCEL): P.CANCEL.itemsize, int(MsgType.AMEND): P.AMEND.itemsize}
+                int(MsgType.CANCEL): P.CANCEL.itemsize, int(MsgType.AMEND): P.AMEND.itemsize,
+                int(MsgType.TAKE): P.TAKE.itemsize}
 _PACKED_LIST = [cls for t, cls in sorted(P.CLIENT.items()) if t not in _BINARY]
 _CLIENT_TYPE_BYTES = sorted(int(t) for t in P.CLIENT)
 _SERVER_ONLY = sorted(int(t) for t in set(P.SERVER) - set(P.CLIENT))
@@ -101,6 +103,7 @@ _QTYS = (0, 1, 2, 99_999, 100_000, 100_001, MAX_QTY - 1, MAX_QTY, MAX_QTY + 1, 2
 _PRICES = (NULL_PRICE, NULL_PRICE + 1, -2**62, -1, 0, 1, 2, 5400, 6600, HUGE_PRICE - 1, HUGE_PRICE,
            HUGE_PRICE + 1, 2**63 - 2, 2**63 - 1)
 _CODES = (0, 1, 2, 3, 4, 127, 128, 255)
+_TARGETS = (0, 1, 2, 3, 7, 100, 2**31 - 1, 2**32, 2**62, 2**63 - 1, 2**63, _U64 - 1, _U64)
 _INSTRUMENTS = (0, 0, 0, 0, 1, 1, 2, 3, 255, 256, 0x7FFF, 0x8000, P.NO_INSTRUMENT - 1,
                 P.NO_INSTRUMENT)
 
@@ -146,7 +149,7 @@ class FrameGen:
     """Random frames: ``valid()``, ``mutated()``, ``garbage()``, or ``any()`` of them.
 
     ``binary``: the share of valid frames that are binary order frames (NewOrder, Cancel,
-    Amend); the rest are session-level messages of every type, Logon and Logout (which end
+    Amend, Take); the rest are session-level messages of every type, Logon and Logout (which end
     a session) weighted ``enders`` against 1 for the others.
     """
 
@@ -323,6 +326,15 @@ class FrameGen:
             return self.rng.choice(_INSTRUMENTS)
         return self.rng.randint(0, _U16)
 
+    def target(self) -> int:
+        """A take's target: mostly a small order number, else an extreme u64."""
+        r = self.rng.random()
+        if r < 0.7:
+            return self.rng.randint(0, 60)
+        if r < 0.9:
+            return self.rng.choice(_TARGETS)
+        return self.rng.getrandbits(64)
+
     def code(self, top: int) -> int:
         """A code byte: mostly one of 1 .. top."""
         r = self.rng.random()
@@ -360,12 +372,17 @@ class FrameGen:
     def _binary(self) -> tuple[bytes, object]:
         """A valid binary order frame and the message it decodes to."""
         rng = self.rng
-        t = rng.choices(_BINARY_TYPES, (5, 2, 2))[0]
+        t = rng.choices(_BINARY_TYPES, (5, 2, 2, 2))[0]
         if rng.random() < 0.2:  # through P.encode: Python ints wrap to the wire's widths
             clid = rng.choice(self.ids).rstrip(b"\0").decode()
             if t == MsgType.CANCEL:
                 msg = P.Cancel(clid)
                 return P.encode(msg), msg
+            if t == MsgType.TAKE:
+                instrument, side, qty, target = (self.integer(), self.integer(), self.integer(),
+                                                 self.integer())
+                return (P.encode(P.Take(clid, instrument, side, qty, target)),
+                        P.Take(clid, instrument & _U16, side & 0xFF, qty & _U32, target & _U64))
             if t == MsgType.AMEND:
                 price, qty = self.optional_int(), self.integer()
                 wire = _signed64(NULL_PRICE if price is None else price)
@@ -386,6 +403,11 @@ class FrameGen:
         if t == MsgType.AMEND:
             qty, price = self.qty(), self.price()
             return P.encode_raw_clid(t, raw, qty, price), P.Amend(text, price, qty)
+        if t == MsgType.TAKE:
+            instrument, side, qty, target = self.instrument(), self.code(2), self.qty(), \
+                self.target()
+            return (P.encode_raw_clid(t, raw, instrument, side, qty, target),
+                    P.Take(text, instrument, side, qty, target))
         type_ = self.code(2)
         tif = (TimeInForce.IOC if rng.random() < 0.8 else self.code(3)) \
             if type_ == OrderType.MARKET else self.code(3)
@@ -744,17 +766,20 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
 # ---------------------------------------------------------------------- admission
 
 _QUERY_TYPES = frozenset((int(MsgType.SUBSCRIBE), int(MsgType.MD_REPLAY_REQUEST),
-                          int(MsgType.BALANCE_REQUEST), int(MsgType.ORDER_STATUS_REQUEST)))
+                          int(MsgType.BALANCE_REQUEST), int(MsgType.ORDER_STATUS_REQUEST),
+                          int(MsgType.ORDERS_REQUEST)))
 _HEARTBEAT, _LOGOUT, _LOGON = int(MsgType.HEARTBEAT), int(MsgType.LOGOUT), int(MsgType.LOGON)
 _NEW, _CANCEL, _AMEND = int(MsgType.NEW_ORDER), int(MsgType.CANCEL), int(MsgType.AMEND)
+_TAKE = int(MsgType.TAKE)
 _SIDES = frozenset(int(x) for x in Side)
-_TYPES = frozenset(int(x) for x in OrderType)
+_TYPES = frozenset((int(OrderType.LIMIT), int(OrderType.MARKET)))  # a NewOrder: not TAKE (3)
 _TIFS = frozenset(int(x) for x in TimeInForce)
 _STPS = frozenset(int(x) for x in Stp)
 _MARKET, _IOC = int(OrderType.MARKET), int(TimeInForce.IOC)
 _MALFORMED, _INVALID_QTY, _INVALID_PRICE = (int(Reason.MALFORMED), int(Reason.INVALID_QTY),
                                             int(Reason.INVALID_PRICE))
 _A_NEW, _A_CANCEL, _A_AMEND = int(Action.NEW), int(Action.CANCEL), int(Action.AMEND)
+_A_TAKE = int(Action.TAKE)
 _THROTTLED = int(P.GatewayReason.THROTTLED)
 _HALTED = int(P.GatewayReason.INSTRUMENT_HALTED)
 _X_REJECTED, _X_CANCEL_REJECTED, _X_AMEND_REJECTED = (
@@ -876,6 +901,37 @@ class AdmissionModel:
         good = valid_clid(raw)
         if good and msg.cl_ord_id != raw.rstrip(b"\0").decode("ascii"):
             raise AssertionError(f"FrameReader decoded id {raw!r} as {msg.cl_ord_id!r}")
+        if t == _TAKE:
+            if throttled:
+                answers.append((len(rows), account, _report(_X_REJECTED, _THROTTLED, raw, ts)))
+                return "throttled"
+            known = msg.instrument < self.instruments
+            if known and halted[msg.instrument]:
+                answers.append((len(rows), account, _report(_X_REJECTED, _HALTED, raw, ts)))
+                return "halted"
+            order, new = NO_REF, 0  # no open-order limit: a take never rests
+            if good:  # the id is used up like a NewOrder's
+                key = (account, raw)
+                hit = self.handles.get(key)
+                if hit is None:
+                    order, new = len(self.handles), 1
+                    self.handles[key] = (order, msg.instrument if known else -1)
+                else:
+                    order = hit[0]
+            if not good or not known or msg.side not in _SIDES:
+                check = _MALFORMED
+            elif not MIN_QTY <= msg.qty <= MAX_QTY:
+                check = _INVALID_QTY
+            else:
+                check = 0
+            if check:
+                row = (ts, order, NO_PRICE, 0, account, 0, _A_TAKE, check, 0, 0, 0, 0)
+            else:  # the target's number in the price field; beyond int64: no order
+                target = msg.target if msg.target < 2**63 else NO_REF
+                row = (ts, order, target, msg.qty, account, msg.instrument, _A_TAKE, 0,
+                       msg.side, int(OrderType.TAKE), _IOC, int(Stp.CANCEL_NEWEST))
+            rows.append((row, raw, account, new))
+            return "row"
         if t == _NEW:
             if throttled:
                 answers.append((len(rows), account, _report(_X_REJECTED, _THROTTLED, raw, ts)))
@@ -1095,7 +1151,7 @@ def fuzz_admission(frames: int, seed: int = 0, *, deep_nesting: bool = True,
                 for row, _, _, new in expect["rows"]:
                     rows_by_action[_ACTION_NAMES[row[6]]] += 1
                     rows_by_check[_CHECK_NAMES[row[7]]] += 1
-                    if row[6] == _A_NEW:
+                    if row[6] == _A_NEW or row[6] == _A_TAKE:
                         c["ids_interned" if new else
                           ("ids_reused" if row[1] != NO_REF else "ids_invalid")] += 1
                         if row[7] == 0 and row[2] == HUGE_PRICE:

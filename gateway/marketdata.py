@@ -188,8 +188,6 @@ def top_orders(levels, books, slots, b, side, n_levels, out):
     return n
 
 
-_top_orders = _kernel(top_orders)
-
 
 @_kernel
 def _put_status(c, status, seq, ts, rings):
@@ -337,7 +335,7 @@ class MarketData:
         for side in (1, 2):
             if getattr(book, "name", "") == "numba":
                 out = np.empty((limit, 3), np.int64)
-                n = int(_top_orders(book.levels, book.books, book.slots, c, side,
+                n = int(top_orders(book.levels, book.books, book.slots, c, side,
                                     DEPTH_LEVELS, out))
                 rows = [tuple(r) for r in out[:min(n, limit)].tolist()]
             else:  # the reference book (tests)

@@ -171,9 +171,10 @@ class Sequencer:
         if adm.rows > row:
             adm.cmds["ts"][row:adm.rows] = self.ts
 
-    def _system_rows(self, rows: list[tuple], origin: int, clids: np.ndarray | None) -> None:
-        """A batch the exchange makes itself (no gateway answers to merge)."""
-        cmds = np.array(rows, dtype=B.COMMAND_DTYPE)
+    def _system_rows(self, rows, origin: int, clids: np.ndarray | None) -> None:
+        """A batch the exchange makes itself (no gateway answers to merge): command rows
+        (a ``COMMAND_DTYPE`` array)."""
+        cmds = np.asarray(rows, dtype=B.COMMAND_DTYPE)
         origins = np.full(len(rows), origin, np.int32)
         clid = clids if clids is not None else np.zeros((len(rows), CLID_BYTES), np.uint8)
         self._batch(cmds, self._next_order, 0, 0, origins, clid.reshape(-1), self._answered)
@@ -212,8 +213,9 @@ class Sequencer:
 
     def _tick(self, ts: int) -> None:
         self.ts = ts
-        self._system_rows([(ts, -1, NO_PRICE, 0, -1, 0, Action.TICK, 0, 0, 0, 0, 0)], SYSTEM,
-                          None)
+        row = B.empty_commands(1)  # by field name: the row layout may grow fields
+        row["ts"], row["price"], row["action"] = ts, NO_PRICE, Action.TICK
+        self._system_rows(row, SYSTEM, None)
 
     def _mass_cancel(self, account: int, msg, reply: bool) -> None:
         ex = self.exchange

@@ -14,6 +14,10 @@ The results come from the server's own records: after it stops, its journal is r
 (``gateway.journal.settled_events``) for the trades and the days, and its ledger gives the
 statements. Unlike in-process runs this mode is not reproducible to the byte: the server
 stamps commands with its clock and interleaves the sessions in arrival order.
+
+Targeted takes (``take_share``) are off in this mode: the wire protocol has no Take message
+yet, and a client sees the book's levels, not its orders. A configuration that asks for them
+runs without them, saying so on stderr and in ``summary.json`` (``takes``).
 """
 
 from __future__ import annotations
@@ -34,8 +38,19 @@ from engine.rules import DAY_CLOSE_US, DAY_US, PM_OPEN_US, band_limits
 from engine.tradingdays import TradingCalendar, date_of_day, format_time
 
 from . import agents as A
-from .simulate import DAY_STREAM, DayRow, SimResult, build_agents, parse_date, \
-    step_commands, step_times, summarize, trading_days
+from .simulate import DAY_STREAM, TAKE_SECTIONS, DayRow, SimResult, build_agents, \
+    parse_date, step_commands, step_times, summarize, takes_configured, trading_days
+
+#: why takes are off over the wire (``summary.json``'s ``takes``, and said on stderr)
+TAKES_OFF = ("targeted takes are off with --via-server: the wire protocol has no Take yet "
+             "(take_share set to 0; run in process for them)")
+
+
+def without_takes(cfg):
+    """``cfg`` with every ``take_share`` 0 (the agents then decide as they would without)."""
+    return msgspec.structs.replace(cfg, **{
+        section: msgspec.structs.replace(getattr(cfg, section), take_share=0.0)
+        for section in TAKE_SECTIONS})
 
 _OPERATOR = "OPS"
 _KEY = secrets.token_urlsafe(12)  # the server's tokens, fresh per process: name-KEY
@@ -66,6 +81,12 @@ def run_via_server(cfg, out: Path, progress=None, web_port: int | None = None,
     from .plots import plot_simulation
 
     t0 = time.perf_counter()
+    takes_off = takes_configured(cfg)
+    if takes_off:
+        import sys
+
+        print(f"cea simulate: note: {TAKES_OFF}", file=sys.stderr)
+        cfg = without_takes(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     agents, covered = build_agents(cfg, rng)
@@ -94,6 +115,8 @@ def run_via_server(cfg, out: Path, progress=None, web_port: int | None = None,
                        time.perf_counter() - t0)
     result.summary = summarize(result)
     result.summary["mode"] = "via-server"
+    if takes_off:
+        result.summary["takes"] = {"off": TAKES_OFF}
     result.summary["user_agents"] = run.user_summary(rows[-1].close if rows else 0)
     paths = _write(result, exchange, out)
     day = cfg.plot_day or rows[len(rows) // 2].date

@@ -18,9 +18,13 @@ import numpy as np
 
 from .. import batch as B
 from ..accounts import Accounts
-from ..codes import NO_TIME, OrderStatus, Reason, Side
+from ..codes import NO_TIME, OrderStatus, Reason, Segment, Side
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
-from ..rules import MAX_PRIOR_CLOSE, check_prior_close, closing_price, in_band
+from ..negotiation import Negotiations
+from ..rules import (
+    DAY_CLOSE_US, DAY_US, MAX_PRIOR_CLOSE, check_prior_close, closing_price, in_band,
+    in_session,
+)
 from ..tradingdays import TradingCalendar
 from . import kernels as K
 from . import state as S
@@ -55,6 +59,7 @@ class FastBook:
         self.days = np.zeros((n, S.DY_FIELDS), dtype=np.int64)
         self.days[:, S.DY_PRIOR_CLOSE] = prior_closes
         self.events = S.new_events(max(64, event_capacity))
+        self.negotiations = Negotiations()  # live block quotes (§3b), Python's
         self.accounts = accounts if accounts is not None else Accounts.disabled(n)
         if self.accounts.n_instruments != n:
             raise EngineConfigError(f"accounts hold {self.accounts.n_instruments} instruments, "
@@ -94,6 +99,18 @@ class FastBook:
                 raise PriceLimitError(
                     f"a trading day would open with a prior close above {MAX_PRIOR_CLOSE} fen",
                     start, self.events[: glob[S.GL_EVENTS]].copy())
+            elif status == S.NEGOTIATE:
+                # a BLOCK_* command, its clock moved: the negotiation's, then on
+                self.negotiations.handle(self, start, cmds[start])
+                glob[S.GL_QUOTES] = len(self.negotiations)
+                glob[S.GL_DONE] += 1
+                start += 1
+            elif status == S.EXPIRE_QUOTES:
+                # the command at start ends the day: its quotes expire at 15:00, then the
+                # kernel closes the day as always
+                end = int(glob[S.GL_LAST_DAY]) * DAY_US + DAY_CLOSE_US
+                self.negotiations.expire_all(self, start, end)
+                glob[S.GL_QUOTES] = 0
             elif status == S.NEED_LEVELS:
                 # the day being closed still needs its orders where they are: copy them over
                 levels = S.new_levels(self.books.shape[0], need + need // 4)
@@ -101,6 +118,54 @@ class FastBook:
                 self.levels = levels
         events = self.events[: glob[S.GL_EVENTS]]
         return events.copy() if copy else events
+
+    # ------------------------------------------------------------------ the venue of §3b
+
+    def n_instruments(self) -> int:
+        return self.days.shape[0]
+
+    def block_session_open(self, ts: int) -> bool:
+        return self.glob[S.GL_DAY_OPEN] == 1 and in_session(Segment.BLOCK, ts % DAY_US)
+
+    def is_trading_day(self, ts: int) -> bool:
+        return self.calendar.is_trading_day(ts // DAY_US)
+
+    def block_band(self, instrument: int) -> tuple[int, int]:
+        b = instrument * 2 + Segment.BLOCK
+        return int(self.books[b, S.BK_LOWER]), int(self.books[b, S.BK_UPPER])
+
+    def order_id_used(self, ref: int) -> bool:
+        return ref < self.refs.shape[0] and self.refs[ref, S.RF_USED] != 0
+
+    def use_order_id(self, ref: int) -> None:
+        if ref >= self.refs.shape[0]:
+            self.refs = S.grow_refs(self.refs, max(ref + 1, self.refs.shape[0] * 2))
+        self.refs[ref, S.RF_USED] = 1
+
+    def block_trade(self, instrument: int, price: int, qty: int) -> int:
+        """A negotiated BLOCK trade's figures; its trade id."""
+        self.days[instrument, S.DY_BLOCK_VOLUME] += qty
+        self.days[instrument, S.DY_BLOCK_TURNOVER] += price * qty
+        self.glob[S.GL_NEXT_TRADE_ID] += 1
+        return int(self.glob[S.GL_NEXT_TRADE_ID]) - 1
+
+    def event(self, kind: int, cmd: int, ts: int) -> np.ndarray:
+        """A new event row (a view into the buffer) with its kind, command and time."""
+        glob = self.glob
+        if self.events.shape[0] - int(glob[S.GL_EVENTS]) < 4:
+            self._grow_events()
+        r = int(glob[S.GL_EVENTS])
+        glob[S.GL_EVENTS] = r + 1
+        row = self.events[r]
+        row[:] = 0
+        row[B.KIND], row[B.CMD], row[B.TS] = kind, cmd, ts
+        return row
+
+    def reservations(self):
+        """``resting_orders()`` and what live block quotes reserve, for
+        ``engine.accounts.check_reservations``."""
+        yield from self.resting_orders()
+        yield from self.negotiations.reservations()
 
     def _grow_events(self) -> None:
         need = int(self.glob[S.GL_RESTING]) + 2 * self.days.shape[0] + 8  # as the kernel

@@ -42,7 +42,8 @@ from .state import (
     BK_BASE, BK_BEST_ASK, BK_BEST_BID, BK_LOWER, BK_RESTING, BK_UPPER, BK_WIDTH, DONE,
     DY_BLOCK_TURNOVER, DY_BLOCK_VOLUME, DY_LISTED_TURNOVER, DY_LISTED_VOLUME, DY_PRIOR_CLOSE,
     GL_CAL_FIRST_DAY, GL_CAL_WEEKDAYS, GL_CLOCK, GL_DAY_OPEN, GL_DONE, GL_EVENTS,
-    GL_FREE_COUNT, GL_FREE_HEAD, GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ,
+    GL_FREE_COUNT, GL_FREE_HEAD, GL_LAST_DAY, GL_NEED, GL_NEXT_CMD, GL_NEXT_SEQ, GL_QUOTES,
+    EXPIRE_QUOTES, NEGOTIATE,
     GL_NEXT_TRADE_ID, GL_RESTING, LV_COUNT, LV_HEAD, LV_QTY, LV_TAIL, NEED_CALENDAR,
     NEED_EVENTS, NEED_LEVELS, NEED_ORDERS, NEED_SLOTS, NIL, PRICE_LIMIT, RF_CANCELLED,
     RF_FILLED, RF_QTY, RF_REASON, RF_SLOT, RF_STATUS, RF_USED, SL_ACCOUNT, SL_AUX, SL_BOOK,
@@ -935,7 +936,8 @@ def run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, 
             glob[GL_NEXT_CMD] = i
             return NEED_SLOTS
         ref = cmds[i]["order"]
-        takes_id = action == Action.NEW or action == Action.TAKE
+        takes_id = action == Action.NEW or action == Action.TAKE or \
+            action == Action.BLOCK_QUOTE
         if takes_id and ref >= refs.shape[0]:  # CANCEL/AMEND of it: UNKNOWN_ORDER
             glob[GL_NEXT_CMD] = i
             glob[GL_NEED] = ref
@@ -961,6 +963,11 @@ def run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, 
         if ts == NO_TIME or ts < glob[GL_CLOCK]:
             _reject(events, glob, i, cmds, Reason.MALFORMED)
         else:
+            if glob[GL_QUOTES] > 0 and glob[GL_DAY_OPEN] == 1 and (
+                    ts // DAY_US > glob[GL_LAST_DAY] or ts % DAY_US >= DAY_CLOSE_US):
+                # the day ends with block quotes live: Python expires them first (§3b)
+                glob[GL_NEXT_CMD] = i
+                return EXPIRE_QUOTES
             _advance_clock(glob, i, ts, cal, events, slots, refs, levels, books, days, cash,
                            holdings, risk)
             if action == Action.NEW:
@@ -975,6 +982,12 @@ def run_batch(cmds, start, cal, glob, slots, refs, levels, books, days, events, 
             elif action == Action.TAKE:
                 _take(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings,
                       risk)
+            elif action == Action.BLOCK_QUOTE or action == Action.BLOCK_COUNTER or \
+                    action == Action.BLOCK_ACCEPT or action == Action.BLOCK_WITHDRAW:
+                # a negotiation (§3b) is Python's: it marks the quote id used and counts the
+                # command done, then resumes at i + 1
+                glob[GL_NEXT_CMD] = i
+                return NEGOTIATE
             elif action != Action.TICK:
                 _reject(events, glob, i, cmds, Reason.MALFORMED)
         # §3: an order_id is used by any NEW (or TAKE) row, whatever that row's outcome.

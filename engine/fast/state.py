@@ -95,7 +95,8 @@ GL_NEXT_CMD = 10  # where the kernel stopped in the batch
 GL_NEED = 11  # what the kernel needs when it stops early (see NEED_*)
 GL_CAL_FIRST_DAY = 12
 GL_CAL_WEEKDAYS = 13  # 1: days past the calendar table trade Monday to Friday
-GL_FIELDS = 14
+GL_QUOTES = 14  # live negotiated block quotes (Python's ``engine.negotiation`` keeps them)
+GL_FIELDS = 15
 
 # kernel return codes: done, or stopped before command GL_NEXT_CMD for want of room
 DONE = 0
@@ -105,6 +106,9 @@ NEED_LEVELS = 3  # GL_NEED holds the ladder width required
 NEED_ORDERS = 4  # GL_NEED holds the order handle that does not fit
 NEED_CALENDAR = 5  # GL_NEED holds the day the calendar table must reach
 PRICE_LIMIT = 6  # the command would open a day with a prior close above MAX_PRIOR_CLOSE
+# not for want of room: work that is Python's (``engine.negotiation``), at GL_NEXT_CMD
+NEGOTIATE = 7  # a BLOCK_* command: its time checked and the clock moved, the rest is Python's
+EXPIRE_QUOTES = 8  # the command's time ends a day with quotes live: expire them, then resume
 
 
 @register_jitable(inline="always")

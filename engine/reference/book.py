@@ -40,6 +40,7 @@ from ..codes import (
 )
 from ..accounts import Accounts
 from ..checks import names_account, names_order
+from ..negotiation import Negotiations
 from ..errors import BookIntegrityError, EngineConfigError, PriceLimitError
 from ..rules import (
     DAY_CLOSE_US, DAY_US, MARKET_DEPTH_LEVELS, MAX_PRIOR_CLOSE, band_limits, check_prior_close,
@@ -150,6 +151,7 @@ class ReferenceBook:
         self._events: list[list[int]] = []
         self._cmd = 0
         self._ts = 0
+        self.negotiations = Negotiations()  # live block quotes (§3b)
 
     # ------------------------------------------------------------------ commands
 
@@ -187,10 +189,13 @@ class ReferenceBook:
                 self._amend(c)
             elif action == Action.TAKE:
                 self._take(c)
+            elif action in (Action.BLOCK_QUOTE, Action.BLOCK_COUNTER, Action.BLOCK_ACCEPT,
+                            Action.BLOCK_WITHDRAW):
+                self.negotiations.handle(self, i, c)
             elif action != Action.TICK:
                 self._reject(c, Reason.MALFORMED)
-        # §3: an order_id is used by any NEW (or TAKE) row, whatever that row's outcome.
-        if action in (Action.NEW, Action.TAKE) and ref != NO_REF:
+        # §3: an order_id is used by any NEW (TAKE, BLOCK_QUOTE) row, whatever its outcome.
+        if action in (Action.NEW, Action.TAKE, Action.BLOCK_QUOTE) and ref >= 0:
             self.used_order_ids.add(ref)
 
     def _new(self, c) -> None:
@@ -537,8 +542,10 @@ class ReferenceBook:
                 book.band_lower, book.band_upper = band_limits(prior_close, segment)
 
     def _close_day(self) -> None:
-        # §6: at 15:00 every resting order expires, reported in order of arrival.
+        # §3b: block quotes still live expire first; §6: at 15:00 every resting order
+        # expires, reported in order of arrival.
         end_ts = self.last_day * DAY_US + DAY_CLOSE_US
+        self.negotiations.expire_all(self, self._cmd, end_ts)
         for order in sorted(self.resting.values(), key=lambda o: o.seq):
             self._remove(order)
             row = self._emit(EventKind.EXPIRED, order, price=order.price, qty=order.open)
@@ -619,6 +626,47 @@ class ReferenceBook:
                 break
             out.append((price, sum(o.open for o in fifo), len(fifo)))
         return out
+
+    # ------------------------------------------------------------------ the venue of §3b
+
+    def n_instruments(self) -> int:
+        return len(self.books)
+
+    def block_session_open(self, ts: int) -> bool:
+        return self.day_open and in_session(Segment.BLOCK, ts % DAY_US)
+
+    def is_trading_day(self, ts: int) -> bool:
+        return self.calendar.is_trading_day(ts // DAY_US)
+
+    def block_band(self, instrument: int) -> tuple[int, int]:
+        book = self.books[instrument][Segment.BLOCK]
+        return book.band_lower, book.band_upper
+
+    def order_id_used(self, ref: int) -> bool:
+        return ref in self.used_order_ids
+
+    def use_order_id(self, ref: int) -> None:
+        self.used_order_ids.add(ref)
+
+    def block_trade(self, instrument: int, price: int, qty: int) -> int:
+        """A negotiated BLOCK trade's figures; its trade id."""
+        day = self.days[instrument]
+        day.block_volume += qty
+        day.block_turnover += price * qty
+        self.next_trade_id += 1
+        return self.next_trade_id - 1
+
+    def event(self, kind: int, cmd: int, ts: int) -> list[int]:
+        row = [0] * B.EVENT_WIDTH
+        row[B.KIND], row[B.CMD], row[B.TS] = kind, cmd, ts
+        self._events.append(row)
+        return row
+
+    def reservations(self):
+        """``resting_orders()`` and what live block quotes reserve, for
+        ``engine.accounts.check_reservations``."""
+        yield from self.resting_orders()
+        yield from self.negotiations.reservations()
 
     def resting_in_levels(self, instrument: int, segment: int, side: int, levels: int = 5):
         """[(order, price, open, account)] of the orders in the best ``levels`` price levels

@@ -14,7 +14,8 @@ import pytest
 
 from engine import codes
 from engine.codes import (
-    AccountType, Action, EventKind, OrderStatus, OrderType, Reason, Segment, Side, Stp, TimeInForce,
+    AccountType, Action, EventKind, OrderStatus, OrderType, QuoteEnd, Reason, Segment, Side, Stp,
+    TimeInForce,
 )
 
 PINNED = {
@@ -23,7 +24,8 @@ PINNED = {
     TimeInForce: {"DAY": 1, "IOC": 2, "FOK": 3},
     Stp: {"CANCEL_NEWEST": 1, "CANCEL_OLDEST": 2, "CANCEL_BOTH": 3},
     Segment: {"LISTED": 0, "BLOCK": 1},
-    Action: {"NEW": 1, "CANCEL": 2, "AMEND": 3, "TICK": 4, "TAKE": 5, "UNKNOWN": 9},
+    Action: {"NEW": 1, "CANCEL": 2, "AMEND": 3, "TICK": 4, "TAKE": 5, "BLOCK_QUOTE": 6,
+             "BLOCK_COUNTER": 7, "BLOCK_ACCEPT": 8, "BLOCK_WITHDRAW": 10, "UNKNOWN": 9},
     Reason: {
         "NONE": 0, "MALFORMED": 1, "INVALID_QTY": 2, "INVALID_PRICE": 3,
         "DUPLICATE_ORDER_ID": 4, "MARKET_CLOSED": 5, "UNKNOWN_ORDER": 6,
@@ -33,11 +35,14 @@ PINNED = {
         "TARGET_NOT_LISTED": 16, "TARGET_NOT_IN_BEST_FIVE": 17, "TARGET_OWN_ORDER": 18,
         "TARGET_QTY_EXCEEDED": 19, "USER": 20, "IOC_REMAINDER": 21, "NO_LIQUIDITY": 22,
         "FOK_NOT_FILLABLE": 23, "SELF_TRADE": 24,
+        "UNKNOWN_QUOTE": 30, "UNKNOWN_COUNTERPARTY": 31, "NOT_YOUR_TURN": 32,
+        "TERMS_CHANGED": 33,
     },
     AccountType: {"COVERED_ENTITY": 1, "INSTITUTION": 2, "INDIVIDUAL": 3},
     OrderStatus: {"NONE": 0, "RESTING": 1, "FILLED": 2, "CANCELLED": 3, "EXPIRED": 4},
     EventKind: {"ACCEPTED": 1, "REJECTED": 2, "TRADE": 3, "CANCELLED": 4, "EXPIRED": 5,
-                "AMENDED": 6, "DAY_CLOSED": 7},
+                "AMENDED": 6, "DAY_CLOSED": 7, "QUOTE": 8, "QUOTE_ENDED": 9},
+    QuoteEnd: {"ACCEPTED": 1, "WITHDRAWN": 2, "EXPIRED": 3},
 }
 
 
@@ -84,6 +89,11 @@ def test_reject_and_cancel_reasons_do_not_overlap_and_follow_the_spec_order():
     cancels = [Reason.USER, Reason.IOC_REMAINDER, Reason.NO_LIQUIDITY, Reason.FOK_NOT_FILLABLE,
                Reason.SELF_TRADE]
     assert sorted(rejects[:7]) == rejects[:7] and max(rejects) < min(cancels)
+    # a negotiation's rejects (spec §3b), numbered after the cancellations
+    negotiation = [Reason.UNKNOWN_QUOTE, Reason.UNKNOWN_COUNTERPARTY, Reason.NOT_YOUR_TURN,
+                   Reason.TERMS_CHANGED]
+    assert min(negotiation) > max(cancels)
+    rejects += negotiation
     assert set(Reason) == {Reason.NONE, *rejects, *cancels}
 
 

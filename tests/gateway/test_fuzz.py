@@ -179,7 +179,7 @@ def test_admission_fuzz():
     assert counts["rows"] == sum(counts["rows_by_check"].values()) > 0
     assert counts["answers"] == sum(counts["answers_by_kind"].values()) > 0
     if FRAMES >= 20_000:  # every path taken
-        assert set(counts["rows_by_action"]) == {"NEW", "CANCEL", "AMEND"}
+        assert set(counts["rows_by_action"]) == {"NEW", "CANCEL", "AMEND", "TAKE"}
         assert set(counts["rows_by_check"]) == {"OK", "MALFORMED", "INVALID_QTY",
                                                 "INVALID_PRICE"}
         assert set(counts["answers_by_kind"]) == {
@@ -188,7 +188,7 @@ def test_admission_fuzz():
             "AdminAck THROTTLED"}
         assert set(counts["bad_frames"]) == {"length", "type", "size"}
         assert set(counts["handled"]) == {cls.__name__ for cls in CLIENT_TYPES} - {
-            "NewOrder", "Cancel", "Amend"}
+            "NewOrder", "Cancel", "Amend", "Take"}
         assert {"bad", "drained", "logout", "logon", "undecodable"} <= set(
             counts["session_ends"])
         for key in ("ids_interned", "ids_reused", "ids_invalid", "orders_found",
