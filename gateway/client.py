@@ -12,7 +12,8 @@ Order entry is fire-and-forget (``new_order``, ``cancel``, ``amend``, ``take``; 
 arrive at ``on_execution``) or awaited (``place``, ``cancel_wait``, ``amend_wait``,
 ``take_wait``: the first report about that ``cl_ord_id``). A targeted take names a resting
 LISTED order by its public order number: ``listed_orders`` asks for them (``MdOrders``), and
-``subscribe(..., orders=True)`` keeps the latest in ``BookView.orders``. The batch path sends frames built in NumPy (``send_frames`` with
+``subscribe(..., orders=True)`` keeps the latest in ``BookView.orders``. The batch path
+sends frames built in NumPy (``send_frames`` with
 ``protocol.order_frames``) and hands the reports of each read to ``on_reports`` as one array
 of ``protocol.EXECUTION_REPORT`` rows, split by compiled code (``BatchReader``): no Python
 object per order either way. Market data is kept per channel in a ``BookView``, which checks

@@ -22,6 +22,12 @@ not admitted through 2024; opening the market to them is discussed, so it is a w
 The agents see what a participant of the real market sees: the last price, the best bid and
 offer, the day's bands, their own balances (available cash, sellable allowances) and their
 own working orders.
+
+**Targeted takes** (listed agreement trading): with ``take_share`` on (covered entities,
+noise traders, individuals, institutions; off by default), that share of an agent's listed
+decisions to trade now (a limit priced through the best opposite price) becomes a take
+intent (``Orders.take``): ``sim.simulate.resolve_takes`` picks the order it takes from in
+the displayed best five levels, and the TAKE goes to the engine with the step's orders.
 """
 
 from __future__ import annotations

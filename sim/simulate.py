@@ -905,13 +905,18 @@ def resolve_takes(intents: list[tuple], resting, cancelled) -> Takes:
     order's open quantity if less. Where no order qualifies it sends its limit order
     instead.
 
-    >>> book = {1: [(7, 6000, 300, 2), (8, 6000, 200, 3)], 2: [(5, 6010, 100, 3)]}
+    Two buyers (agents 3 and 2; the asks as the book shows them, by side):
+
+    >>> asks = {int(Side.SELL): [(7, 6000, 300, 2), (8, 6000, 200, 3), (5, 6010, 100, 4)]}
     >>> intents = [(np.array([3, 2]), np.array([1, 1]), np.array([3, 3]),
-    ...             np.array([6010, 6005]), np.array([500, 50]), np.array([0.9, 0.2]),
+    ...             np.array([6010, 5990]), np.array([500, 50]), np.array([0.9, 0.2]),
     ...             np.array([True, True]))]
-    >>> t = resolve_takes(intents, book.__getitem__, set())
+    >>> t = resolve_takes(intents, asks.__getitem__, set())
     >>> t.target.tolist(), t.qty.tolist(), t.instead[0].tolist()
     ([7], [300], [2])
+
+    (agent 3 takes 300 t of order 7, not its own 8; nothing is asked at or under agent 2's
+    5990: it sends its limit order instead.)
     """
     cat = lambda k: np.concatenate([part[k] for part in intents])  # noqa: E731
     agent, side, tif, limit, qty, pick, keep = (cat(k) for k in range(7))

@@ -265,8 +265,8 @@ def run_deep(seed: int, n: int, closes, accounts: int, depth: int, calendar,
     assert_same_state(ref, fast, n_handles(cmds), len(closes), where)
     assert_same_balances(ref_acc, fast_acc, where)
     assert ref_acc.totals() == totals, f"{where}: cash or allowances created or lost"
-    check_reservations(ref_acc, ref.resting_orders())
-    check_reservations(fast_acc, fast.resting_orders())
+    check_reservations(ref_acc, ref.reservations())
+    check_reservations(fast_acc, fast.reservations())
     ref.check_invariants()
     fast.check_invariants()
     reached: Counter = Counter()
@@ -312,8 +312,8 @@ def run_deep(seed: int, n: int, closes, accounts: int, depth: int, calendar,
         start = end
     assert_same_state(ref, fast, n_handles(cmds), len(closes), where)
     assert state_hash(ref, n_handles(cmds)) == state_hash(fast, n_handles(cmds))
-    check_reservations(ref_acc, ref.resting_orders())
-    check_reservations(fast_acc, fast.resting_orders())
+    check_reservations(ref_acc, ref.reservations())
+    check_reservations(fast_acc, fast.reservations())
     fast.check_invariants()
     return reached
 

@@ -318,8 +318,8 @@ def run_both(cmds, closes, n_accounts, seed, config, sizes):
         assert_same_balances(ref_acc, fast_acc, seed)
         # conservation: cash incl. fees and allowances per instrument never change by trading
         assert ref_acc.totals() == totals, f"seed {seed}: totals moved"
-        check_reservations(ref_acc, ref.resting_orders())
-        check_reservations(fast_acc, fast.resting_orders())
+        check_reservations(ref_acc, ref.reservations())
+        check_reservations(fast_acc, fast.reservations())
         start += size
     return ref_acc
 

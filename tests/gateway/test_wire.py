@@ -94,6 +94,11 @@ def test_layouts_and_struct_formats_agree():
     c = P.cancel_frames(1)
     c["cl_ord_id"] = b"x1"
     assert c.tobytes() == P.encode(P.Cancel("x1"))
+    t = P.take_frames(1)
+    t["cl_ord_id"], t["instrument"], t["side"], t["qty"], t["target"] = b"x1", 2, 2, 70, 2**63
+    assert t.tobytes() == P.encode(P.Take("x1", 2, 2, 70, 2**63))
+    assert {t: size - 2 for t, size in P.BINARY_SIZES.items() if t in P.CLIENT} == {
+        P.MsgType.NEW_ORDER: 39, P.MsgType.CANCEL: 21, P.MsgType.AMEND: 33, P.MsgType.TAKE: 36}
     for msg_type, size in P.BINARY_SIZES.items():
         assert size - 2 < P.MAX_FRAME and msg_type in (P.CLIENT | P.SERVER)
 
