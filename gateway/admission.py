@@ -29,6 +29,7 @@ from numba import njit
 
 from engine import batch as B
 from engine.codes import HUGE_PRICE, NO_PRICE, NO_REF, Action, OrderType, Reason, Stp
+from engine.checks import terms_check
 from engine.codes import TimeInForce
 from engine.rules import MAX_QTY, MIN_QTY
 
@@ -87,7 +88,8 @@ def _classes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         elif t in (MsgType.LOGOUT, MsgType.LOGON):  # always read: a Logon here is an error
             cls[t] = C_LOGOUT
         elif t in (MsgType.SUBSCRIBE, MsgType.MD_REPLAY_REQUEST, MsgType.BALANCE_REQUEST,
-                   MsgType.ORDER_STATUS_REQUEST, MsgType.ORDERS_REQUEST):
+                   MsgType.ORDER_STATUS_REQUEST, MsgType.ORDERS_REQUEST,
+                   MsgType.NEGOTIATIONS_REQUEST, MsgType.QUOTE_BOARD_REQUEST):
             cls[t] = C_QUERY
         else:
             cls[t] = C_PACKED
@@ -384,6 +386,100 @@ class Admission:
         ``reply`` false: its session has gone, the answer goes to no one."""
         self.specials.append((self.rows, self.answers, account, msg, reply))
 
+    def block(self, account: int, msg) -> None:
+        """A negotiation command (``BlockQuote``, ``BlockCounter``, ``BlockAccept``,
+        ``BlockWithdraw``, decoded by the server) as one command row in its place among the
+        session's orders: the same batch, journal record and replay as theirs. The edge's
+        checks (MALFORMED, INVALID_QTY, INVALID_PRICE) go into the row's ``check``, as the
+        compiled admission does for order frames; a halted instrument is the gateway's
+        INSTRUMENT_HALTED (not sequenced). Its reject echoes ``cl_ord_id`` (a quote) or
+        ``ref`` (the others)."""
+        self._room(1)
+        ex = self.exchange
+        orders = ex.orders
+        meta = self.meta
+        r = int(meta[M_ROWS])
+        kind = type(msg)
+        quote = kind is P.BlockQuote
+        text = msg.cl_ord_id if quote else msg.ref
+        try:
+            raw = P.encode_clid(text)
+            good_id = True
+        except ValueError:
+            raw = text.encode("utf-8", "replace")[:CLID_BYTES].ljust(CLID_BYTES, b"\0")
+            good_id = False
+        raw_arr = np.frombuffer(raw, np.uint8)
+        row = self.cmds[r]
+        row["ts"] = self.ts
+        row["account"] = account
+        row["type"] = row["tif"] = row["stp"] = row["side"] = 0
+        row["peer"] = NO_REF
+        is_new = 0
+        if quote:
+            instrument = ex.instrument_index.get(msg.instrument, -1)
+            if instrument >= 0 and ex.halted[instrument]:
+                return self._halted(account, raw_arr)
+            order = NO_REF
+            if good_id:
+                order, is_new = _intern1(orders.table, orders.meta, orders.clid, orders.acct,
+                                         orders.instr, account, instrument, raw_arr)
+            price_given = msg.price is not None
+            well = good_id and instrument >= 0 and msg.side in (1, 2) and price_given
+            check = int(terms_check(well, True, msg.qty, price_given,
+                                    msg.price if price_given else 0))
+            if msg.counterparty:
+                peer = ex.account_handle(msg.counterparty)
+                peer = peer if peer >= 0 else _NOBODY
+            else:
+                peer = NO_REF
+            action = Action.BLOCK_QUOTE
+            row["side"] = msg.side if msg.side in (1, 2) else 0
+            row["peer"] = peer
+        else:
+            number = msg.quote_no
+            order = number if 0 <= number < len(orders) else NO_REF
+            instrument = int(orders.instr[order]) if order >= 0 else -1
+            if kind is P.BlockWithdraw:
+                action = Action.BLOCK_WITHDRAW
+                check = 0 if good_id else int(Reason.MALFORMED)
+                price_given, qty = False, 0
+            else:
+                if instrument >= 0 and ex.halted[instrument]:
+                    return self._halted(account, raw_arr)
+                counter = kind is P.BlockCounter
+                action = Action.BLOCK_COUNTER if counter else Action.BLOCK_ACCEPT
+                price_given, qty = msg.price is not None, msg.qty
+                well = good_id and (price_given or qty != 0 or not counter)
+                check = int(terms_check(well, qty != 0, qty, price_given,
+                                        msg.price if price_given else 0))
+        row["order"] = order
+        row["action"] = action
+        row["check"] = check
+        row["instrument"] = max(instrument, 0)
+        price = msg.price if not kind is P.BlockWithdraw and msg.price is not None else None
+        row["price"] = NO_PRICE if price is None or check else min(max(price, 0), HUGE_PRICE)
+        q = 0 if kind is P.BlockWithdraw or check else msg.qty
+        row["qty"] = q if 0 <= q <= MAX_QTY else 0
+        self.clid[r] = raw_arr
+        self.origin[r] = account
+        self.new[r] = is_new
+        if order < 0 or not quote:
+            meta[M_UNKNOWN] += 1  # its report's id is the command's own: journalled with it
+        meta[M_ROWS] = r + 1
+
+    def _halted(self, account: int, raw: np.ndarray) -> None:
+        """INSTRUMENT_HALTED for a negotiation command: the gateway's own REJECTED, before
+        the next row, not sequenced."""
+        meta = self.meta
+        g, q = int(meta[M_ANSWERS]), int(meta[M_ANSWER_BYTES])
+        self.gw_pos[g] = meta[M_ROWS]
+        self.gw_acct[g] = account
+        self.gw_off[g] = q
+        meta[M_ANSWER_BYTES] = put_report(self.gw_buf, q, _X_REJECTED, _HALTED, 0, 0,
+                                          NO_INSTRUMENT, raw, 0, self.ts, NULL_PRICE, 0, 0, 0,
+                                          0, 0)
+        meta[M_ANSWERS] = g + 1
+
     def _room(self, frames: int) -> None:
         rows, answers = self.rows + frames, self.answers + frames
         if rows > self.cmds.shape[0]:
@@ -451,6 +547,15 @@ class Admission:
         finally:
             del buf
         return pos, int(meta[M_USED]), int(meta[M_QUERIES]), error, more
+
+
+#: A counterparty name the exchange does not know: below NO_REF, so UNKNOWN_COUNTERPARTY.
+_NOBODY = -2
+
+
+@njit(cache=True, _nrt=False)
+def _intern1(table, meta, clid, acct, instr, account, instrument, raw):
+    return intern(table, meta, clid, acct, instr, account, instrument, raw, 0)
 
 
 def _grow(a: np.ndarray, size: int) -> np.ndarray:

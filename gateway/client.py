@@ -68,6 +68,9 @@ class BookView:
         #: the latest MdOrders (LISTED, subscribed with orders=True): what a take may target
         self.orders: P.MdOrders | None = None
         self.with_orders = False  # subscribed with orders=True (kept across reconnects)
+        #: the latest MdQuotes (BLOCK, subscribed with quotes=True): the block quote board
+        self.quotes: P.MdQuotes | None = None
+        self.with_quotes = False  # subscribed with quotes=True (kept across reconnects)
         self.held: dict[int, object] = {}
         self.gaps = self.replays = self.snapshots = 0
         self.asked_to = 0  # the highest sequence number a pending replay covers
@@ -142,7 +145,8 @@ class BookView:
 
 _MD = (P.MdTrade, P.MdDepth, P.MdStatus, P.MdDaySummary)
 _ANSWERS = {P.Balance: "BalanceRequest", P.OrderStatus: "OrderStatusRequest",
-            P.MdOrders: "OrdersRequest"}
+            P.MdOrders: "OrdersRequest", P.MdQuotes: "QuoteBoardRequest",
+            P.Negotiations: "NegotiationsRequest"}
 
 
 class BatchReader:
@@ -240,6 +244,11 @@ class Client:
         self.last_report_seq = report_seq
         self.report_gaps = 0  # reports that skipped numbers (never expected)
         self.report_duplicates = 0  # reports dropped as already seen (never expected)
+        #: the account's QuoteReports (negotiations), in stream order (``keep_reports``)
+        self.quote_reports: list[P.QuoteReport] = []
+        self.on_quote: Callable[[P.QuoteReport], None] | None = None
+        #: negotiation commands awaiting their first answer: (predicate, future)
+        self._quote_waiters: list[tuple[Callable[[object], bool], asyncio.Future]] = []
 
     # -------------------------------------------------------------- connection
 
@@ -332,7 +341,8 @@ class Client:
                 for book in self.books.values():
                     book.seq = -1
                     book.held.clear()
-                    self.send(P.Subscribe(book.instrument, book.segment, book.with_orders))
+                    self.send(P.Subscribe(book.instrument, book.segment, book.with_orders,
+                                          book.with_quotes))
                 return
             except (OSError, ClientError):
                 await asyncio.sleep(delay)
@@ -349,11 +359,12 @@ class Client:
 
     def _fail_waiters(self, exc: Exception) -> None:
         futures = [f for fs in self._waiters.values() for f in fs]
-        for f in futures + [f for _, f in self._replies]:
+        for f in futures + [f for _, f in self._replies + self._quote_waiters]:
             if not f.done():
                 f.set_exception(exc)
         self._waiters.clear()
         self._replies.clear()
+        self._quote_waiters.clear()
 
     # -------------------------------------------------------------- incoming
 
@@ -365,9 +376,10 @@ class Client:
         if self.on_reports is not None:
             self.on_reports(item)
             if not (self.keep_reports or self.on_execution or self._waiters
-                    or self.drop is not None):
+                    or self._quote_waiters or self.drop is not None):
                 return
-            if not (self.keep_reports or self.on_execution or self.drop is not None):
+            if not (self.keep_reports or self.on_execution or self.drop is not None
+                    or self._quote_waiters):
                 # only awaited ids need objects
                 keys = np.array([P.encode_clid(k) for k in self._waiters], dtype="S20")
                 item = item[np.isin(item["cl_ord_id"], keys)]
@@ -398,6 +410,22 @@ class Client:
         if self.drop is not None and self.drop(msg):
             return
         kind = type(msg)
+        if self._quote_waiters and kind in (P.ExecutionReport, P.QuoteReport, P.AdminAck):
+            self._answer_quote_waiters(msg)
+        if kind is P.QuoteReport:
+            if msg.report_seq:  # in the account's stream, numbered with the ExecutionReports
+                last = self.last_report_seq
+                if msg.report_seq <= last:
+                    self.report_duplicates += 1
+                    return
+                if last >= 0:
+                    self.report_gaps += msg.report_seq - last - 1
+                self.last_report_seq = msg.report_seq
+            if self.keep_reports:
+                self.quote_reports.append(msg)
+            if self.on_quote is not None:
+                self.on_quote(msg)
+            return
         if kind is P.ExecutionReport:
             if self.keep_reports:
                 self.reports.append(msg)
@@ -439,6 +467,12 @@ class Client:
                 book = self.books.get((msg.instrument, 0))
                 if book is not None:
                     book.orders = msg
+                if self.on_market_data is not None:
+                    self.on_market_data(msg)
+            elif kind is P.MdQuotes:
+                book = self.books.get((msg.instrument, 1))
+                if book is not None:
+                    book.quotes = msg
                 if self.on_market_data is not None:
                     self.on_market_data(msg)
             # an AdminAck answers the command it names; a Balance the oldest BalanceRequest,
@@ -520,6 +554,84 @@ class Client:
         self.send(P.OrdersRequest(instrument))
         return await asyncio.wait_for(f, timeout)
 
+    # -------------------------------------------------------------- negotiations
+
+    def _answer_quote_waiters(self, msg) -> None:
+        for i, (match, f) in enumerate(self._quote_waiters):
+            if match(msg):
+                del self._quote_waiters[i]
+                if not f.done():
+                    f.set_result(msg)
+                return
+
+    def _quote_wait(self, match) -> asyncio.Future:
+        f = asyncio.get_running_loop().create_future()
+        self._quote_waiters.append((match, f))
+        return f
+
+    @staticmethod
+    def _refused(command: str, ref: str):
+        """An answer that refuses a negotiation command: its reject (the engine's, in the
+        stream; the gateway's, INSTRUMENT_HALTED) or a throttled AdminAck."""
+        return lambda m: (type(m) is P.ExecutionReport and m.exec == P.ExecKind.REJECTED
+                          and m.cl_ord_id == ref) or (
+            type(m) is P.AdminAck and m.command == command and not m.ok)
+
+    async def block_quote(self, cl_ord_id: str, instrument: str, side: int, qty: int,
+                          price: int, counterparty: str = "", timeout: float = 10.0
+                          ) -> P.QuoteReport | P.ExecutionReport | P.AdminAck:
+        """Propose a negotiated block agreement: to ``counterparty`` (an account name) or,
+        empty, on the public board. Returns the QuoteReport QUOTED (its ``quote_no`` is the
+        quote's public number) or the reject (an ExecutionReport REJECTED with the reason;
+        an AdminAck if throttled)."""
+        P.encode_clid(cl_ord_id)  # a ValueError now, before anything waits on a bad id
+        refused = self._refused("BlockQuote", cl_ord_id)
+        f = self._quote_wait(lambda m: refused(m) or (
+            type(m) is P.QuoteReport and m.maker and m.cl_ord_id == cl_ord_id))
+        self.send(P.BlockQuote(cl_ord_id, instrument, int(side), qty, price, counterparty))
+        return await asyncio.wait_for(f, timeout)
+
+    async def _on_quote(self, command: str, msg, events, timeout: float):
+        refused = self._refused(command, msg.ref)
+        f = self._quote_wait(lambda m: refused(m) or (
+            type(m) is P.QuoteReport and m.quote_no == msg.quote_no and m.by_you
+            and m.event in events))
+        self.send(msg)
+        return await asyncio.wait_for(f, timeout)
+
+    async def block_counter(self, ref: str, quote_no: int, price: int | None = None,
+                            qty: int = 0, timeout: float = 10.0):
+        """New terms on quote ``quote_no`` (``price`` None / ``qty`` 0: unchanged). Returns
+        the QuoteReport QUOTED by you, or the reject (its ``cl_ord_id`` is ``ref``)."""
+        return await self._on_quote("BlockCounter", P.BlockCounter(ref, quote_no, price, qty),
+                                    (P.QuoteEvent.QUOTED,), timeout)
+
+    async def block_accept(self, ref: str, quote_no: int, price: int | None = None,
+                           qty: int = 0, timeout: float = 10.0):
+        """Accept the other party's latest terms of ``quote_no`` (optionally stating them:
+        TERMS_CHANGED if they moved). Returns the QuoteReport ACCEPTED (with ``trade_id``;
+        the FILL came just before it) or the reject."""
+        return await self._on_quote("BlockAccept", P.BlockAccept(ref, quote_no, price, qty),
+                                    (P.QuoteEvent.ACCEPTED,), timeout)
+
+    async def block_withdraw(self, ref: str, quote_no: int, timeout: float = 10.0):
+        """End negotiation ``quote_no``. Returns the QuoteReport WITHDRAWN or the reject."""
+        return await self._on_quote("BlockWithdraw", P.BlockWithdraw(ref, quote_no),
+                                    (P.QuoteEvent.WITHDRAWN,), timeout)
+
+    async def quote_board(self, instrument: str, timeout: float = 10.0
+                          ) -> P.MdQuotes | P.AdminAck:
+        """The block quote board of ``instrument``: its public quotes, anonymous."""
+        f = self._expect("QuoteBoardRequest")
+        self.send(P.QuoteBoardRequest(instrument))
+        return await asyncio.wait_for(f, timeout)
+
+    async def negotiations(self, timeout: float = 10.0) -> P.Negotiations:
+        """The account's live negotiations, with the other party's account."""
+        f = self._expect("NegotiationsRequest")
+        self.send(P.NegotiationsRequest())
+        return await asyncio.wait_for(f, timeout)
+
     def amend(self, cl_ord_id: str, price: int, qty: int) -> None:
         self.send(P.Amend(cl_ord_id, price, qty))
 
@@ -579,13 +691,15 @@ class Client:
         return await asyncio.wait_for(f, timeout)
 
     async def subscribe(self, instrument: str, segment: int = 0, timeout: float = 10.0,
-                        orders: bool = False) -> BookView:
+                        orders: bool = False, quotes: bool = False) -> BookView:
         """Subscribe to a channel; return its ``BookView`` once the snapshot is in. With
-        ``orders`` (LISTED), ``BookView.orders`` keeps the latest ``MdOrders``."""
+        ``orders`` (LISTED), ``BookView.orders`` keeps the latest ``MdOrders``; with
+        ``quotes`` (BLOCK), ``BookView.quotes`` the latest block quote board (``MdQuotes``)."""
         book = self.books.get((instrument, segment))
         if book is None:
             book = self.books[(instrument, segment)] = BookView(instrument, segment)
         book.with_orders = book.with_orders or orders
-        self.send(P.Subscribe(instrument, segment, orders))
+        book.with_quotes = book.with_quotes or quotes
+        self.send(P.Subscribe(instrument, segment, orders, quotes))
         await asyncio.wait_for(book.ready.wait(), timeout)
         return book

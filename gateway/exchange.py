@@ -70,10 +70,21 @@ class OrderBatch(msgspec.Struct, tag=4, array_like=True, frozen=True):
     unknown_ids: bytes = b""
 
 
+#: Negotiation commands on a live quote: their reports echo the command's own ``ref``, not
+#: the quote's id, so their ids travel in ``OrderBatch.unknown_ids`` too.
+_OWN_ID_ACTIONS = (Action.BLOCK_COUNTER, Action.BLOCK_ACCEPT, Action.BLOCK_WITHDRAW)
+
+
 def unknown_rows(cmds: np.ndarray) -> np.ndarray:
-    """Which command rows name no known order (their ids are ``OrderBatch.unknown_ids``, in
-    row order); clock ticks name none and are not among them."""
-    return (cmds["order"] < 0) & (cmds["action"] != Action.TICK)
+    """Which command rows' reports carry an id of their own rather than their order's: the
+    rows that name no known order, and the negotiation commands on a quote (BLOCK_COUNTER,
+    BLOCK_ACCEPT, BLOCK_WITHDRAW: their ``ref``). Their ids are ``OrderBatch.unknown_ids``,
+    in row order; clock ticks name none and are not among them."""
+    action = cmds["action"]
+    own = (cmds["order"] < 0) & (action != Action.TICK)
+    if (action >= Action.BLOCK_COUNTER).any():  # 7, 8, 10 (9 is UNKNOWN: an order's row)
+        own |= np.isin(action, _OWN_ID_ACTIONS)
+    return own
 
 
 class OrderBatchV1(msgspec.Struct, tag=2, array_like=True, frozen=True):
@@ -218,6 +229,33 @@ class Exchange:
         return P.Balance(b.account, b.cash, b.cash_reserved, b.cash_available, b.withdrawable,
                          [(h.instrument, h.total, h.reserved, h.pending, h.sellable)
                           for h in b.holdings])
+
+    def board(self, instrument: int) -> P.MdQuotes:
+        """The block quote board of an instrument: its live public quotes, in the order
+        made, anonymous (quote number, the maker's side, price, quantity)."""
+        live = self.engine.book.negotiations.live
+        quotes = [(q.ref, q.side, q.price, q.qty)
+                  for q in sorted(live.values(), key=lambda q: q.seq)
+                  if q.instrument == instrument and q.counterparty == NO_REF]
+        return P.MdQuotes(self.instruments[instrument], instrument,
+                          self.md.seq(2 * instrument + 1), quotes)
+
+    def negotiations(self, account: int) -> P.Negotiations:
+        """The live negotiations ``account`` is a party to (its own quotes, public or not,
+        and those addressed to or countered by it), as it sees them."""
+        live = self.engine.book.negotiations.live
+        out = []
+        name = self.account_name
+        for q in sorted(live.values(), key=lambda q: q.seq):
+            maker = q.maker == account
+            if not maker and q.counterparty != account:
+                continue
+            other = q.counterparty if maker else q.maker
+            out.append(P.Negotiation(
+                q.ref, self.instruments[q.instrument],
+                q.side if maker else 3 - q.side, q.price, q.qty, maker, q.proposer == account,
+                name(other) if other >= 0 else "", self.orders.name(q.ref) if maker else ""))
+        return P.Negotiations(out)
 
     def state_hash(self) -> str:
         """SHA-256 over the engine (book, orders, balances) and the gateway's own state."""

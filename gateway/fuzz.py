@@ -767,7 +767,8 @@ def fuzz_decoder(frames: int, seed: int = 0, *, deep_nesting: bool = True,
 
 _QUERY_TYPES = frozenset((int(MsgType.SUBSCRIBE), int(MsgType.MD_REPLAY_REQUEST),
                           int(MsgType.BALANCE_REQUEST), int(MsgType.ORDER_STATUS_REQUEST),
-                          int(MsgType.ORDERS_REQUEST)))
+                          int(MsgType.ORDERS_REQUEST), int(MsgType.NEGOTIATIONS_REQUEST),
+                          int(MsgType.QUOTE_BOARD_REQUEST)))
 _HEARTBEAT, _LOGOUT, _LOGON = int(MsgType.HEARTBEAT), int(MsgType.LOGOUT), int(MsgType.LOGON)
 _NEW, _CANCEL, _AMEND = int(MsgType.NEW_ORDER), int(MsgType.CANCEL), int(MsgType.AMEND)
 _TAKE = int(MsgType.TAKE)

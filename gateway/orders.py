@@ -166,6 +166,9 @@ def track(events, n, side, filled, open_, nxt, prv, head, tail, n_open, filled_a
         kind = events[k, B.KIND]
         if kind == _TRADE:
             bh, sh, qty = events[k, B.ORDER], events[k, B.ORDER2], events[k, B.QTY]
+            if bh == sh:  # a negotiated agreement: the quote is no order, never rested
+                filled_after[k, 0] = filled_after[k, 1] = qty
+                continue
             filled[bh] += qty
             filled[sh] += qty
             open_[bh] = events[k, B.AUX1]

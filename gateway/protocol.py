@@ -102,6 +102,16 @@ class MsgType(IntEnum):
     MD_STATUS = 43  # binary
     MD_DAY_SUMMARY = 44  # binary
     MD_ORDERS = 45  # the orders resting in the best five LISTED levels, with their numbers
+    QUOTE_REPORT = 36  # binary: an event of one of the account's negotiations (in its stream)
+    MD_QUOTES = 46  # the block quote board: an instrument's public quotes, anonymous
+    NEGOTIATIONS = 47  # the account's live negotiations (answers NegotiationsRequest)
+    # negotiated block agreements (docs/rules.md §3b), session-level, sequenced with orders
+    BLOCK_QUOTE = 50
+    BLOCK_COUNTER = 51
+    BLOCK_ACCEPT = 52
+    BLOCK_WITHDRAW = 53
+    NEGOTIATIONS_REQUEST = 54  # the account's live negotiations (answered by Negotiations)
+    QUOTE_BOARD_REQUEST = 55  # an instrument's block quote board (answered by MdQuotes)
 
 
 class GatewayReason(IntEnum):
@@ -153,6 +163,23 @@ class ExecKind(IntEnum):
     AMEND_REJECTED = 9  # an Amend was refused; the order (if any) is unchanged
 
 
+class QuoteEvent(IntEnum):
+    """What a QuoteReport says happened to a negotiation."""
+
+    QUOTED = 1  # terms proposed: the quote made, or countered (``by_you`` says by whom)
+    ACCEPTED = 2  # the terms were accepted: one BLOCK trade (``trade_id``), the quote ended
+    WITHDRAWN = 3  # a party withdrew it
+    EXPIRED = 4  # still live at 15:00
+
+
+class QuoteFlag(IntEnum):
+    """Bits of ``QuoteReport.flags``."""
+
+    MAKER = 1  # the receiving account made the quote
+    BY_YOU = 2  # the receiving account made these terms (QUOTED) or ended it (ACCEPTED, WITHDRAWN)
+    PUBLIC = 4  # no counterparty yet: the quote is on the board
+
+
 class Status(IntEnum):
     """Trading status of one instrument's segment, published as market data."""
 
@@ -183,6 +210,12 @@ EXECUTION_REPORT = _frame_dtype(
     ("exec", "u1"), ("reason", "u1"), ("side", "u1"), ("segment", "u1"), ("instrument", "<u2"),
     ("cl_ord_id", "S20"), ("ts_us", "<i8"), ("price", "<i8"), ("qty", "<u4"), ("filled", "<u4"),
     ("open", "<u4"), ("trade_id", "<u8"), ("report_seq", "<u8"))
+#: An event of a negotiated block agreement (docs/rules.md §3b), sequenced in the account's
+#: report stream like an ExecutionReport and of the same size (73 bytes).
+QUOTE_REPORT = _frame_dtype(
+    ("event", "u1"), ("reserved", "u1"), ("side", "u1"), ("flags", "u1"), ("instrument", "<u2"),
+    ("quote_no", "<u8"), ("cl_ord_id", "S20"), ("ts_us", "<i8"), ("price", "<i8"),
+    ("qty", "<u4"), ("trade_id", "<u8"), ("report_seq", "<u8"))
 MD_TRADE = _frame_dtype(("instrument", "<u2"), ("segment", "u1"), ("aggressor", "u1"),
                         ("seq", "<u8"), ("ts_us", "<i8"), ("trade_id", "<u8"), ("price", "<i8"),
                         ("qty", "<u4"))
@@ -202,6 +235,7 @@ DEPTH_LEVELS = 5  # levels per side an MdDepth carries at most
 BINARY_SIZES = {MsgType.NEW_ORDER: NEW_ORDER.itemsize, MsgType.CANCEL: CANCEL.itemsize,
                 MsgType.AMEND: AMEND.itemsize, MsgType.TAKE: TAKE.itemsize,
                 MsgType.EXECUTION_REPORT: EXECUTION_REPORT.itemsize,
+                MsgType.QUOTE_REPORT: QUOTE_REPORT.itemsize,
                 MsgType.MD_TRADE: MD_TRADE.itemsize, MsgType.MD_STATUS: MD_STATUS.itemsize,
                 MsgType.MD_DAY_SUMMARY: MD_DAY_SUMMARY.itemsize}
 
@@ -349,6 +383,9 @@ class Subscribe(Packed, frozen=True):
     #: LISTED only: also an ``MdOrders`` after the snapshot and after every turn that
     #: changed the book (the orders a take may target); ignored for BLOCK
     orders: bool = False
+    #: BLOCK only: also an ``MdQuotes`` (the block quote board) after the snapshot and after
+    #: every turn that may have changed it; ignored for LISTED
+    quotes: bool = False
 
 
 class MdReplayRequest(Packed, frozen=True):
@@ -406,6 +443,73 @@ class OrdersRequest(Packed, frozen=True):
     target."""
 
     TYPE = MsgType.ORDERS_REQUEST
+    instrument: Name
+
+
+Ref = Annotated[str, msgspec.Meta(max_length=CLID_BYTES)]
+
+
+class BlockQuote(Packed, frozen=True):
+    """Propose a negotiated block agreement (docs/rules.md §3b): ``side``, ``qty`` t at
+    ``price`` fen of ``instrument``, to the account named ``counterparty`` or, empty, to
+    every participant (the public block quote board). ``cl_ord_id`` is the quote's own new
+    id, from the account's order ids (used up like a NewOrder's, whatever the outcome); the
+    exchange gives the quote its public **quote number** (its QuoteReport's ``quote_no``)."""
+
+    TYPE = MsgType.BLOCK_QUOTE
+    cl_ord_id: Ref
+    instrument: Name
+    side: int
+    qty: int
+    price: int | None
+    counterparty: Name = ""
+
+
+class BlockCounter(Packed, frozen=True):
+    """New terms on the live quote ``quote_no``, from either party: a new ``price`` (nil:
+    unchanged) and/or ``qty`` (0: unchanged). ``ref`` is the client's reference of this
+    command (1 .. 20 printable characters, not an order id: it is not used up), echoed in
+    its reject."""
+
+    TYPE = MsgType.BLOCK_COUNTER
+    ref: Ref
+    quote_no: int
+    price: int | None = None
+    qty: int = 0
+
+
+class BlockAccept(Packed, frozen=True):
+    """Accept the other party's latest terms of quote ``quote_no``: one BLOCK trade. With
+    ``price``/``qty`` (nil/0: not stated) the terms the acceptor saw: if they are not the
+    latest, TERMS_CHANGED. ``ref`` as for BlockCounter; the acceptor's FILL carries it."""
+
+    TYPE = MsgType.BLOCK_ACCEPT
+    ref: Ref
+    quote_no: int
+    price: int | None = None
+    qty: int = 0
+
+
+class BlockWithdraw(Packed, frozen=True):
+    """End the negotiation ``quote_no`` (either party; a public quote only its maker)."""
+
+    TYPE = MsgType.BLOCK_WITHDRAW
+    ref: Ref
+    quote_no: int
+
+
+class NegotiationsRequest(Packed, frozen=True):
+    """The account's live negotiations (answered by ``Negotiations``): the quotes it made
+    and those it is the counterparty of, with the other party's account."""
+
+    TYPE = MsgType.NEGOTIATIONS_REQUEST
+
+
+class QuoteBoardRequest(Packed, frozen=True):
+    """An instrument's block quote board (answered by ``MdQuotes``; an unknown instrument
+    by ``AdminAck("QuoteBoardRequest", false, 44)``)."""
+
+    TYPE = MsgType.QUOTE_BOARD_REQUEST
     instrument: Name
 
 
@@ -554,6 +658,76 @@ class MdOrders(Packed, frozen=True):
     complete: bool = True
 
 
+class QuoteReport(_Msg, frozen=True):
+    """One event of a negotiation the session's account is a party to (binary, in the
+    account's report stream). ``side`` is the receiving account's own side; ``flags``
+    ``QuoteFlag`` bits; ``cl_ord_id`` the quote's id to its maker (empty to the
+    counterparty); ``price``/``qty`` the terms now (the last ones, once ended);
+    ``trade_id`` the agreement's trade on ACCEPTED, else 0."""
+
+    TYPE = MsgType.QUOTE_REPORT
+    event: QuoteEvent
+    quote_no: int
+    cl_ord_id: str
+    ts_us: int
+    instrument: int
+    side: int
+    flags: int
+    price: int
+    qty: int
+    trade_id: int = 0
+    report_seq: int = 0
+
+    @property
+    def maker(self) -> bool:
+        return bool(self.flags & QuoteFlag.MAKER)
+
+    @property
+    def by_you(self) -> bool:
+        return bool(self.flags & QuoteFlag.BY_YOU)
+
+    @property
+    def public(self) -> bool:
+        return bool(self.flags & QuoteFlag.PUBLIC)
+
+
+#: One quote on the board: quote number, the maker's side, price (fen), quantity (t).
+BoardEntry = tuple[int, int, int, int]
+
+
+class MdQuotes(Packed, frozen=True):
+    """An instrument's block quote board: its live public quotes, in the order made,
+    anonymous (no account, no ``cl_ord_id``), as of the BLOCK channel's sequence number
+    ``seq``. Addressed negotiations never appear here."""
+
+    TYPE = MsgType.MD_QUOTES
+    instrument: str
+    instrument_id: int
+    seq: int
+    quotes: list[BoardEntry]
+
+
+class Negotiation(msgspec.Struct, frozen=True, array_like=True):
+    """One live negotiation in ``Negotiations``, as its party sees it."""
+
+    quote_no: int
+    instrument: str
+    side: int  # the receiving account's own side
+    price: int
+    qty: int
+    maker: bool  # the receiving account made the quote
+    by_you: bool  # the receiving account made the terms now on the table
+    other: str  # the other party's account ("" while a quote is public)
+    cl_ord_id: str = ""  # the quote's id, to its maker only
+
+
+class Negotiations(Packed, frozen=True):
+    """Answer to NegotiationsRequest: the account's live negotiations, in the order made."""
+
+    TYPE = MsgType.NEGOTIATIONS
+    quotes: list[Negotiation]
+
+
 class MdTrade(_Msg, frozen=True):
     TYPE = MsgType.MD_TRADE
     instrument: int
@@ -609,10 +783,11 @@ MARKET_DATA = (MdTrade, MdDepth, MdStatus, MdDaySummary)
 CLIENT = {cls.TYPE: cls for cls in (
     Heartbeat, Logon, Logout, NewOrder, Cancel, Amend, Take, MassCancel, Subscribe,
     MdReplayRequest, Halt, Resume, EndDay, SetPriorClose, BalanceRequest, SetClock,
-    OrderStatusRequest, OrdersRequest)}
+    OrderStatusRequest, OrdersRequest, BlockQuote, BlockCounter, BlockAccept, BlockWithdraw,
+    NegotiationsRequest, QuoteBoardRequest)}
 SERVER = {cls.TYPE: cls for cls in (
     Heartbeat, Error, LogonAck, LogonReject, ExecutionReport, AdminAck, Balance, OrderStatus,
-    MdSnapshot, MdOrders,
+    MdSnapshot, MdOrders, QuoteReport, MdQuotes, Negotiations,
     MdTrade, MdDepth, MdStatus, MdDaySummary)}
 
 
@@ -705,11 +880,13 @@ _S_CANCEL = struct.Struct("<HB20s")
 _S_AMEND = struct.Struct("<HB20sIq")
 _S_TAKE = struct.Struct("<HB20sHBIQ")
 _S_REPORT = struct.Struct("<HBBBBBH20sqqIIIQQ")
+_S_QUOTE = struct.Struct("<HBBBBBHQ20sqqIQQ")
 _S_TRADE = struct.Struct("<HBHBBQqQqI")
 _S_STATUS = struct.Struct("<HBHBBQq")
 _S_SUMMARY = struct.Struct("<HBHBBQqIqqqq")
 _S_DEPTH = struct.Struct("<HBHBBBQq")
 _S_LEVEL = struct.Struct("<qqI")
+assert _S_QUOTE.size == QUOTE_REPORT.itemsize == EXECUTION_REPORT.itemsize
 assert _S_TAKE.size == TAKE.itemsize and _S_AMEND.size == AMEND.itemsize
 assert _S_NEW.size == NEW_ORDER.itemsize and _S_REPORT.size == EXECUTION_REPORT.itemsize
 assert _S_TRADE.size == MD_TRADE.itemsize and _S_SUMMARY.size == MD_DAY_SUMMARY.itemsize
@@ -755,6 +932,11 @@ def encode(msg) -> bytes:
         return _S_TAKE.pack(_S_TAKE.size - 2, 18, encode_clid(msg.cl_ord_id),
                             _clip(msg.instrument, 16), _clip(msg.side, 8), _clip(msg.qty, 32),
                             _clip(msg.target, 64))
+    if kind is QuoteReport:
+        return _S_QUOTE.pack(_S_QUOTE.size - 2, MsgType.QUOTE_REPORT, msg.event, 0, msg.side,
+                             msg.flags, msg.instrument, msg.quote_no,
+                             msg.cl_ord_id.encode("latin-1"), msg.ts_us, msg.price, msg.qty,
+                             msg.trade_id, msg.report_seq)
     if kind is ExecutionReport:
         return _S_REPORT.pack(_S_REPORT.size - 2, 32, msg.exec, msg.reason, msg.side,
                               msg.segment, msg.instrument, msg.cl_ord_id.encode("latin-1"),
@@ -881,6 +1063,17 @@ def _dec_report(view, pos):
                            _nullable(price), qty, filled, open_, reason, trade_id, report_seq)
 
 
+def _dec_quote(view, pos):
+    (_, _, event, _, side, flags, instrument, quote_no, clid, ts, price, qty, trade_id,
+     report_seq) = _S_QUOTE.unpack_from(view, pos)
+    try:
+        event = QuoteEvent(event)
+    except ValueError:
+        raise ProtocolError(f"QuoteReport with event {event}") from None
+    return QuoteReport(event, quote_no, decode_clid(clid), ts, instrument, side, flags, price,
+                       qty, trade_id, report_seq)
+
+
 def _dec_trade(view, pos):
     _, _, *fields = _S_TRADE.unpack_from(view, pos)
     instrument, segment, aggressor, seq, ts, trade_id, price, qty = fields
@@ -914,7 +1107,7 @@ def _dec_depth(view, pos, length):
 
 _BINARY_DECODERS = {MsgType.NEW_ORDER: _dec_new, MsgType.CANCEL: _dec_cancel,
                     MsgType.AMEND: _dec_amend, MsgType.TAKE: _dec_take,
-                    MsgType.EXECUTION_REPORT: _dec_report,
+                    MsgType.EXECUTION_REPORT: _dec_report, MsgType.QUOTE_REPORT: _dec_quote,
                     MsgType.MD_TRADE: _dec_trade, MsgType.MD_STATUS: _dec_status,
                     MsgType.MD_DAY_SUMMARY: _dec_summary}
 

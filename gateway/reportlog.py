@@ -13,7 +13,8 @@ per turn::
     head (32 bytes, little-endian): magic u32 "CEAR", account u32, count u32,
                                      records of the same turn after this one u32,
                                      first report_seq u64, journal record u64
-    count ExecutionReport frames (73 bytes each), report_seq first, first+1, ...
+    count ExecutionReport or QuoteReport frames (73 bytes each, report_seq last),
+    report_seq first, first+1, ...
 
 It is derived data: the journal determines it, so recovery rebuilds whatever its tail lacks
 (a crash between the journal's write and the log's) from the journal records it replays
@@ -47,6 +48,7 @@ from .wire import REPORT_SIZE, rd_i64, rd_u16, rd_u32
 
 REPORTS = "reports.log"
 _T_REPORT = 32
+_T_QUOTE = 36  # a QuoteReport: the same size, report_seq at the same offset
 SEQ_AT = REPORT_SIZE - 8  # report_seq is the frame's last field
 
 
@@ -72,7 +74,8 @@ def _scan(data, out_acct, out_first, out_count, out_off, out_jseq):
         good = True
         for i in range(count):
             q = body + i * REPORT_SIZE
-            if (rd_u16(data, q) != REPORT_SIZE - 2 or data[q + 2] != _T_REPORT
+            if (rd_u16(data, q) != REPORT_SIZE - 2
+                    or (data[q + 2] != _T_REPORT and data[q + 2] != _T_QUOTE)
                     or rd_i64(data, q + SEQ_AT) != first + i):
                 good = False
                 break

@@ -23,11 +23,11 @@ import numpy as np
 from numba import njit
 
 from engine import batch as B
-from engine.codes import NO_PRICE, Action, EventKind
+from engine.codes import NO_PRICE, Action, EventKind, Segment
 
 from .exchange import unknown_rows
-from .protocol import CLID_BYTES, NO_INSTRUMENT, NULL_PRICE, ExecKind
-from .wire import REPORT_SIZE, put_report, rd_u16, wr_i64, wr_u32
+from .protocol import CLID_BYTES, NO_INSTRUMENT, NULL_PRICE, ExecKind, QuoteEvent, QuoteFlag
+from .wire import REPORT_SIZE, put_quote_report, put_report, rd_u16, wr_i64, wr_u32
 
 _kernel = njit(cache=True, _nrt=False)
 _inline = njit(cache=True, _nrt=False, inline="always")
@@ -43,6 +43,11 @@ _X_CANCELLED, _X_EXPIRED, _X_AMENDED = (int(ExecKind.CANCELLED), int(ExecKind.EX
 _X_CANCEL_REJECTED, _X_AMEND_REJECTED = (int(ExecKind.CANCEL_REJECTED),
                                          int(ExecKind.AMEND_REJECTED))
 _A_CANCEL, _A_AMEND = int(Action.CANCEL), int(Action.AMEND)
+_QUOTE, _QUOTE_ENDED = int(EventKind.QUOTE), int(EventKind.QUOTE_ENDED)
+_Q_QUOTED = int(QuoteEvent.QUOTED)
+_F_MAKER, _F_BY_YOU, _F_PUBLIC = int(QuoteFlag.MAKER), int(QuoteFlag.BY_YOU), int(QuoteFlag.PUBLIC)
+_BLOCK = int(Segment.BLOCK)
+_NO_CLID = np.zeros(CLID_BYTES, np.uint8)  # the id of a report that has none
 #: Bytes a batch's reports can take at most per event row (a trade reports to both sides).
 PER_EVENT = 2 * REPORT_SIZE
 
@@ -96,6 +101,68 @@ def _fill(events, k, side, account_col, order_col, left_col, filled_after, order
                       s)
 
 
+@_inline
+def _agreement(events, n, k, r, cmd_clid, order_clid, rseq, out, idx, meta, p):
+    """The two FILL reports of a negotiated agreement's trade (row ``k``: both order columns
+    the quote, the acceptor the aggressor; its QUOTE_ENDED, naming the maker, follows). The
+    maker's carries the quote's id, the counterparty's the ref of its BlockAccept if it
+    accepted (else 20 NUL bytes)."""
+    quote = events[k, B.ORDER]
+    maker = events[k + 1, B.QUOTE_MAKER] if k + 1 < n and \
+        events[k + 1, B.KIND] == _QUOTE_ENDED else -1
+    aggressor = events[k, B.TRADE_AGGRESSOR]
+    for side in range(1, 3):
+        a = events[k, B.TRADE_BUY_ACCOUNT if side == 1 else B.TRADE_SELL_ACCOUNT]
+        if a < 0:
+            continue
+        if a == maker:
+            src, at = order_clid, quote * CLID_BYTES
+        elif side == aggressor:
+            src, at = cmd_clid, r * CLID_BYTES
+        else:
+            src, at = cmd_clid, -1
+        s = _next_seq(rseq, a)
+        _tag(idx, meta, a, p, s)
+        if at < 0:
+            p = put_report(out, p, _X_FILL, 0, side, _BLOCK, events[k, B.INSTRUMENT],
+                           _NO_CLID, 0, events[k, B.TS], events[k, B.PRICE], events[k, B.QTY],
+                           events[k, B.QTY], 0, events[k, B.TRADE_ID], s)
+        else:
+            p = put_report(out, p, _X_FILL, 0, side, _BLOCK, events[k, B.INSTRUMENT], src, at,
+                           events[k, B.TS], events[k, B.PRICE], events[k, B.QTY],
+                           events[k, B.QTY], 0, events[k, B.TRADE_ID], s)
+    return p
+
+
+@_inline
+def _quote_reports(events, k, order_clid, rseq, out, idx, meta, p):
+    """The QuoteReports of a QUOTE or QUOTE_ENDED row: one to the maker, one to the
+    counterparty (if any), each from its own point of view."""
+    quote = events[k, B.ORDER]
+    maker, other = events[k, B.QUOTE_MAKER], events[k, B.QUOTE_COUNTERPARTY]
+    by = events[k, B.AUX2]
+    trade_id = 0
+    if events[k, B.KIND] == _QUOTE:
+        event = _Q_QUOTED
+    else:
+        event = _Q_QUOTED + events[k, B.QUOTE_END]  # ACCEPTED 2, WITHDRAWN 3, EXPIRED 4
+        if k > 0 and events[k - 1, B.KIND] == _TRADE and events[k - 1, B.ORDER] == quote:
+            trade_id = events[k - 1, B.TRADE_ID]
+    public = _F_PUBLIC if other < 0 else 0
+    for i in range(2):
+        a = maker if i == 0 else other
+        if a < 0 or (i == 1 and a == maker):
+            continue
+        flags = public | (_F_MAKER if i == 0 else 0) | (_F_BY_YOU if by == a else 0)
+        side = events[k, B.SIDE] if i == 0 else 3 - events[k, B.SIDE]
+        s = _next_seq(rseq, a)
+        _tag(idx, meta, a, p, s)
+        p = put_quote_report(out, p, event, side, flags, events[k, B.INSTRUMENT], quote,
+                             order_clid, quote * CLID_BYTES if i == 0 else -1, events[k, B.TS],
+                             events[k, B.PRICE], events[k, B.QTY], trade_id, s)
+    return p
+
+
 @_kernel
 def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, rseq,
                    gw_pos, gw_acct, gw_off, gw_buf, g, g_end, out, idx, meta):
@@ -115,7 +182,11 @@ def encode_reports(events, n, filled_after, row0, origin, cmd_clid, order_clid, 
                 p = _copy_answer(gw_off, gw_buf, g, out, p)
             g += 1
         kind = events[k, B.KIND]
-        if kind == _TRADE:
+        if kind == _TRADE and events[k, B.TRADE_BUY_ORDER] == events[k, B.TRADE_SELL_ORDER]:
+            p = _agreement(events, n, k, r, cmd_clid, order_clid, rseq, out, idx, meta, p)
+        elif kind == _QUOTE or kind == _QUOTE_ENDED:
+            p = _quote_reports(events, k, order_clid, rseq, out, idx, meta, p)
+        elif kind == _TRADE:
             p = _fill(events, k, 1, B.TRADE_BUY_ACCOUNT, B.TRADE_BUY_ORDER, B.TRADE_BUY_LEFT,
                       filled_after, order_clid, rseq, out, idx, meta, p)
             p = _fill(events, k, 2, B.TRADE_SELL_ACCOUNT, B.TRADE_SELL_ORDER, B.TRADE_SELL_LEFT,

@@ -169,12 +169,15 @@ _CATCH_UP_CHUNK = 1 << 18
 _CATCH_UP_BELOW = 1 << 20
 
 
+_STREAM_TYPES = (P.MsgType.EXECUTION_REPORT, P.MsgType.QUOTE_REPORT)
+
+
 def _unsequenced(data: bytes) -> bytes:
     """The frames of ``data`` that are not in a report stream (gateway answers)."""
     out, p, end = [], 0, len(data)
     while p < end:
         size = 2 + (data[p] | data[p + 1] << 8)
-        if not (size == REPORT_SIZE and data[p + 2] == P.MsgType.EXECUTION_REPORT
+        if not (size == REPORT_SIZE and data[p + 2] in _STREAM_TYPES
                 and any(data[p + SEQ_AT:p + REPORT_SIZE])):
             out.append(data[p:p + size])
         p += size
@@ -184,6 +187,8 @@ def _unsequenced(data: bytes) -> bytes:
 _DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in P.CLIENT.items()
              if issubclass(cls, P.Packed)}
 _SEQUENCED = (P.MassCancel, P.Halt, P.Resume, P.EndDay, P.SetPriorClose, P.SetClock)
+#: Negotiation commands: command rows among the orders (``Admission.block``)
+_NEGOTIATION = (P.BlockQuote, P.BlockCounter, P.BlockAccept, P.BlockWithdraw)
 
 
 class ExchangeServer:
@@ -200,6 +205,8 @@ class ExchangeServer:
         self.subscribers: list[set[Session]] = []
         #: per instrument: the sessions that subscribed to its LISTED orders (MdOrders)
         self.order_subscribers: list[set[Session]] = []
+        #: per instrument: the sessions that subscribed to its block quote board (MdQuotes)
+        self.board_subscribers: list[set[Session]] = []
         self.captured_seq: list[int] = []  # market data released, per channel
         self.queue: list[Session] = []  # sessions with input for the next turn
         self.system: list = []  # (account, message) the exchange sends itself next turn
@@ -280,6 +287,7 @@ class ExchangeServer:
         self.captured_seq = [exchange.md.seq(c) for c in range(n)]
         self.subscribers = [set() for _ in range(n)]
         self.order_subscribers = [set() for _ in range(n // 2)]
+        self.board_subscribers = [set() for _ in range(n // 2)]
         exchange.md.touched[:] = 0
 
     def _ledger(self, url, exchange) -> LedgerPublisher | None:
@@ -488,6 +496,8 @@ class ExchangeServer:
             self.subscribers[c].discard(session)
             if c % 2 == 0:
                 self.order_subscribers[c // 2].discard(session)
+            else:
+                self.board_subscribers[c // 2].discard(session)
         self.replaying.discard(session)
         if session.account >= 0 and self.by_account.get(session.account) is session:
             del self.by_account[session.account]
@@ -661,7 +671,9 @@ class ExchangeServer:
         if cls is P.Logon:
             session.error = (P.GatewayReason.PROTOCOL_ERROR, "already logged on")
             return True
-        if cls in _SEQUENCED:
+        if cls in _NEGOTIATION:  # rows in sequence with the session's orders
+            self.admission.block(session.account, msg)
+        elif cls in _SEQUENCED:
             self.admission.special(session.account, msg, reply=not session.closing)
         elif session.closing:
             return False  # no one to answer
@@ -681,6 +693,16 @@ class ExchangeServer:
                                                  f"no instrument {msg.instrument!r}"))
             else:
                 self._answer(session, self.exchange.md.orders(self.exchange.engine.book, i))
+        elif cls is P.QuoteBoardRequest:
+            i = self.exchange.instrument_index.get(msg.instrument, -1)
+            if i < 0:
+                self._answer(session, P.AdminAck("QuoteBoardRequest", False,
+                                                 P.GatewayReason.UNKNOWN_INSTRUMENT,
+                                                 f"no instrument {msg.instrument!r}"))
+            else:
+                self._answer(session, self.exchange.board(i))
+        elif cls is P.NegotiationsRequest:
+            self._answer(session, self.exchange.negotiations(session.account))
         return False
 
     # -------------------------------------------------------------- queries
@@ -709,6 +731,9 @@ class ExchangeServer:
         if msg.orders and c % 2 == 0:  # the orders a take may target, now and on change
             self._answer(session, self.exchange.md.orders(self.exchange.engine.book, c // 2))
             self.order_subscribers[c // 2].add(session)
+        if msg.quotes and c % 2 == 1:  # the block quote board, now and on change
+            self._answer(session, self.exchange.board(c // 2))
+            self.board_subscribers[c // 2].add(session)
 
     def _md_replay(self, session: Session, msg: P.MdReplayRequest) -> None:
         c = self._channel(session, msg, "MdReplayRequest")
@@ -805,6 +830,13 @@ class ExchangeServer:
                 touched[2 * i] = 0
                 if subs:
                     md_parts.append((list(subs), P.encode(md.orders(ex.engine.book, i))))
+        # the block quote board: a complete MdQuotes to its subscribers after every turn
+        # that touched the instrument's BLOCK side (a quote made, countered or ended, ...)
+        for i, subs in enumerate(self.board_subscribers):
+            if touched[2 * i + 1]:
+                touched[2 * i + 1] = 0
+                if subs:
+                    md_parts.append((list(subs), P.encode(ex.board(i))))
         ledger = (ex.seq, turn.settled, turn.ledger_ops) if turn is not None and \
             turn.records and self.ledger is not None else None
         return answers, groups, log, md_parts, ending, ledger, oldest

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from .protocol import (
-    CLID_BYTES, EXECUTION_REPORT, LEVEL, MD_DAY_SUMMARY, MD_DEPTH_HEAD, MD_STATUS, MD_TRADE,
+    CLID_BYTES, EXECUTION_REPORT, LEVEL, QUOTE_REPORT, MD_DAY_SUMMARY, MD_DEPTH_HEAD, MD_STATUS, MD_TRADE,
     NULL_PRICE, MsgType,
 )
 
@@ -37,6 +37,8 @@ LEVEL_SIZE = LEVEL.itemsize
 _T_REPORT, _T_TRADE, _T_DEPTH = (int(MsgType.EXECUTION_REPORT), int(MsgType.MD_TRADE),
                                  int(MsgType.MD_DEPTH))
 _T_STATUS, _T_SUMMARY = int(MsgType.MD_STATUS), int(MsgType.MD_DAY_SUMMARY)
+_T_QUOTE = int(MsgType.QUOTE_REPORT)
+assert QUOTE_REPORT.itemsize == REPORT_SIZE  # the report log keeps frames of one size
 
 
 # ---------------------------------------------------------------- fields
@@ -128,6 +130,31 @@ def put_report(b, p, kind, reason, side, segment, instrument, clid, clid_at, ts,
     wr_u32(b, p + 45, qty)
     wr_u32(b, p + 49, filled)
     wr_u32(b, p + 53, open_)
+    wr_i64(b, p + 57, trade_id)
+    wr_i64(b, p + 65, report_seq)
+    return p + REPORT_SIZE
+
+
+@_inline
+def put_quote_report(b, p, event, side, flags, instrument, quote_no, clid, clid_at, ts, price,
+                     qty, trade_id, report_seq):
+    """A QuoteReport at ``b[p:]``; its cl_ord_id is the 20 bytes at ``clid[clid_at:]``
+    (``clid_at`` negative: 20 NUL bytes). Returns the offset after it."""
+    put_head(b, p, REPORT_SIZE, _T_QUOTE)
+    b[p + 3] = np.uint8(event)
+    b[p + 4] = np.uint8(0)
+    b[p + 5] = np.uint8(side)
+    b[p + 6] = np.uint8(flags)
+    wr_u16(b, p + 7, instrument)
+    wr_i64(b, p + 9, quote_no)
+    if clid_at >= 0:
+        copy_clid(b, p + 17, clid, clid_at)
+    else:
+        for k in range(CLID_BYTES):
+            b[p + 17 + k] = 0
+    wr_i64(b, p + 37, ts)
+    wr_i64(b, p + 45, price)
+    wr_u32(b, p + 53, qty)
     wr_i64(b, p + 57, trade_id)
     wr_i64(b, p + 65, report_seq)
     return p + REPORT_SIZE
