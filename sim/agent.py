@@ -13,6 +13,8 @@ An agent trades one account. Subclass ``Agent`` and override the callbacks you n
 ``on_order(update)``   one of its orders was accepted, rejected, cancelled, expired or
                        amended, or a cancel/amend was refused (an ``OrderUpdate``)
 ``on_day_close(day)``  a trading day ended: its closing price and volumes (a ``DayClose``)
+``on_quote(update)``   a negotiated block quote it is a party to was made, countered or
+                       ended (a ``QuoteUpdate``)
 =====================  ====================================================================
 
 From any callback it sends the wire's commands through its own methods: ``buy``/``sell``
@@ -23,6 +25,13 @@ are integer fen (1 fen = 0.01 CNY = one tick), quantities integer tonnes. What i
 itself is kept up to date by the runner: ``now`` (exchange time, µs), ``cash`` and
 ``cash_available`` (fen), ``allowances`` and ``sellable`` (t), ``open_orders``, and
 ``pnl(mark)``.
+
+The market's own trading modes (docs/rules.md §3a-§3b): ``take`` (a targeted take of one
+order among the best five levels the book shows, ``book.bid_orders``/``book.ask_orders``)
+and the negotiated block agreements, ``block_quote``, ``block_counter``, ``block_accept``
+and ``block_withdraw`` (the live quotes it may see: ``book.quotes``). They run in process
+(``cea simulate``); a runner that cannot send them (``--via-server``, ``cea agent``)
+refuses them with an ``AgentError`` saying so.
 
 The simulator is deterministic, so an agent that draws its randomness from ``self.rng``
 (seeded from the simulation's seed and the agent's name) is reproducible too.
@@ -70,6 +79,13 @@ class Book:
     prior_close: int  # today's band reference
     status: str = "OPEN"  # OPEN, BREAK, CLOSED or HALTED
     volume: int = 0  # the day's LISTED tonnes so far
+    #: the resting orders of the best five levels, best first, each a ``ShownOrder`` (what
+    #: a take picks from; in process only, empty elsewhere)
+    bid_orders: list = field(default_factory=list)
+    ask_orders: list = field(default_factory=list)
+    #: the live negotiated block quotes the agent may see (its own negotiations and the
+    #: public board), each a ``QuoteView``, in the order made (in process only)
+    quotes: list = field(default_factory=list)
 
     @property
     def best_bid(self) -> int | None:
@@ -99,6 +115,60 @@ class Book:
 
 
 @dataclass(frozen=True)
+class ShownOrder:
+    """One resting LISTED order as the book shows it (for a take): its id, price (fen),
+    open quantity (t), and whether it is the agent's own (which it may not take)."""
+
+    order_id: str
+    price: int
+    qty: int
+    own: bool
+
+
+@dataclass(frozen=True)
+class QuoteView:
+    """A live negotiated block quote as the agent sees it (spec §3b).
+
+    ``side`` is the maker's side; ``mine``: the agent made it; ``public``: on the board (no
+    counterparty yet); ``other``: the other party's account ("" on the board: a public
+    quote does not name its maker, and has no counterparty yet); ``my_turn``: the agent
+    did not make the terms now on the table, so it may accept them."""
+
+    quote_id: str
+    side: Side
+    price: int  # fen
+    qty: int  # t
+    mine: bool
+    public: bool
+    other: str
+    my_turn: bool
+
+    @property
+    def my_side(self) -> Side:
+        """The side the agent takes in it: the maker's, or the other one."""
+        return self.side if self.mine else (Side.SELL if self.side == Side.BUY else Side.BUY)
+
+
+@dataclass(frozen=True)
+class QuoteUpdate:
+    """A negotiated block quote the agent is a party to changed (``on_quote``).
+
+    ``status``: QUOTED (made), COUNTERED, ACCEPTED (its trade comes as a ``Fill`` with the
+    quote's id), WITHDRAWN or EXPIRED (at 15:00); ``by``: the account that made these terms
+    or ended it ("" on expiry); the terms are the latest (the maker's ``side``)."""
+
+    quote_id: str
+    status: str
+    side: Side
+    price: int
+    qty: int
+    mine: bool
+    counterparty: str
+    by: str
+    ts: int
+
+
+@dataclass(frozen=True)
 class Fill:
     """One trade of one of the agent's orders."""
 
@@ -125,6 +195,9 @@ class OrderUpdate:
     reason: str
     open_qty: int
     ts: int
+    #: the command refused or answered: NEW, TAKE, BLOCK_QUOTE, BLOCK_COUNTER, BLOCK_ACCEPT
+    #: or BLOCK_WITHDRAW ("" where the status says it: CANCEL_REJECTED, AMEND_REJECTED)
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,16 +219,27 @@ class OpenOrder:
 class Command:
     """A command as an agent sent it (``RecordingSender`` keeps these)."""
 
-    action: str  # NEW, CANCEL, AMEND or CANCEL_ALL
-    order_id: str = ""
+    action: str  # NEW, CANCEL, AMEND, CANCEL_ALL, TAKE or BLOCK_QUOTE .. BLOCK_WITHDRAW
+    order_id: str = ""  # the order's or the quote's id
     side: Side | None = None
     qty: int = 0
     price: int | None = None
     tif: TimeInForce = TimeInForce.DAY
+    target: str = ""  # TAKE: the order taken from
+    counterparty: str = ""  # BLOCK_QUOTE: the account addressed ("" public)
+
+
+#: what a runner without the market's own trading modes says (``Sender``'s defaults)
+MODES_UNSUPPORTED = ("takes and negotiated block agreements are not available with this "
+                     "runner yet (the gateway's clients cannot send them here); run the "
+                     "agent in process (cea simulate without --via-server)")
 
 
 class Sender:
-    """Where an agent's commands go; each runner provides one. ``new`` returns the order id."""
+    """Where an agent's commands go; each runner provides one. ``new`` returns the order id.
+
+    ``take_order`` and the ``block_*`` methods (the market's own trading modes) refuse by
+    default: a runner that supports them overrides them."""
 
     def new(self, agent: "Agent", side: Side, qty: int, price: int | None,
             tif: TimeInForce) -> str:
@@ -171,6 +255,24 @@ class Sender:
         for order_id, o in list(agent.open_orders.items()):
             if side is None or o.side == side:
                 self.cancel(agent, order_id)
+
+    def take_order(self, agent: "Agent", side: Side, qty: int, target: str) -> str:
+        raise AgentError(MODES_UNSUPPORTED)
+
+    def block_quote(self, agent: "Agent", side: Side, qty: int, price: int,
+                    counterparty: str | None) -> str:
+        raise AgentError(MODES_UNSUPPORTED)
+
+    def block_counter(self, agent: "Agent", quote_id: str, price: int | None,
+                      qty: int | None) -> None:
+        raise AgentError(MODES_UNSUPPORTED)
+
+    def block_accept(self, agent: "Agent", quote_id: str, price: int | None,
+                     qty: int | None) -> None:
+        raise AgentError(MODES_UNSUPPORTED)
+
+    def block_withdraw(self, agent: "Agent", quote_id: str) -> None:
+        raise AgentError(MODES_UNSUPPORTED)
 
 
 class RecordingSender(Sender):
@@ -190,6 +292,26 @@ class RecordingSender(Sender):
     def amend(self, agent, order_id, price, qty) -> None:
         self.sent.append(Command("AMEND", order_id, qty=qty, price=price))
 
+    def take_order(self, agent, side, qty, target) -> str:
+        order_id = f"{agent.account}.{len(self.sent) + 1}"
+        self.sent.append(Command("TAKE", order_id, side, qty, target=target))
+        return order_id
+
+    def block_quote(self, agent, side, qty, price, counterparty) -> str:
+        quote_id = f"{agent.account}.{len(self.sent) + 1}"
+        self.sent.append(Command("BLOCK_QUOTE", quote_id, side, qty, price,
+                                 counterparty=counterparty or ""))
+        return quote_id
+
+    def block_counter(self, agent, quote_id, price, qty) -> None:
+        self.sent.append(Command("BLOCK_COUNTER", quote_id, qty=qty or 0, price=price))
+
+    def block_accept(self, agent, quote_id, price, qty) -> None:
+        self.sent.append(Command("BLOCK_ACCEPT", quote_id, qty=qty or 0, price=price))
+
+    def block_withdraw(self, agent, quote_id) -> None:
+        self.sent.append(Command("BLOCK_WITHDRAW", quote_id))
+
 
 # ---------------------------------------------------------------------- the base class
 
@@ -199,6 +321,24 @@ class AgentError(ValueError):
 
 
 _TIF = {"DAY": TimeInForce.DAY, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
+_SIDE = {"BUY": Side.BUY, "SELL": Side.SELL}
+
+
+def _whole(name: str, value, optional: bool = False) -> int | None:
+    """``value`` as a positive whole number (fen or tonnes), or AgentError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        unit = "fen" if name == "price" else "tonnes"
+        raise AgentError(f"{name} must be a positive whole number of {unit}, not {value!r}")
+    return int(value)
+
+
+def _side(side) -> Side:
+    side = _SIDE.get(side, side) if isinstance(side, str) else side
+    if isinstance(side, bool) or side not in (Side.BUY, Side.SELL):
+        raise AgentError(f"side must be BUY or SELL, not {side!r}")
+    return Side(side)
 
 
 class Agent:
@@ -303,6 +443,63 @@ class Agent:
         """Cancel every open order of the agent (of one side if given)."""
         self.sender.cancel_all(self, side)
 
+    # ---- the market's own trading modes (docs/rules.md §3a-§3b)
+
+    def _modes(self, name: str):
+        if self.sender is None:
+            raise AgentError("the agent is not bound to an account yet (the runner binds it)")
+        fn = getattr(self.sender, name, None)
+        if fn is None:
+            raise AgentError(MODES_UNSUPPORTED)
+        return fn
+
+    def take(self, side: str | Side, qty: int, target: str) -> str:
+        """A targeted take (listed agreement trading, spec §3a): trade ``qty`` t now with
+        the resting LISTED order ``target`` (an ``order_id`` of ``book.ask_orders`` to buy,
+        ``book.bid_orders`` to sell: the best five levels, not its own), at that order's
+        price. Returns the take's order id; the trade comes as a ``Fill``, a refusal (the
+        target gone, filled or out of the best five by then) through ``on_order``."""
+        side, qty = _side(side), _whole("qty", qty)
+        if not isinstance(target, str) or not target:
+            raise AgentError(f"target must be an order id, not {target!r}")
+        order_id = self._modes("take_order")(self, side, qty, target)
+        self.orders_sent += 1
+        return order_id
+
+    def block_quote(self, side: str | Side, qty: int, price: int,
+                    counterparty: str | None = None) -> str:
+        """Propose a negotiated block agreement (spec §3b): ``side``, ``qty`` t (100,000
+        or more) at ``price`` fen (within the BLOCK band), to the account ``counterparty``
+        or, without one, on the public board. 13:00-15:00; the terms reserve cash or
+        allowances as a block order would. Returns the quote's id (from the order ids'
+        space); what follows comes through ``on_quote``."""
+        side, qty, price = _side(side), _whole("qty", qty), _whole("price", price)
+        if counterparty is not None and (not isinstance(counterparty, str) or not counterparty):
+            raise AgentError(f"counterparty must be an account name, not {counterparty!r}")
+        quote_id = self._modes("block_quote")(self, side, qty, price, counterparty)
+        self.orders_sent += 1
+        return quote_id
+
+    def block_counter(self, quote_id: str, price: int | None = None,
+                      qty: int | None = None) -> None:
+        """New terms on a live quote it is a party to (or finds on the board): a price
+        and/or a quantity (what is not given stays)."""
+        price, qty = _whole("price", price, True), _whole("qty", qty, True)
+        if price is None and qty is None:
+            raise AgentError("block_counter needs a price or a qty")
+        self._modes("block_counter")(self, quote_id, price, qty)
+
+    def block_accept(self, quote_id: str, price: int | None = None,
+                     qty: int | None = None) -> None:
+        """Accept the other party's latest terms: one BLOCK trade. Stating ``price`` and
+        ``qty`` makes sure they are the terms accepted (TERMS_CHANGED otherwise)."""
+        price, qty = _whole("price", price, True), _whole("qty", qty, True)
+        self._modes("block_accept")(self, quote_id, price, qty)
+
+    def block_withdraw(self, quote_id: str) -> None:
+        """End a negotiation it is a party to (a public quote: only its maker)."""
+        self._modes("block_withdraw")(self, quote_id)
+
     # ---- what it holds
 
     @property
@@ -337,6 +534,9 @@ class Agent:
     def on_day_close(self, day: DayClose) -> None:
         """A trading day ended."""
 
+    def on_quote(self, update: QuoteUpdate) -> None:
+        """A negotiated block quote it is a party to was made, countered or ended."""
+
 
 # ---------------------------------------------------------------------- runners' helpers
 
@@ -361,6 +561,10 @@ def notify_fill(agent: Agent, fill: Fill) -> None:
 def notify_order(agent: Agent, update: OrderUpdate) -> None:
     agent._updated(update)
     call(agent, "on_order", update)
+
+
+def notify_quote(agent: Agent, update: QuoteUpdate) -> None:
+    call(agent, "on_quote", update)
 
 
 # ---------------------------------------------------------------------- loading
@@ -424,4 +628,5 @@ def make_agent(spec: str, params: dict | None = None) -> Agent:
 
 
 __all__ = ["Agent", "AgentError", "Book", "DayClose", "Fill", "OrderUpdate", "OpenOrder",
-           "RecordingSender", "Sender", "load_agent_class", "make_agent"]
+           "QuoteUpdate", "QuoteView", "RecordingSender", "Sender", "ShownOrder",
+           "load_agent_class", "make_agent"]

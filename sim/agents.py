@@ -28,6 +28,12 @@ noise traders, individuals, institutions; off by default), that share of an agen
 decisions to trade now (a limit priced through the best opposite price) becomes a take
 intent (``Orders.take``): ``sim.simulate.resolve_takes`` picks the order it takes from in
 the displayed best five levels, and the TAKE goes to the engine with the step's orders.
+
+**Negotiated block agreements**: with ``covered_entity.negotiate_share`` on (off by
+default), that share of the covered entities' afternoon block decisions becomes a
+negotiation intent (``Orders.negotiate``): ``sim.negotiate.Negotiator`` quotes a
+counterparty with the opposite need (or the board) and answers the live quotes step by step;
+an entity negotiating decides nothing else meanwhile (``Market.busy``).
 """
 
 from __future__ import annotations
@@ -79,6 +85,9 @@ class Orders:
     #: take intents (``take``): resolved against the book into TAKE rows, or limit orders
     #: where no order can be taken, by ``sim.simulate.step_commands``
     takes: list[tuple] = field(default_factory=list)
+    #: negotiation intents (``negotiate``): block quotes to a counterparty or the board,
+    #: made by ``sim.negotiate.Negotiator``
+    negotiations: list[tuple] = field(default_factory=list)
 
     def new(self, agent, side, tif, price, qty) -> None:
         """New DAY/IOC limit orders of ``agent`` (arrays; side and tif may be scalars);
@@ -108,6 +117,18 @@ class Orders:
                                np.asarray(pick, dtype=np.float64),
                                np.full(n, bool(keep))))
 
+    def negotiate(self, agent, side, price, qty, pick) -> None:
+        """Negotiation intents of ``agent`` (arrays; side a scalar): each proposes a block
+        agreement of ``qty`` t at ``price`` (a BLOCK_QUOTE) to a counterparty with the
+        opposite need, chosen by ``pick`` (uniform in [0, 1)), or to the board if none."""
+        if len(agent):
+            n = len(agent)
+            self.negotiations.append((np.asarray(agent, dtype=np.int64),
+                                      np.full(n, int(side), dtype=np.int64),
+                                      np.asarray(price, dtype=np.int64),
+                                      np.asarray(qty, dtype=np.int64),
+                                      np.asarray(pick, dtype=np.float64)))
+
     def cancel(self, agent, order) -> None:
         if len(agent):
             self.cancel_agent.append(np.asarray(agent, dtype=np.int64))
@@ -135,6 +156,9 @@ class Market:
     sellable: np.ndarray  # sellable allowances per agent (t)
     holdings: np.ndarray  # allowances held per agent (t), sellable or not
     activity: float = 1.0  # the day's activity: a factor on every act probability
+    #: per agent: a party to a live negotiated block quote (it is negotiating, and decides
+    #: nothing else meanwhile); None when covered entities do not negotiate
+    busy: np.ndarray | None = None
 
 
 def next_value(value: int, anchor: int, p: dict, rng: np.random.Generator,
@@ -438,6 +462,8 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
         ramp = deadline_ramp(m.days_left, p)
         weight = weight * np.where(need < 0, ratio ** e, ratio ** (-e * (1 - ramp)))
     act = (need != 0) & (rng.random(len(idx)) < p["act_probability"] * u * weight)
+    if m.busy is not None:
+        act &= ~m.busy[idx]  # negotiating a block agreement: nothing else meanwhile
     who, need = idx[act], need[act]
     if not len(who):
         return
@@ -454,6 +480,7 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
     qty = np.where(block, np.minimum(np.abs(need), block_lot),
                    np.minimum(np.minimum(np.abs(need), lot), LISTED_MAX_QTY))
     block &= qty >= BLOCK_MIN_QTY
+    share = p.get("negotiate_share", 0.0)
     for side, mask in ((Side.BUY, buy), (Side.SELL, ~buy)):
         w = who[mask]
         if not len(w):
@@ -470,6 +497,13 @@ def _covered(agents, m, rng, out, p, open_of) -> None:
         # a lot that shrank under the block minimum goes to the listed segment instead
         q = np.where(block[mask] & (q < BLOCK_MIN_QTY), np.minimum(q, LISTED_MAX_QTY), q)
         price = np.where(q > LISTED_MAX_QTY, price, _clip(price, m.band))
+        if share > 0:
+            # negotiated block agreements: this share of the block lots is proposed to a
+            # counterparty (or the board) as a quote, at the same discounted price
+            draw, pick = rng.random(len(w)), rng.random(len(w))
+            talk = (q > LISTED_MAX_QTY) & (draw < share)
+            out.negotiate(w[talk], side, price[talk], q[talk], pick[talk])
+            w, price, q = w[~talk], price[~talk], q[~talk]
         taking = _send(out, m, rng, w, side, TimeInForce.DAY, price, q, p, keep=True)
         # filled in with the handle once assigned (a take is not a working order)
         agents.working[w[(q > 0) & ~taking], side - 1] = -2

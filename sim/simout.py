@@ -63,6 +63,9 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
                      Reason(reason).name])
     paths.append(write_table(out / "rejects.csv", rows))
 
+    if np.isin(cmds["action"], list(_NEGOTIATION)).any():
+        paths.append(write_table(out / "quotes.csv", quote_rows(r.quotes, order, names)))
+
     paths.append(write_table(out / "agents.csv", agent_rows(r)))
     paths.append(write_table(out / "days.csv", day_rows(r.days)))
     paths.append(write_table(out / "intraday.csv", intraday_rows(r.samples)))
@@ -74,19 +77,37 @@ def write_tables(r: SimResult, out: Path) -> list[Path]:
     return paths
 
 
+_NEGOTIATION = {int(a): a.name for a in (Action.BLOCK_QUOTE, Action.BLOCK_COUNTER,
+                                          Action.BLOCK_ACCEPT, Action.BLOCK_WITHDRAW)}
+
+
 def command_rows(cmds: np.ndarray, names, order) -> list[list]:
     """``commands.csv``: the commands (``COMMAND_DTYPE``) in the order file format (spec §8),
     ``names`` the account names by handle, ``order(handle)`` the order ids. With any TAKE
     among them the file has the optional column ``target`` (the order id a take takes
-    from; empty on other rows); a TAKE row has no price (it trades at its target's)."""
+    from; empty on other rows); a TAKE row has no price (it trades at its target's). With
+    any negotiation row (BLOCK_QUOTE, BLOCK_COUNTER, BLOCK_ACCEPT, BLOCK_WITHDRAW: the
+    quote's id in ``order_id``; price and qty as stated, empty for unchanged) it has the
+    column ``counterparty`` (a BLOCK_QUOTE's addressee; empty: public, and on other rows)."""
     with_target = bool((cmds["action"] == Action.TAKE).any())
-    rows = [HEADER + (["target"] if with_target else [])]
-    tail = [""] if with_target else []
-    for ts, action, account, ref, side, typ, tif, price, qty in zip(
+    with_peer = bool(np.isin(cmds["action"], list(_NEGOTIATION)).any())
+    rows = [HEADER + (["target"] if with_target else []) +
+            (["counterparty"] if with_peer else [])]
+    tail = [""] * (with_target + with_peer)
+    for ts, action, account, ref, side, typ, tif, price, qty, peer in zip(
             cmds["ts"].tolist(), cmds["action"].tolist(), cmds["account"].tolist(),
             cmds["order"].tolist(), cmds["side"].tolist(), cmds["type"].tolist(),
-            cmds["tif"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist()):
-        if action == Action.NEW:
+            cmds["tif"].tolist(), cmds["price"].tolist(), cmds["qty"].tolist(),
+            cmds["peer"].tolist()):
+        if action in _NEGOTIATION:
+            quote = action == Action.BLOCK_QUOTE
+            row = [format_time(ts), names[account], _NEGOTIATION[action], order(ref),
+                   Side(side).name if quote else "", "", "",
+                   format_fen(price) if price != -1 else "", qty or "", ""]
+            if with_target:
+                row.append("")
+            rows.append(row + [names[peer] if quote and peer >= 0 else ""])
+        elif action == Action.NEW:
             market = typ == OrderType.MARKET
             rows.append([format_time(ts), names[account], "NEW", order(ref), Side(side).name,
                          OrderType(typ).name, TimeInForce(tif).name,
@@ -94,7 +115,7 @@ def command_rows(cmds: np.ndarray, names, order) -> list[list]:
         elif action == Action.TAKE:  # the target's handle rides in the price field
             rows.append([format_time(ts), names[account], "TAKE", order(ref), Side(side).name,
                          OrderType.TAKE.name, TimeInForce.IOC.name, "", qty, "",
-                         order(price)])
+                         order(price)] + ([""] if with_peer else []))
         elif action == Action.AMEND:  # user agents amend; the built-in ones never do
             rows.append([format_time(ts), names[account], "AMEND", order(ref), "", "", "",
                          format_fen(price), qty, ""] + tail)
@@ -102,6 +123,28 @@ def command_rows(cmds: np.ndarray, names, order) -> list[list]:
             rows.append([format_time(ts), names[account], "CANCEL", order(ref), "", "", "",
                          "", "", ""] + tail)
     return rows
+
+
+def quote_rows(quotes: np.ndarray, order, names) -> list[list]:
+    """``quotes.csv`` as ``cea match`` writes it (spec §3b): one row per quote made, in the
+    order made, from its QUOTE / QUOTE_ENDED events: its last terms, status (ACCEPTED,
+    WITHDRAWN, EXPIRED; LIVE if still open), who ended it and how many counters it had."""
+    from engine.codes import EventKind, QuoteEnd
+
+    rows: dict[int, list] = {}
+    for e in quotes.tolist():
+        peer = e[B.QUOTE_COUNTERPARTY]
+        q = rows.setdefault(e[B.ORDER], [order(e[B.ORDER]), "", "", "", "", "", "LIVE", "", -1])
+        q[1:6] = [names[e[B.QUOTE_MAKER]], names[peer] if peer >= 0 else "",
+                  Side(e[B.SIDE]).name, format_fen(e[B.PRICE]), e[B.QTY]]
+        if e[B.KIND] == EventKind.QUOTE:
+            q[8] += 1  # the quote itself counts -1 + 1 = 0 counters
+        else:
+            by = e[B.QUOTE_ENDED_BY]
+            q[6] = QuoteEnd(e[B.QUOTE_END]).name
+            q[7] = names[by] if by >= 0 else ""
+    return [["quote_id", "maker", "counterparty", "side", "price", "qty", "status",
+             "ended_by", "counters"]] + list(rows.values())
 
 
 #: ``agents.csv``'s columns; of them, ``AGENT_MONEY`` are CNY (fen inside), the rest text

@@ -106,6 +106,16 @@ class CoveredEntity(msgspec.Struct, forbid_unknown_fields=True):
     #: price) sent as a targeted take instead: an order it picks in the best five levels
     #: (listed agreement trading, 挂牌协议交易); 0 off
     take_share: float = 0.0
+    #: share of its afternoon block decisions negotiated as a block agreement instead
+    #: (大宗协议交易, spec §3b): a BLOCK_QUOTE at the same discounted price to an entity with
+    #: the opposite need (or the board), answered, countered and accepted or withdrawn step
+    #: by step (``sim.negotiate``); 0 off
+    negotiate_share: float = 0.0
+    #: a party accepts terms within this of its own price (bps); beyond, it counters halfway
+    negotiate_tolerance_bps: int = 50
+    #: counters on a negotiation before a party withdraws (and steps a board quote waits
+    #: unanswered before its maker withdraws it)
+    negotiate_rounds: int = 4
 
 
 class MarketMaker(msgspec.Struct, forbid_unknown_fields=True):
@@ -577,6 +587,8 @@ class SimResult:
     summary: dict = field(default_factory=dict)
     reports: list = field(default_factory=list)  # ledger.compliance.Report per deadline
     emissions_csv: str = ""  # the covered entities' verified emissions and allocations
+    #: the QUOTE and QUOTE_ENDED event rows (negotiated block agreements)
+    quotes: np.ndarray = field(default_factory=lambda: np.zeros((0, B.EVENT_WIDTH), np.int64))
 
 
 def trading_days(cfg: SimConfig, calendar: TradingCalendar) -> list[int]:
@@ -717,6 +729,12 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
 
     commands, trades, rejects, accepted = _Buffer(0), _Buffer(B.EVENT_WIDTH), _Buffer(2), \
         _Buffer(B.EVENT_WIDTH)
+    quote_events = _Buffer(B.EVENT_WIDTH)
+    negotiator = None
+    if negotiations_configured(cfg):
+        from .negotiate import Negotiator
+
+        negotiator = Negotiator(agents.params["covered_entity"], engine)
     samples: list[tuple[int, int, int, int]] = []
     rows: list[DayRow] = []
     compliance: list[dict] = []
@@ -740,7 +758,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
     from .inprocess import InProcessAgents
 
     instances, numbers = user_agents(cfg, agents)
-    users = InProcessAgents(instances, numbers, orders_names, cfg.instrument)
+    users = InProcessAgents(instances, numbers, orders_names, cfg.instrument, engine.accounts)
     for agent, number in zip(instances, numbers):
         agent.bind(users, agents.names[number], cfg.instrument, cash=int(agents.cash[number]),
                    allowances=int(agents.allowances[number]), seed=cfg.seed)
@@ -786,12 +804,19 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             sellable = h[:, HD_TOTAL] - h[:, HD_RESERVED] - h[:, HD_PENDING]
             market = A.Market(tod >= PM_OPEN_US, last or prior_close, bb, ba, band,
                               block_band, days_left, conditions.value, avail_cash, sellable,
-                              h[:, HD_TOTAL], activity)
+                              h[:, HD_TOTAL], activity,
+                              None if negotiator is None else negotiator.busy(n_agents))
             decided = A.decide(agents, market, rng,
                                lambda ref: book.order_state(ref)[4])
             first = next_order
             cmds, next_order = step_commands(decided, agents, ts, next_order, rng, resting)
             orders_names.add_many([f"o{h}" for h in range(first, next_order)])
+            if negotiator is not None and (decided.negotiations or book.negotiations.live):
+                # the negotiations' answers and new quotes, after the step's orders
+                talk, next_order, quote_ids = negotiator.step(
+                    decided.negotiations, agents, market, ts + len(cmds), next_order, rng)
+                orders_names.add_many(quote_ids)
+                cmds = np.concatenate([cmds, talk]) if len(talk) else cmds
             refused = ()
             if users:
                 users.step(engine, bal, ts, last, prior_close, day_volume)
@@ -800,7 +825,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
             if len(cmds):
                 ev = engine.submit_batch(cmds)
                 commands.add(cmds)
-                _absorb(ev, n_commands, trades, rejects, accepted, day_events)
+                _absorb(ev, n_commands, trades, rejects, accepted, day_events, quote_events)
                 n_commands += len(cmds)
                 if users:
                     users.deliver(ev, cmds, refused)
@@ -830,7 +855,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
                 depth = {"time": ts, "bids": engine.depth(side=Side.BUY, levels=15),
                          "asks": engine.depth(side=Side.SELL, levels=15)}
         ev = engine.submit_batch(_tick(day * DAY_US + DAY_CLOSE_US))
-        _absorb(ev, n_commands, trades, rejects, accepted, day_events)
+        _absorb(ev, n_commands, trades, rejects, accepted, day_events, quote_events)
         closed = ev[ev[:, B.KIND] == EventKind.DAY_CLOSED]
         c = closed[-1]
         if users:
@@ -866,7 +891,7 @@ def simulate(cfg: SimConfig, progress=None, ledger=None) -> SimResult:
                        trades.array(), rejects.array(), accepted.array(),
                        np.array(samples, dtype=np.int64).reshape(-1, 4), depth, compliance,
                        cov.info, time.perf_counter() - t0, reports=reports,
-                       emissions_csv=cov.emissions_csv)
+                       emissions_csv=cov.emissions_csv, quotes=quote_events.array())
     result.summary = summarize(result, crossed)
     return result
 
@@ -1010,8 +1035,10 @@ def step_commands(d: A.Orders, agents: A.Agents, ts: int, next_order: int,
     return cmds, next_order
 
 
-def _absorb(ev, offset, trades, rejects, accepted, day_events) -> None:
+def _absorb(ev, offset, trades, rejects, accepted, day_events, quotes=None) -> None:
     kind = ev[:, B.KIND]
+    if quotes is not None:
+        quotes.add(ev[(kind == EventKind.QUOTE) | (kind == EventKind.QUOTE_ENDED)])
     trades.add(ev[kind == EventKind.TRADE])
     rj = ev[kind == EventKind.REJECTED]
     if len(rj):
@@ -1102,6 +1129,8 @@ def summarize(r: SimResult, crossed: int = 0) -> dict:
     }
     if takes_configured(r.config):
         out["takes"] = take_summary(r)
+    if negotiations_configured(r.config):
+        out["negotiations"] = negotiation_summary(r)
     return out
 
 
@@ -1138,6 +1167,66 @@ def take_summary(r: SimResult) -> dict:
             "rejects": dict(sorted(rejects.items()))}
 
 
+def negotiations_configured(cfg: SimConfig) -> bool:
+    """Whether covered entities negotiate block agreements (a ``negotiate_share`` above 0)."""
+    return cfg.covered_entity.negotiate_share > 0
+
+
+_NEGOTIATION_ACTIONS = (Action.BLOCK_QUOTE, Action.BLOCK_COUNTER, Action.BLOCK_ACCEPT,
+                        Action.BLOCK_WITHDRAW)
+
+
+def negotiated_trades(r: SimResult) -> np.ndarray:
+    """The TRADE rows of accepted negotiations (BLOCK, both order columns the quote)."""
+    t = r.trades
+    if not len(t):
+        return t
+    return t[(t[:, B.SEGMENT] == Segment.BLOCK) & (t[:, B.ORDER] == t[:, B.ORDER2])]
+
+
+def negotiation_summary(r: SimResult) -> dict:
+    """``summary.json``'s ``negotiations``: BLOCK_* commands sent by action; quotes made
+    (addressed and public), counters, how the quotes ended (accepted, withdrawn, expired);
+    the negotiated tonnes and their share of the block volume; their VWAP, and its average
+    over tonnes against each day's close (%, as ``cea realism``'s block figure); the
+    rejects of BLOCK_* commands by reason."""
+    from engine.codes import QuoteEnd
+
+    cmds, q = r.commands, r.quotes
+    action = cmds["action"]
+    sent = {Action(a).name: int((action == a).sum()) for a in _NEGOTIATION_ACTIONS}
+    made = q[(q[:, B.KIND] == EventKind.QUOTE) & (q[:, B.QUOTE_ACTION] == Action.BLOCK_QUOTE)]
+    counters = int(((q[:, B.KIND] == EventKind.QUOTE)
+                    & (q[:, B.QUOTE_ACTION] == Action.BLOCK_COUNTER)).sum())
+    ended = q[q[:, B.KIND] == EventKind.QUOTE_ENDED]
+    how = {e.name.lower(): int((ended[:, B.QUOTE_END] == e).sum()) for e in QuoteEnd}
+    t = negotiated_trades(r)
+    volume = int(t[:, B.QTY].sum()) if len(t) else 0
+    turnover = int((t[:, B.PRICE] * t[:, B.QTY]).sum()) if len(t) else 0
+    block = int(r.trades[r.trades[:, B.SEGMENT] == Segment.BLOCK, B.QTY].sum()) \
+        if len(r.trades) else 0
+    close = {day_of_date(dt.date.fromisoformat(d.date)): d.close for d in r.days}
+    vs_close = None
+    if volume:
+        ratio = [(p / close[ts // DAY_US] - 1) * qty for p, qty, ts in zip(
+            t[:, B.PRICE].tolist(), t[:, B.QTY].tolist(), t[:, B.TS].tolist())]
+        vs_close = round(100 * sum(ratio) / volume, 2)
+    rejects: dict[str, int] = {}
+    rows = r.rejects[r.rejects[:, 0] >= 0] if len(r.rejects) else r.rejects
+    for i, reason in rows.tolist():
+        if action[i] in _NEGOTIATION_ACTIONS:
+            name = Reason(reason).name
+            rejects[name] = rejects.get(name, 0) + 1
+    return {"sent": sent, "quotes": int(len(made)),
+            "addressed": int((made[:, B.QUOTE_COUNTERPARTY] >= 0).sum()),
+            "public": int((made[:, B.QUOTE_COUNTERPARTY] < 0).sum()),
+            "counters": counters, **how, "trades": int(len(t)), "volume_t": volume,
+            "block_volume_share_pct": round(100 * volume / block, 2) if block else 0.0,
+            "vwap_cny": format_fen((2 * turnover + volume) // (2 * volume)) if volume else None,
+            "vwap_vs_close_pct": vs_close,
+            "rejects": dict(sorted(rejects.items()))}
+
+
 def agent_results(r: SimResult) -> list[dict]:
     """Per agent: orders, trades, tonnes bought and sold, opening and closing cash (fen) and
     allowances (t), fees (fen) and P&L (fen) marked to the last close: the change in cash
@@ -1146,7 +1235,8 @@ def agent_results(r: SimResult) -> list[dict]:
     n = len(r.agents)
     bal = r.engine.balances
     cmds, trades = r.commands, r.trades
-    sent = (cmds["action"] == Action.NEW) | (cmds["action"] == Action.TAKE)
+    sent = (cmds["action"] == Action.NEW) | (cmds["action"] == Action.TAKE) | \
+        (cmds["action"] == Action.BLOCK_QUOTE)
     orders = np.bincount(cmds["account"][sent], minlength=n)[:n]
     if len(trades):
         buyer, seller, qty = trades[:, B.ACCOUNT], trades[:, B.ACCOUNT2], trades[:, B.QTY]

@@ -17,7 +17,8 @@ stamps commands with its clock and interleaves the sessions in arrival order.
 
 Targeted takes (``take_share``) are off in this mode: the wire protocol has no Take message
 yet, and a client sees the book's levels, not its orders. A configuration that asks for them
-runs without them, saying so on stderr and in ``summary.json`` (``takes``).
+runs without them, saying so on stderr and in ``summary.json`` (``takes``). So are the
+covered entities' negotiated block agreements (``negotiate_share``: ``negotiations``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,24 @@ from engine.tradingdays import TradingCalendar, date_of_day, format_time
 
 from . import agents as A
 from .simulate import DAY_STREAM, TAKE_SECTIONS, DayRow, SimResult, build_agents, \
-    parse_date, step_commands, step_times, summarize, takes_configured, trading_days
+    negotiations_configured, parse_date, step_commands, step_times, summarize, \
+    takes_configured, trading_days
 
 #: why takes are off over the wire (``summary.json``'s ``takes``, and said on stderr)
 TAKES_OFF = ("targeted takes are off with --via-server: the wire protocol has no Take yet "
              "(take_share set to 0; run in process for them)")
+
+
+#: why negotiated block agreements are off over the wire (``summary.json``'s ``negotiations``)
+NEGOTIATIONS_OFF = ("negotiated block agreements are off with --via-server: the simulator's "
+                    "clients do not negotiate over the wire yet (negotiate_share set to 0; run "
+                    "in process for them)")
+
+
+def without_negotiations(cfg):
+    """``cfg`` with ``covered_entity.negotiate_share`` 0."""
+    return msgspec.structs.replace(cfg, covered_entity=msgspec.structs.replace(
+        cfg.covered_entity, negotiate_share=0.0))
 
 
 def without_takes(cfg):
@@ -87,6 +101,12 @@ def run_via_server(cfg, out: Path, progress=None, web_port: int | None = None,
 
         print(f"cea simulate: note: {TAKES_OFF}", file=sys.stderr)
         cfg = without_takes(cfg)
+    negotiations_off = negotiations_configured(cfg)
+    if negotiations_off:
+        import sys
+
+        print(f"cea simulate: note: {NEGOTIATIONS_OFF}", file=sys.stderr)
+        cfg = without_negotiations(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     agents, covered = build_agents(cfg, rng)
@@ -117,6 +137,8 @@ def run_via_server(cfg, out: Path, progress=None, web_port: int | None = None,
     result.summary["mode"] = "via-server"
     if takes_off:
         result.summary["takes"] = {"off": TAKES_OFF}
+    if negotiations_off:
+        result.summary["negotiations"] = {"off": NEGOTIATIONS_OFF}
     result.summary["user_agents"] = run.user_summary(rows[-1].close if rows else 0)
     paths = _write(result, exchange, out)
     day = cfg.plot_day or rows[len(rows) // 2].date
