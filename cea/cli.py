@@ -922,6 +922,16 @@ def simulate(
                f"close {s['first_close']} -> {s['last_close']}, {s['seconds']} s")
     if s["rejects"]:
         typer.echo("rejects: " + ", ".join(f"{k} {v}" for k, v in s["rejects"].items()))
+    t = s.get("takes")
+    if t and "sent" in t:
+        typer.echo(f"takes: {t['sent']} sent, {t['trades']} traded, {t['volume_t']} t "
+                   f"({t['listed_volume_share_pct']} % of listed volume)")
+    n = s.get("negotiations")
+    if n and "quotes" in n:
+        typer.echo(f"negotiations: {n['quotes']} quotes, {n['counters']} counters, "
+                   f"{n['accepted']} accepted, {n['withdrawn']} withdrawn, {n['expired']} "
+                   f"expired; {n['volume_t']} t ({n['block_volume_share_pct']} % of block "
+                   f"volume) at {n['vwap_vs_close_pct']} % against the close")
     typer.echo(f"trade checksum {s['trade_checksum']}")
     if "ledger_reconciles" in s:
         typer.echo("ledger reconciles with the engine" if s["ledger_reconciles"] else

@@ -21,6 +21,13 @@ SessionRejectReason for messages that are well formed but wrong, Logout. Garbled
 (bad BodyLength or CheckSum, see ``gateway.fixcodec``) are ignored, as the specification
 says. Sequence numbers and sent messages are kept per account in ``DATA_DIR/fix/``.
 
+Negotiated block agreements (docs/rules.md §3b): Quote (S) becomes a native BlockQuote,
+QuoteResponse (AJ) a BlockAccept, BlockCounter or BlockWithdraw, QuoteCancel (Z) a
+BlockWithdraw, QuoteStatusRequest (a) a NegotiationsRequest; each QuoteReport of the account's
+stream is sent as a QuoteStatusReport (AI), an agreement's FILL as an ExecutionReport, and the
+block quote board (MdQuotes) as market data (MarketDataRequest with TradingSessionID BLOCK and
+TradingSessionSubID BOARD).
+
 The messages, tags and code mappings: docs/fix.md.
 """
 
@@ -55,7 +62,8 @@ COMPID_PROBLEM, SENDING_TIME_ACCURACY, INVALID_MSGTYPE, OTHER = 9, 10, 11, 99
 ADMIN = frozenset("0A12345")
 APP_TYPES = {"D": "NewOrderSingle", "F": "OrderCancelRequest",
              "G": "OrderCancelReplaceRequest", "q": "OrderMassCancelRequest",
-             "V": "MarketDataRequest"}
+             "V": "MarketDataRequest", "S": "Quote", "AJ": "QuoteResponse",
+             "Z": "QuoteCancel", "a": "QuoteStatusRequest"}
 #: TradingSessionID (336) names the segment a MarketDataRequest is for
 SEGMENTS = {"LISTED": 0, "BLOCK": 1}
 _SEGMENT_NAME = {0: "LISTED", 1: "BLOCK"}
@@ -72,6 +80,22 @@ _ORD_REJ = {"UNKNOWN_INSTRUMENT": 1, "MARKET_CLOSED": 2, "INSTRUMENT_HALTED": 2,
             "INVALID_QTY": 99, "MALFORMED": 99, "THROTTLED": 99, "OPEN_ORDER_LIMIT": 3,
             "UNKNOWN_TARGET": 5, "TARGET_SAME_SIDE": 99, "TARGET_NOT_LISTED": 99,
             "TARGET_NOT_IN_BEST_FIVE": 99, "TARGET_OWN_ORDER": 99, "TARGET_QTY_EXCEEDED": 99}
+#: negotiated block agreements (docs/fix.md "Negotiated block agreements"): QuoteStatus (297)
+#: of each QuoteReport event, all FIX 4.4 values (16 Active and 17 Canceled are FIX 5.0's)
+QS_PENDING, QS_ACCEPTED, QS_REMOVED, QS_EXPIRED, QS_REJECTED, QS_NOT_FOUND = 10, 0, 6, 7, 5, 9
+_QUOTE_STATUS = {P.QuoteEvent.QUOTED: QS_PENDING, P.QuoteEvent.ACCEPTED: QS_ACCEPTED,
+                 P.QuoteEvent.WITHDRAWN: QS_REMOVED, P.QuoteEvent.EXPIRED: QS_EXPIRED}
+#: user-defined tags of the QuoteStatusReport (like 8013 on the Logon)
+TAG_MAKER_QUOTE_ID, TAG_QUOTE_MAKER, TAG_TERMS_BY_YOU, TAG_PUBLIC_QUOTE = 8014, 8015, 8016, 8017
+#: the native command of each negotiation kind, and the QuoteReport event that answers it
+_NEG_COMMAND = {"quote": "BlockQuote", "counter": "BlockCounter", "accept": "BlockAccept",
+                "withdraw": "BlockWithdraw"}
+_NEG_EVENT = {"quote": P.QuoteEvent.QUOTED, "counter": P.QuoteEvent.QUOTED,
+              "accept": P.QuoteEvent.ACCEPTED, "withdraw": P.QuoteEvent.WITHDRAWN}
+#: QuoteRespType (694) -> negotiation command: 1 hit/lift, 2 counter, 6 pass (withdraw)
+_RESP_TYPES = {"1": "accept", "2": "counter", "6": "withdraw"}
+#: TradingSessionSubID (625) of a BLOCK MarketDataRequest asking for the block quote board
+BOARD = "BOARD"
 
 
 def _defined(msg_type: str) -> bool:
@@ -326,6 +350,19 @@ class FixSession(asyncio.Protocol):
         self.mass: list[tuple[str, str, str]] = []  # (ClOrdID, 530, symbol) in flight
         #: market data asked for: (symbol, segment) -> the request and the book last sent
         self.md: dict[tuple[str, int], dict] = {}
+        #: per (symbol, segment): for each native snapshot asked for, whether it is sent as
+        #: a W (False: asked for the block quote board only, the level view is up to date)
+        self.snaps: dict[tuple[str, int], list[bool]] = {}
+        #: the block quote board asked for: symbol -> {"req", "stream"}
+        self.boards: dict[str, dict] = {}
+        #: negotiation commands sent, not yet answered, in the order sent (see _neg_match)
+        self.neg: list[dict] = []
+        self.neg_queries: list[list] = []  # QuoteStatusRequests sent: what each answer echoes
+        self.quote_ids: set[str] = set()  # the QuoteIDs (117) of this account's own quotes
+        self.order_sent: dict[str, int] = {}  # ClOrdID -> when sent, until its first report
+        self._sent_n = 0
+        self._held = None  # a BLOCK fill waiting for the next output (an agreement's?)
+        self._held_timer = None
         self._native_reader = None
         self._timer = None
 
@@ -345,6 +382,8 @@ class FixSession(asyncio.Protocol):
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._held_timer is not None:  # a held fill: resent by the next logon's stream
+            self._held_timer.cancel()
         if self.native is not None and not self.native.closing:
             self.native.connection_lost(exc)
         if self.store is not None:
@@ -686,6 +725,8 @@ class FixSession(asyncio.Protocol):
                                   "status": "A"}  # A: pending new, until the exchange says
             store.aliases[clid] = clid
             store.touch(clid)
+        self._sent_n += 1
+        self.order_sent[clid] = self._sent_n
         if target is not None:
             self._to_native(P.encode(P.Take(clid, self.instruments.index(symbol), int(side),
                                             qty, target)))
@@ -742,7 +783,8 @@ class FixSession(asyncio.Protocol):
         """MarketDataRequest: per symbol (146 group) and segment (386 group of 336
         TradingSessionID LISTED or BLOCK; default LISTED), a snapshot (W) of the top
         ``MarketDepth`` levels (at most five) and the last trade, then with 263=1
-        incremental refreshes (X) of the levels and the trades; 263=2 ends them."""
+        incremental refreshes (X) of the levels and the trades; 263=2 ends them. BLOCK with
+        TradingSessionSubID (625) BOARD: the block quote board instead (``_board``)."""
         if not self._required(msg, (262, 263, 264, 146)):
             return
         req, kind, depth = msg.get(262), msg.get(263), msg.get(264, "")
@@ -752,7 +794,15 @@ class FixSession(asyncio.Protocol):
                          "MarketDepth (264) a number", 263 if kind not in ("0", "1", "2") else 264)
             return
         symbols = [v for t, v in msg.fields if t == 55]
-        sessions = [v for t, v in msg.fields if t == 336] or ["LISTED"]
+        sessions, subs = [], []
+        for t, v in msg.fields:
+            if t == 336:
+                sessions.append(v)
+                subs.append(None)
+            elif t == 625 and subs:
+                subs[-1] = v
+        if not sessions:
+            sessions, subs = ["LISTED"], [None]
         if not symbols:
             self._reject(msg, REQUIRED_TAG_MISSING, "Symbol (55) in NoRelatedSym", 55)
             return
@@ -760,10 +810,20 @@ class FixSession(asyncio.Protocol):
         if bad is not None:
             self._reject(msg, VALUE_INCORRECT, f"TradingSessionID {bad}: LISTED or BLOCK", 336)
             return
+        if any(sub not in (None, BOARD) or sub == BOARD and name != "BLOCK"
+               for name, sub in zip(sessions, subs)):
+            self._reject(msg, VALUE_INCORRECT, f"TradingSessionSubID (625): {BOARD} (the block "
+                         "quote board) with TradingSessionID BLOCK, or absent", 625)
+            return
         unknown = next((sym for sym in symbols if sym not in self.instruments), None)
         if unknown is not None:
             self.send("Y", [(262, req), (281, 0), (58, f"unknown symbol {unknown}")])
             return
+        if BOARD in subs:
+            self._board_request(req, kind, symbols)
+            sessions = [n for n, sub in zip(sessions, subs) if sub != BOARD]
+            if not sessions:
+                return
         if by_order and kind != "2" and any(n != "LISTED" for n in sessions):
             self.send("Y", [(262, req), (281, 7), (58, "AggregatedBook N (orders) is for "
                                                       "the LISTED segment only")])
@@ -779,6 +839,7 @@ class FixSession(asyncio.Protocol):
                                 "orders": by_order, "last": None}
                 # (again if subscribed already: the native answer is a fresh snapshot; with
                 # orders, an MdOrders after it, and again whenever the book changes)
+                self.snaps.setdefault(key, []).append(True)
                 self._to_native(P.encode(P.Subscribe(symbol, key[1], by_order)))
 
     def _md_entries(self, key, bids, asks) -> tuple[list, list]:
@@ -844,6 +905,9 @@ class FixSession(asyncio.Protocol):
             return
         if isinstance(item, P.MdSnapshot):
             key = (item.instrument, item.segment)
+            flags = self.snaps.get(key)
+            if flags and not flags.pop(0):
+                return  # asked for the board only: the level view (if any) is up to date
             sub = self.md.get(key)
             if sub is None:
                 return
@@ -891,10 +955,36 @@ class FixSession(asyncio.Protocol):
         """The native session's output: translate it into FIX."""
         if self.closed:
             return
+        items: list = []
+        if self._held is not None:  # a BLOCK fill held back: it comes first
+            items.append(self._held)
+            self._held = None
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+                self._held_timer = None
         for item in self._native_reader.feed(data):
             if isinstance(item, np.ndarray):
-                for row in item:
-                    self._report(P.report_from_row(row))
+                items.extend(P.report_from_row(row) for row in item)
+            else:
+                items.append(item)
+        for i, item in enumerate(items):
+            if isinstance(item, P.ExecutionReport):
+                if item.exec == P.ExecKind.FILL and item.segment == 1:
+                    nxt = items[i + 1] if i + 1 < len(items) else None
+                    if nxt is None and self._maybe_agreement(item):
+                        self._hold(item)  # its QuoteReport ACCEPTED is in the next output
+                        continue
+                    if isinstance(nxt, P.QuoteReport) and \
+                            nxt.event == P.QuoteEvent.ACCEPTED and nxt.trade_id == item.trade_id:
+                        self._agreement_fill(item, nxt)
+                        continue
+                if item.exec in (P.ExecKind.ACCEPTED, P.ExecKind.REJECTED):
+                    if item.exec == P.ExecKind.REJECTED and self._neg_reject(item):
+                        continue
+                    self.order_sent.pop(item.cl_ord_id, None)
+                self._report(item)
+            elif isinstance(item, P.QuoteReport):
+                self._quote_report(item)
             elif isinstance(item, P.LogonAck):
                 self._logon_accepted(item)
             elif isinstance(item, P.LogonReject):
@@ -905,6 +995,10 @@ class FixSession(asyncio.Protocol):
                     self._refuse(text)
                 else:
                     self._logout(text)
+            elif isinstance(item, P.MdQuotes):
+                self._board(item)
+            elif isinstance(item, P.Negotiations):
+                self._negotiations(item)
             elif isinstance(item, (P.MdSnapshot, P.MdDepth, P.MdTrade, P.MdOrders)):
                 self._md(item)
             elif isinstance(item, P.AdminAck) and item.command == "MassCancel" and self.mass:
@@ -915,6 +1009,18 @@ class FixSession(asyncio.Protocol):
                 if not item.ok:
                     body += [(532, 99), (58, item.text)]
                 self.send("r", body)
+            elif isinstance(item, P.AdminAck) and not item.ok and \
+                    item.command in _NEG_COMMAND.values():  # throttled
+                rec = next((r for r in self.neg if _NEG_COMMAND[r["kind"]] == item.command),
+                           None)
+                if rec is not None:
+                    self.neg.remove(rec)
+                    self._quote_rejected(rec, P.reason_name(item.reason), 0)
+            elif isinstance(item, P.AdminAck) and not item.ok and \
+                    item.command == "NegotiationsRequest" and self.neg_queries:
+                echo = self.neg_queries.pop(0)
+                self.send("AI", [(117, "NONE")] + echo + [(297, QS_NOT_FOUND),
+                                                          (58, P.reason_name(item.reason))])
         if self.store is not None:
             self.store.flush()
 
@@ -1031,6 +1137,326 @@ class FixSession(asyncio.Protocol):
     def _exec_id(self, r: P.ExecutionReport) -> str:
         return f"{self.account}-{r.report_seq}" if r.report_seq else \
             f"{self.account}-g{self.store.next_out}"
+
+    # -------------------------------------------------------------- negotiations
+
+    def _terms(self, msg: FixMessage, side: int | None):
+        """(price in fen or None, qty or 0) of a Quote or QuoteResponse: Price (44), else
+        the side's OfferPx (133) / BidPx (132), else the one of them given; OrderQty (38),
+        else OfferSize (135) / BidSize (134) likewise. False (a Reject sent) if malformed."""
+        px = [44] + ([133, 132] if side != Side.BUY else [132, 133])
+        sz = [38] + ([135, 134] if side != Side.BUY else [134, 135])
+        price = qty = None
+        tag = next((t for t in px if msg.has(t)), None)
+        if tag is not None:
+            price = parse_price(msg.get(tag))
+            if price is None:
+                self._reject(msg, DATA_FORMAT, f"tag {tag}: a price in CNY with at most two "
+                             "decimals", tag)
+                return False
+        tag = next((t for t in sz if msg.has(t)), None)
+        if tag is not None:
+            qty = parse_qty(msg.get(tag))
+            if qty is None:
+                self._reject(msg, DATA_FORMAT, f"tag {tag}: whole tonnes", tag)
+                return False
+        return price, qty or 0
+
+    def _quote_no(self, msg: FixMessage) -> int | None:
+        """QuoteID (117) as a public quote number (Reject sent if missing or not digits)."""
+        if not self._required(msg, (117,)):
+            return None
+        text = msg.get(117)
+        if not (text.isdigit() and len(text) <= 19):
+            self._reject(msg, DATA_FORMAT, "QuoteID (117) must be the quote's public number "
+                         "(digits)", 117)
+            return None
+        return int(text)
+
+    def _neg_send(self, rec: dict, frame: bytes) -> None:
+        self._sent_n += 1
+        rec["n"] = self._sent_n
+        self.neg.append(rec)
+        self._to_native(frame)
+
+    def _app_S(self, msg: FixMessage) -> None:
+        """Quote: a BlockQuote (QuoteID 117 = the quote's new id; Parties 448 with PartyRole
+        452=17 = the counterparty, none = public)."""
+        if not self._required(msg, (117, 55, 54)):
+            return
+        clid = self._clid(msg, 117)
+        if clid is None:
+            return
+        side = self._field(msg, 54, _SIDES)
+        if side is None:
+            return
+        if msg.has(336) and msg.get(336) != "BLOCK":
+            self._reject(msg, VALUE_INCORRECT, "TradingSessionID (336): BLOCK or absent", 336)
+            return
+        if msg.get(537, "1") != "1":
+            self._reject(msg, VALUE_INCORRECT, "QuoteType (537): 1 (tradeable) or absent", 537)
+            return
+        terms = self._terms(msg, side)
+        if terms is False:
+            return
+        price, qty = terms
+        if price is None or not qty:
+            tag = 44 if price is None else 38
+            self._reject(msg, REQUIRED_TAG_MISSING, "a Quote needs a price (44, or OfferPx "
+                         "133 / BidPx 132) and a quantity (38, or OfferSize 135 / BidSize 134)",
+                         tag)
+            return
+        counterparty, entry_id = "", None
+        for tag, value in msg.fields:  # the Parties group: (448, 447, 452) per entry
+            if tag == 448:
+                entry_id = value
+            elif tag == 452 and value == "17" and entry_id is not None and not counterparty:
+                counterparty = entry_id
+        if len(counterparty) > 32:
+            self._reject(msg, VALUE_INCORRECT, "PartyID (448) of the contra firm: an account "
+                         "name, at most 32 characters", 448)
+            return
+        symbol = msg.get(55)
+        echo = [(131, msg.get(131))] if msg.has(131) else []
+        rec = {"kind": "quote", "ref": clid, "no": None, "echo": echo, "symbol": symbol,
+               "side": int(side), "price": price, "qty": qty}
+        if symbol not in self.instruments:  # answered here: the exchange lists no such one
+            self._quote_rejected(rec, f"unknown symbol {symbol}", 0)
+            return
+        self.quote_ids.add(clid)
+        self._neg_send(rec, P.encode(P.BlockQuote(clid, symbol, int(side), qty, price,
+                                                  counterparty)))
+
+    def _app_AJ(self, msg: FixMessage) -> None:
+        """QuoteResponse: QuoteRespType (694) 1 accept (BlockAccept), 2 counter
+        (BlockCounter), 6 pass (BlockWithdraw) of the quote QuoteID (117) numbers;
+        QuoteRespID (693) is the command's ref."""
+        if not self._required(msg, (693, 694)):
+            return
+        ref = self._clid(msg, 693)
+        if ref is None:
+            return
+        kind = self._field(msg, 694, _RESP_TYPES)
+        if kind is None:
+            return
+        no = self._quote_no(msg)
+        if no is None:
+            return
+        side = _SIDES.get(msg.get(54))
+        terms = self._terms(msg, side)
+        if terms is False:
+            return
+        price, qty = terms
+        echo = [(693, ref)] + ([(131, msg.get(131))] if msg.has(131) else [])
+        rec = {"kind": kind, "ref": ref, "no": no, "echo": echo, "symbol": None,
+               "side": None, "price": price, "qty": qty}
+        if kind == "withdraw":
+            frame = P.encode(P.BlockWithdraw(ref, no))
+        elif kind == "counter":
+            frame = P.encode(P.BlockCounter(ref, no, price, qty))
+        else:
+            frame = P.encode(P.BlockAccept(ref, no, price, qty))
+        self._neg_send(rec, frame)
+
+    def _app_Z(self, msg: FixMessage) -> None:
+        """QuoteCancel: a BlockWithdraw of the quote QuoteID (117) numbers; its ref is
+        QuoteReqID (131) if given, else the number."""
+        no = self._quote_no(msg)
+        if no is None:
+            return
+        ref = msg.get(131) or str(no)
+        try:
+            P.encode_clid(ref)
+        except ValueError:
+            self._reject(msg, VALUE_INCORRECT, "QuoteReqID (131): at most 20 printable ASCII "
+                         "characters", 131)
+            return
+        echo = [(131, ref)] if msg.has(131) else []
+        rec = {"kind": "withdraw", "ref": ref, "no": no, "echo": echo, "symbol": None,
+               "side": None, "price": None, "qty": 0}
+        self._neg_send(rec, P.encode(P.BlockWithdraw(ref, no)))
+
+    def _app_a(self, msg: FixMessage) -> None:
+        """QuoteStatusRequest: the account's live negotiations (NegotiationsRequest), one
+        QuoteStatusReport each (only QuoteID 117's, and only Symbol 55's, if given)."""
+        echo = [(649, msg.get(649))] if msg.has(649) else []
+        only = msg.get(117)
+        if only is not None and not (only.isdigit() and len(only) <= 19):
+            self._reject(msg, DATA_FORMAT, "QuoteID (117) must be a public quote number "
+                         "(digits)", 117)
+            return
+        self.neg_queries.append([echo, only, msg.get(55)])
+        self._to_native(P.encode(P.NegotiationsRequest()))
+
+    def _negotiations(self, item: P.Negotiations) -> None:
+        if not self.neg_queries:
+            return
+        echo, only, symbol = self.neg_queries.pop(0)
+        found = [n for n in item.quotes if (only is None or str(n.quote_no) == only)
+                 and (symbol is None or n.instrument == symbol)]
+        if not found:
+            self.send("AI", [(117, only or "NONE")] + echo +
+                      ([(55, symbol)] if symbol else []) + [(297, QS_NOT_FOUND),
+                                                            (58, "no live negotiation")])
+            return
+        for n in found:
+            body = [(117, n.quote_no)] + echo
+            if n.other:
+                body += [(453, 1), (448, n.other), (447, "D"), (452, 17)]
+            body += [(55, n.instrument), (54, _FIX_SIDE.get(n.side, "1")), (38, n.qty),
+                     (44, fix_price(n.price)), (336, "BLOCK"), (297, QS_PENDING),
+                     (58, "QUOTED")]
+            if n.cl_ord_id:
+                body.append((TAG_MAKER_QUOTE_ID, n.cl_ord_id))
+            body += [(TAG_QUOTE_MAKER, "Y" if n.maker else "N"),
+                     (TAG_TERMS_BY_YOU, "Y" if n.by_you else "N"),
+                     (TAG_PUBLIC_QUOTE, "Y" if n.maker and not n.other else "N")]
+            self.send("AI", body)
+
+    def _neg_reject(self, r: P.ExecutionReport) -> bool:
+        """A REJECTED answering one of this session's negotiation commands (its ref; an
+        order sent earlier with the same id has its answer first): a QuoteStatusReport."""
+        rec = next((x for x in self.neg if x["ref"] == r.cl_ord_id), None)
+        if rec is None or self.order_sent.get(r.cl_ord_id, rec["n"] + 1) < rec["n"]:
+            return False
+        self.neg.remove(rec)
+        if r.report_seq:
+            if r.report_seq <= self.store.report_seq:
+                return True
+            self.store.report_seq = r.report_seq
+        self._quote_rejected(rec, P.reason_name(r.reason), r.ts_us)
+        return True
+
+    def _quote_rejected(self, rec: dict, text: str, ts_us: int) -> None:
+        """QuoteStatusReport Rejected (297=5), the reason in Text (58)."""
+        body = [(117, rec["ref"] if rec["kind"] == "quote" else rec["no"])] + rec["echo"]
+        if rec["symbol"]:
+            body.append((55, rec["symbol"]))
+        if rec["side"]:
+            body.append((54, _FIX_SIDE.get(rec["side"], "1")))
+        if rec["qty"]:
+            body.append((38, rec["qty"]))
+        if rec["price"] is not None:
+            body.append((44, fix_price(rec["price"])))
+        if ts_us:
+            body.append((60, fix_time(ts_us / 1e6 - 8 * 3600)))
+        body += [(336, "BLOCK"), (297, QS_REJECTED), (58, text)]
+        if rec["kind"] == "quote":
+            body.append((TAG_MAKER_QUOTE_ID, rec["ref"]))
+        self.send("AI", body)
+
+    def _neg_match(self, q: P.QuoteReport) -> dict | None:
+        """The command of this session a QuoteReport answers (it made the terms, accepted
+        or withdrew: BY_YOU), taken off the list; None for the other party's doings."""
+        if not q.by_you:
+            return None
+        for rec in self.neg:
+            if _NEG_EVENT[rec["kind"]] != q.event:
+                continue
+            if rec["kind"] == "quote" and rec["ref"] == q.cl_ord_id or \
+                    rec["kind"] != "quote" and rec["no"] == q.quote_no:
+                self.neg.remove(rec)
+                return rec
+        return None
+
+    def _quote_report(self, q: P.QuoteReport) -> None:
+        """A QuoteReport: a QuoteStatusReport (35=AI)."""
+        store = self.store
+        if q.report_seq:
+            if q.report_seq <= store.report_seq:
+                return
+            store.report_seq = q.report_seq
+        if q.cl_ord_id:
+            self.quote_ids.add(q.cl_ord_id)
+        rec = self._neg_match(q)
+        symbol = self.instruments[q.instrument] if 0 <= q.instrument < len(self.instruments) \
+            else ""
+        body = [(117, q.quote_no)] + (rec["echo"] if rec else [])
+        body += [(55, symbol), (54, _FIX_SIDE.get(q.side, "1")), (38, q.qty),
+                 (44, fix_price(q.price)), (60, fix_time(q.ts_us / 1e6 - 8 * 3600)),
+                 (336, "BLOCK"), (297, _QUOTE_STATUS.get(q.event, QS_PENDING)),
+                 (58, q.event.name)]
+        if q.cl_ord_id:
+            body.append((TAG_MAKER_QUOTE_ID, q.cl_ord_id))
+        body += [(TAG_QUOTE_MAKER, "Y" if q.maker else "N"),
+                 (TAG_TERMS_BY_YOU, "Y" if q.by_you else "N"),
+                 (TAG_PUBLIC_QUOTE, "Y" if q.public else "N")]
+        self.send("AI", body)
+
+    def _maybe_agreement(self, r: P.ExecutionReport) -> bool:
+        """Whether a BLOCK fill with nothing after it in this output may be an agreement's
+        (its QuoteReport ACCEPTED then comes in the next output: a resent stream cut)."""
+        clid = r.cl_ord_id
+        return not clid or clid in self.quote_ids or clid not in self.store.aliases or \
+            any(x["ref"] == clid for x in self.neg)
+
+    def _hold(self, r: P.ExecutionReport) -> None:
+        self._held = r
+        self._held_timer = asyncio.get_running_loop().call_later(1.0, self._release)
+
+    def _release(self) -> None:
+        """A held fill with no QuoteReport after it within a second: an order's after all."""
+        r, self._held, self._held_timer = self._held, None, None
+        if r is not None and not self.closed and self.store is not None:
+            if not r.cl_ord_id or r.cl_ord_id in self.quote_ids:
+                self._agreement_fill(r, None)  # an agreement's, its number unknown here
+            else:
+                self._report(r)
+            self.store.flush()
+
+    def _agreement_fill(self, r: P.ExecutionReport, q: P.QuoteReport | None) -> None:
+        """The FILL of a negotiated agreement (the QuoteReport ACCEPTED ``q`` follows): an
+        ExecutionReport Trade; ClOrdID the quote's id (the maker), the acceptor's
+        QuoteRespID, or else the quote's number (never empty); OrderID ``Q<number>``."""
+        store = self.store
+        if r.report_seq:
+            if r.report_seq <= store.report_seq:
+                return
+            store.report_seq = r.report_seq
+        symbol = self.instruments[r.instrument] if 0 <= r.instrument < len(self.instruments) \
+            else ""
+        price = fix_price(r.price)
+        number = str(q.quote_no) if q is not None else "NONE"
+        body = [(37, f"Q{number}" if q is not None else "NONE"), (11, r.cl_ord_id or number)]
+        if q is not None and q.by_you and not q.maker and r.cl_ord_id:
+            body.append((693, r.cl_ord_id))  # the acceptor's QuoteResponse
+        body += [(17, self._exec_id(r)), (150, "F"), (39, "2"), (55, symbol),
+                 (54, _FIX_SIDE.get(r.side, "1")), (38, r.qty), (44, price), (31, price),
+                 (32, r.qty), (151, 0), (14, r.qty), (6, avg_px(r.price * r.qty, r.qty)),
+                 (60, fix_time(r.ts_us / 1e6 - 8 * 3600)), (336, "BLOCK")]
+        self.send("8", body)
+
+    def _board_request(self, req: str, kind: str, symbols: list[str]) -> None:
+        """The block quote board of each symbol: 263=0 a QuoteBoardRequest (one W), 263=1 a
+        Subscribe(BLOCK, quotes=True) (a W now and after every change), 263=2 no more."""
+        for symbol in symbols:
+            if kind == "2":
+                self.boards.pop(symbol, None)
+                continue
+            self.boards[symbol] = {"req": req, "stream": kind == "1"}
+            if kind == "0":
+                self._to_native(P.encode(P.QuoteBoardRequest(symbol)))
+            else:
+                self.snaps.setdefault((symbol, 1), []).append(False)
+                self._to_native(P.encode(P.Subscribe(symbol, 1, False, True)))
+
+    def _board(self, item: P.MdQuotes) -> None:
+        """The block quote board as a W: one entry per live public quote, bids (quotes to
+        buy) then offers (quotes to sell), each in the order made; QuoteEntryID (299) the
+        quote's number (what QuoteID 117 of a QuoteResponse names); anonymous."""
+        sub = self.boards.get(item.instrument)
+        if sub is None:
+            return
+        entries = []
+        for want, entry_type in ((Side.BUY, "0"), (Side.SELL, "1")):
+            for number, side, price, qty in item.quotes:
+                if side == want:
+                    entries += [(269, entry_type), (270, fix_price(price)), (271, qty),
+                                (336, "BLOCK"), (625, BOARD), (299, number)]
+        self.send("W", [(262, sub["req"]), (55, item.instrument),
+                        (268, len(item.quotes))] + entries)
+        if not sub["stream"]:
+            self.boards.pop(item.instrument, None)
 
     # -------------------------------------------------------------- heartbeats
 
