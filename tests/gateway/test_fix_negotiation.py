@@ -183,6 +183,11 @@ def test_public_quote_on_the_board_accepted_by_another_fix_session(tmp_path):
         w = await b.expect("W")
         assert (w.get(262), board(w)) == ("once", [("0", "57.00", "200000", n1),
                                                    ("1", "61.00", "300000", n2)])
+        # the board and the BLOCK levels in one request: a W each
+        b.send("V", board_request("both", kind=0)[:-3] + [(386, 2), (336, "BLOCK"),
+                                                          (625, "BOARD"), (336, "BLOCK")])
+        got = [await b.expect("W") for _ in range(2)]
+        assert sorted(len(board(m)) if m.has(299) else -1 for m in got) == [-1, 2]
         # A003 lifts the buy quote straight from the board: its fill carries its ref
         c.send("AJ", response("take1", n1, "1"))
         fill = await c.expect("8")
