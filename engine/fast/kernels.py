@@ -468,6 +468,27 @@ def _place(glob, slots, refs, ref, b, side, price, account, stp, open_qty, seq):
 # ---------------------------------------------------------------------------- commands
 
 @_inline
+def _fresh_order(cmds, i, events, glob, refs, days):
+    """NEW's and TAKE's first checks: the edge's verdict, then MALFORMED (the row names no
+    order, account or instrument the book has), DUPLICATE_ORDER_ID. False: rejected."""
+    c = cmds[i]
+    check = c["check"]
+    if check != 0:
+        _reject(events, glob, i, cmds, check)
+        return False
+    ref = c["order"]
+    # a handle past refs cannot reach here (the wrapper grows refs first): bounds kept anyway
+    if not names_order(ref, c["account"], c["instrument"], days.shape[0]) or \
+            ref >= refs.shape[0]:
+        _reject(events, glob, i, cmds, Reason.MALFORMED)
+        return False
+    if refs[ref, RF_USED] != 0:
+        _reject(events, glob, i, cmds, Reason.DUPLICATE_ORDER_ID)
+        return False
+    return True
+
+
+@_inline
 def _new(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings, risk):
     # §7 order of checks for NEW: MALFORMED, INVALID_QTY, INVALID_PRICE (found at the
     # edge, in c["check"]), DUPLICATE_ORDER_ID, MARKET_CLOSED, PRICE_OUTSIDE_BAND.
@@ -476,16 +497,7 @@ def _new(cmds, i, events, glob, slots, refs, levels, books, days, cash, holdings
     ref = c["order"]
     account = c["account"]
     instrument = c["instrument"]
-    check = c["check"]
-    if check != 0:
-        _reject(events, glob, i, cmds, check)
-        return
-    # a handle past refs cannot reach here (the wrapper grows refs first): bounds kept anyway
-    if not names_order(ref, account, instrument, days.shape[0]) or ref >= refs.shape[0]:
-        _reject(events, glob, i, cmds, Reason.MALFORMED)
-        return
-    if refs[ref, RF_USED] != 0:
-        _reject(events, glob, i, cmds, Reason.DUPLICATE_ORDER_ID)
+    if not _fresh_order(cmds, i, events, glob, refs, days):
         return
     qty = c["qty"]
     segment = segment_for_qty(qty)
@@ -586,15 +598,7 @@ def _take(cmds, i, events, glob, slots, refs, levels, books, days, cash, holding
     ref = c["order"]
     account = c["account"]
     instrument = c["instrument"]
-    check = c["check"]
-    if check != 0:
-        _reject(events, glob, i, cmds, check)
-        return
-    if not names_order(ref, account, instrument, days.shape[0]) or ref >= refs.shape[0]:
-        _reject(events, glob, i, cmds, Reason.MALFORMED)
-        return
-    if refs[ref, RF_USED] != 0:
-        _reject(events, glob, i, cmds, Reason.DUPLICATE_ORDER_ID)
+    if not _fresh_order(cmds, i, events, glob, refs, days):
         return
     if not _session_open(glob, Segment.LISTED, ts):
         _reject(events, glob, i, cmds, Reason.MARKET_CLOSED)

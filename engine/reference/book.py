@@ -202,13 +202,8 @@ class ReferenceBook:
         # §7 order of checks for NEW: MALFORMED, INVALID_QTY, INVALID_PRICE (found at the
         # edge, in c["check"]), DUPLICATE_ORDER_ID, MARKET_CLOSED, PRICE_OUTSIDE_BAND.
         ref = int(c["order"])
-        check = int(c["check"])
-        if check != Reason.NONE:
-            return self._reject(c, check)
-        if not names_order(ref, int(c["account"]), int(c["instrument"]), len(self.books)):
-            return self._reject(c, Reason.MALFORMED)
-        if ref in self.used_order_ids:
-            return self._reject(c, Reason.DUPLICATE_ORDER_ID)
+        if not self._fresh_order(c):
+            return
         qty = int(c["qty"])
         segment = segment_for_qty(qty)
         if not self._session_open(segment):
@@ -256,20 +251,31 @@ class ReferenceBook:
         else:
             self._cancel_incoming(order, Reason.IOC_REMAINDER)
 
+    def _fresh_order(self, c) -> bool:
+        """NEW's and TAKE's first checks: the edge's verdict, then MALFORMED (the row names
+        no order, account or instrument the book has), DUPLICATE_ORDER_ID. False: rejected."""
+        check = int(c["check"])
+        if check != Reason.NONE:
+            self._reject(c, check)
+            return False
+        if not names_order(int(c["order"]), int(c["account"]), int(c["instrument"]),
+                           len(self.books)):
+            self._reject(c, Reason.MALFORMED)
+            return False
+        if int(c["order"]) in self.used_order_ids:
+            self._reject(c, Reason.DUPLICATE_ORDER_ID)
+            return False
+        return True
+
     def _take(self, c) -> None:
         # §3a order of checks for TAKE: MALFORMED, INVALID_QTY, INVALID_PRICE (the edge),
         # DUPLICATE_ORDER_ID, MARKET_CLOSED (LISTED hours), UNKNOWN_TARGET, TARGET_SAME_SIDE,
         # TARGET_NOT_LISTED, TARGET_NOT_IN_BEST_FIVE, TARGET_OWN_ORDER, TARGET_QTY_EXCEEDED,
         # then the risk stage.
         ref = int(c["order"])
-        check = int(c["check"])
-        if check != Reason.NONE:
-            return self._reject(c, check)
+        if not self._fresh_order(c):
+            return
         account, instrument = int(c["account"]), int(c["instrument"])
-        if not names_order(ref, account, instrument, len(self.books)):
-            return self._reject(c, Reason.MALFORMED)
-        if ref in self.used_order_ids:
-            return self._reject(c, Reason.DUPLICATE_ORDER_ID)
         if not self._session_open(Segment.LISTED):
             return self._reject(c, Reason.MARKET_CLOSED)
         target = self.resting.get(int(c[B.TAKE_TARGET]))
