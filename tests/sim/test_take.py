@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 from engine import batch as B
-from engine import orderfile
 from engine.accounts import Accounts, RiskConfig
 from engine.book import make_book
 from engine.codes import Action, EventKind, OrderType, Reason, Segment, Side
@@ -205,8 +204,6 @@ def test_same_seed_same_bytes_and_the_ledger_reconciles(tmp_path):
     assert len(by_take) == len(taken)
 
 
-@pytest.mark.skipif("target" not in getattr(orderfile, "EXTRA_COLUMNS", ()),
-                    reason="engine.orderfile does not read TAKE rows (the target column) yet")
 def test_commands_replay_through_cea_match(tmp_path):
     cfg = with_takes(small(days=3))
     out = tmp_path / "sim"
